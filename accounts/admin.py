@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from accounts.models import ActivationCode, AuthenticatorApp, RecoveryCodeSet, SignInEvent, User
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ("email",)
+    list_display = ("email", "role", "is_active", "is_staff", "last_login")
+    list_filter = ("role", "is_active", "is_staff")
+    search_fields = ("email",)
+    fieldsets = (
+        (None, {"fields": ("email", "password", "role")}),
+        ("Status", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),)
+
+
+@admin.register(ActivationCode)
+class ActivationCodeAdmin(admin.ModelAdmin):
+    list_display = ("patient", "created_at", "expires_at", "used_at", "revoked_at")
+    # The hash is useless to a person and must never be edited.
+    exclude = ("code_hash",)
+    readonly_fields = ("patient", "created_at", "expires_at", "used_at", "used_by")
+
+
+@admin.register(AuthenticatorApp)
+class AuthenticatorAppAdmin(admin.ModelAdmin):
+    list_display = ("user", "name", "confirmed", "created_at", "last_used_at")
+    # The encrypted seed stays out of the admin entirely.
+    fields = ("user", "name", "confirmed")
+    readonly_fields = ("user",)
+
+
+@admin.register(RecoveryCodeSet)
+class RecoveryCodeSetAdmin(admin.ModelAdmin):
+    list_display = ("user", "confirmed")
+    fields = ("user", "confirmed")
+    readonly_fields = ("user",)
+
+
+@admin.register(SignInEvent)
+class SignInEventAdmin(admin.ModelAdmin):
+    list_display = ("user", "occurred_at", "method", "ip")
+    readonly_fields = ("user", "occurred_at", "method", "ip", "user_agent")

@@ -1,0 +1,55 @@
+"""Reads about a user's own account. Every function narrows to ``user``."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django_otp import devices_for_user, user_has_device
+from django_otp.models import Device
+
+from accounts.models import AuthenticatorApp, RecoveryCodeSet, SignInEvent, User
+
+
+def user_has_confirmed_factor(user: User) -> bool:
+    """True when the user has a factor that can sign in on its own (app or passkey).
+
+    Recovery codes alone do not count: they exist only as a fallback for a real factor.
+    """
+    return any(not isinstance(d, RecoveryCodeSet) for d in devices_for_user(user, confirmed=True))
+
+
+def sign_in_factors(user: User) -> list[Device]:
+    """Authenticator apps and passkeys, oldest first, for the security page."""
+    factors = [d for d in devices_for_user(user, confirmed=True) if not isinstance(d, RecoveryCodeSet)]
+    return sorted(factors, key=lambda d: (getattr(d, "created_at", None) is None, getattr(d, "created_at", None) or 0))
+
+
+def factor_for_user(user: User, persistent_id: str) -> Device:
+    """One of ``user``'s factors by persistent id; another user's device is a 404 like a missing one."""
+    device = Device.from_persistent_id(persistent_id)
+    if device is None or device.user_id != user.pk or isinstance(device, RecoveryCodeSet):
+        raise Http404
+    return device
+
+
+def recovery_codes_left(user: User) -> int:
+    codeset = RecoveryCodeSet.objects.filter(user=user, confirmed=True).first()
+    return codeset.codes.count() if codeset else 0
+
+
+def pending_authenticator(user: User) -> AuthenticatorApp | None:
+    return AuthenticatorApp.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+
+
+def recent_sign_ins(user: User, limit: int = 20) -> QuerySet[SignInEvent]:
+    return SignInEvent.objects.filter(user=user)[:limit]
+
+
+def has_any_device(user: User) -> bool:
+    return user_has_device(user, confirmed=True)
+
+
+def has_passkey(user: User) -> bool:
+    from django_otp_webauthn.models import WebAuthnCredential
+
+    return WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
+from accounts.services import activation_code_issue, recovery_codes_generate
+from imaging.models import Patient
+from portal import demo
+
+
+class Command(BaseCommand):
+    help = "Create the demo patient, officer and administrator (idempotent; refuses in production)."
+
+    def handle(self, *args, **options) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("make_demo_data creates accounts with published passwords; it never runs in production.")
+        with transaction.atomic():
+            patient_user = self._user(demo.PATIENT["email"], User.Role.PATIENT)
+            patient, _ = Patient.objects.get_or_create(
+                issuer=demo.PATIENT["issuer"],
+                mrn=demo.PATIENT["mrn"],
+                defaults={"name": demo.PATIENT["name"], "birth_date": demo.PATIENT["birth_date"]},
+            )
+            if patient.user_id is None:
+                patient.user = patient_user
+                patient.save(update_fields=["user"])
+            officer = self._user(demo.OFFICER_EMAIL, User.Role.PRIVACY_OFFICER)
+            admin = self._user(demo.ADMIN_EMAIL, User.Role.ADMINISTRATOR, is_staff=True, is_superuser=True)
+            codes = {u.email: self._factor(u) for u in (patient_user, officer, admin)}
+            unactivated, _ = Patient.objects.get_or_create(
+                issuer=demo.UNACTIVATED["issuer"],
+                mrn=demo.UNACTIVATED["mrn"],
+                defaults={"name": demo.UNACTIVATED["name"], "birth_date": demo.UNACTIVATED["birth_date"]},
+            )
+            activation = None if unactivated.user_id else activation_code_issue(patient=unactivated)
+        secret = AuthenticatorApp.objects.filter(user=patient_user).first().secret_b32
+        self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD})")
+        self.stdout.write(f"  patient          {demo.PATIENT['email']}")
+        self.stdout.write(f"  privacy officer  {demo.OFFICER_EMAIL}")
+        self.stdout.write(f"  administrator    {demo.ADMIN_EMAIL}")
+        self.stdout.write(f"  authenticator secret (all three): {secret}")
+        self.stdout.write("  current code:     make demo-code")
+        for email, fresh in codes.items():
+            if fresh:
+                self.stdout.write(f"  recovery codes for {email}: {', '.join(fresh)}")
+        if activation:
+            self.stdout.write(
+                f"Try signing up: activation code {activation} for {demo.UNACTIVATED['name']}, "
+                f"born {demo.UNACTIVATED['birth_date'].isoformat()}"
+            )
+
+    def _user(self, email: str, role: str, **extra) -> User:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            user = User.objects.create_user(email, demo.DEMO_PASSWORD, role=role, **extra)
+        EmailAddress.objects.get_or_create(user=user, email=email, defaults={"primary": True, "verified": True})
+        return user
+
+    def _factor(self, user: User) -> list[str]:
+        """Give the demo account the published authenticator seed; return new recovery codes."""
+        if AuthenticatorApp.objects.filter(user=user, confirmed=True).exists():
+            return []
+        device = AuthenticatorApp(user=user, name="Demo authenticator", confirmed=True)
+        device.set_key(demo.DEMO_TOTP_KEY)
+        device.full_clean()
+        device.save()
+        if RecoveryCodeSet.objects.filter(user=user).exists():
+            return []
+        return recovery_codes_generate(user)

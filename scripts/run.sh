@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run Lightbox on the embedded default: SQLite, Celery's filesystem transport, local files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+export SITE_URL=${SITE_URL:-http://localhost:$PORT}
+export WEBAUTHN_ORIGINS=${WEBAUTHN_ORIGINS:-http://localhost:$PORT,http://127.0.0.1:$PORT}
+
+$PY manage.py migrate --noinput -v0
+$PY manage.py make_demo_data > var/demo-logins.txt
+.venv/bin/celery -A portal worker --loglevel=INFO --concurrency=1 --hostname="lightbox@%h" > var/worker.log 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+
+echo
+echo "Lightbox is running at http://localhost:$PORT/   (Ctrl-C stops it; the worker logs to var/worker.log)"
+echo
+cat var/demo-logins.txt
+echo
+.venv/bin/gunicorn portal.wsgi --bind "$HOST:$PORT" --workers 2 --access-logfile - --log-level warning
