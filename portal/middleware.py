@@ -112,3 +112,22 @@ class SecondFactorGateMiddleware:
         if request.method == "GET":
             url += "?" + urlencode({"next": request.get_full_path()})
         return HttpResponseRedirect(url)
+
+
+class NoStoreForSignedInMiddleware:
+    """Every response to a signed-in user carries ``Cache-Control: no-store`` (SECURITY.md 15).
+
+    Views add ``never_cache`` too; this catches the pages of libraries (allauth, admin) so that
+    nothing personal is kept by a shared computer's browser cache or a proxy.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if getattr(request, "user", None) is not None and request.user.is_authenticated:
+            from django.utils.cache import add_never_cache_headers
+
+            add_never_cache_headers(response)
+        return response

@@ -74,3 +74,69 @@ def patient_client(client, patient) -> Client:
 @pytest.fixture
 def password_only_client(client, unverified_user) -> Client:
     return login_password_only(client, unverified_user)
+
+
+def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
+    """Poll ``condition`` until it returns a truthy value; fail after ``timeout`` seconds.
+
+    Waiting on an observable condition (not a fixed sleep) keeps tests fast and deterministic.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class WorkerProcess:
+    """A real ``celery worker`` process on the test broker (Redis) and the test database."""
+
+    def __init__(self, log_path) -> None:
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from django.conf import settings
+
+        db = settings.DATABASES["default"]
+        env = dict(os.environ)
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "--loglevel=INFO",
+             "--without-gossip", "--without-mingle", "--hostname=test@%h"],
+            cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> None:
+        from django.core.cache import cache
+
+        from portal.celery import HEARTBEAT_KEY
+
+        wait_for(lambda: self.proc.poll() is not None or cache.get(HEARTBEAT_KEY), what="the worker's heartbeat")
+        assert self.proc.poll() is None, f"worker exited; log:\n{open(self.log_path).read()[-3000:]}"
+
+    def stop(self, sig=None) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self._log.close()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """Start a real worker for one test (function scope: tests that kill it stay isolated)."""
+    worker = WorkerProcess(tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()

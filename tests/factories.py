@@ -43,6 +43,7 @@ class PatientFactory(factory.django.DjangoModelFactory):
 class AuthenticatorAppFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = AuthenticatorApp
+        skip_postgeneration_save = True
 
     user = factory.SubFactory(UserFactory)
     name = "Phone"

@@ -1,0 +1,167 @@
+"""The second-factor gate, walked over every URL pattern the resolver knows (SECURITY.md 1).
+
+A new view cannot slip past: every pattern is requested with an anonymous session and with a
+password-only session; a view that answers them must be on the reviewed lists below.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.urls.exceptions import Resolver404
+
+from tests.conftest import login_password_only
+from tests.factories import UserFactory
+
+# Pages anyone may open. Reviewed: none of them shows patient data.
+PUBLIC = {
+    "account_login",
+    "account_signup",
+    "account_logout",
+    "account_reset_password",
+    "account_reset_password_done",
+    "account_reset_password_from_key",
+    "account_reset_password_from_key_done",
+    "account_confirm_email",
+    "account_email_verification_sent",
+    "account_inactive",
+    "account_confirm_login_code",  # login by code is off; the page only redirects
+    "portal-healthz",
+    "portal-signing-key",
+    "portal-webauthn-jsi18n",
+}
+# The second-factor steps: a password-only session may open these and nothing else.
+SECOND_FACTOR_STEPS = {
+    "accounts-2fa-enrol",
+    "accounts-2fa-verify",
+    "accounts-passkey-auth-begin",
+    "accounts-passkey-auth-complete",
+}
+# Sample values tried, in order, for each captured part of a URL.
+SAMPLES = ["1", "accounts", "user", "abc", "1-abc", str(uuid.UUID(int=1))]
+
+
+def _strip(regex: str) -> str:
+    return regex.removeprefix("^").removesuffix("\\Z").removesuffix("$")
+
+
+def _groups(regex: str):
+    """Yield (start, end, name, body) for each top-level named group."""
+    for match in re.finditer(r"\(\?P<(\w+)>", regex):
+        depth, i = 1, match.end()
+        while depth:
+            if regex[i] == "\\":
+                i += 2
+                continue
+            depth += {"(": 1, ")": -1}.get(regex[i], 0)
+            i += 1
+        yield match.start(), i, match.group(1), regex[match.end() : i - 1]
+
+
+def _sample_path(regex: str) -> str:
+    out, last = [], 0
+    for start, end, name, body in _groups(regex):
+        value = next((s for s in SAMPLES if re.fullmatch(body, s)), None)
+        assert value is not None, f"no sample value fits <{name}> in {regex!r}: add one to SAMPLES"
+        out += [regex[last:start], value]
+        last = end
+    out.append(regex[last:])
+    return "/" + re.sub(r"\\(.)", r"\1", "".join(out))
+
+
+def all_routes():
+    """(path, url_name, pattern) for every concrete view in the URLconf."""
+    def walk(patterns, prefix, namespace):
+        for p in patterns:
+            regex = prefix + _strip(p.pattern.regex.pattern)
+            if isinstance(p, URLResolver):
+                ns = f"{namespace}:{p.namespace}" if namespace and p.namespace else (p.namespace or namespace)
+                yield from walk(p.url_patterns, regex, ns)
+            elif isinstance(p, URLPattern):
+                name = f"{namespace}:{p.name}" if namespace and p.name else p.name
+                yield _sample_path(regex), name, regex
+
+    routes = list(walk(get_resolver().url_patterns, "", None))
+    assert len(routes) > 40, "the walk found too few routes; the URLconf walker is broken"
+    return routes
+
+
+ROUTES = all_routes()
+
+
+def _ids():
+    return [f"{name or '-'} {path}" for path, name, _ in ROUTES]
+
+
+def test_every_sample_path_resolves_to_its_own_pattern():
+    for path, name, regex in ROUTES:
+        try:
+            match = resolve(path)
+        except Resolver404:  # pragma: no cover - the assertion message is the point
+            pytest.fail(f"sample {path} for {regex} does not resolve")
+        assert match.url_name == (name.split(":")[-1] if name else match.url_name)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("path", "name", "regex"), ROUTES, ids=_ids())
+def test_password_only_session_gets_nothing_but_the_factor_step(client, path, name, regex):
+    user = UserFactory(is_staff=True, is_superuser=True)  # the strongest account, so admin is covered
+    from tests.factories import AuthenticatorAppFactory
+
+    AuthenticatorAppFactory(user=user)
+    login_password_only(client, user)
+    for method in ("get", "post"):
+        response = getattr(client, method)(path)
+        if name in PUBLIC or name in SECOND_FACTOR_STEPS:
+            assert response.status_code != 500
+            continue
+        assert response.status_code == 302, f"{method.upper()} {path} ({name}) answered {response.status_code}"
+        assert response["Location"].startswith("/account/2fa/"), f"{path} redirected to {response['Location']}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("path", "name", "regex"), ROUTES, ids=_ids())
+def test_anonymous_visitor_is_sent_to_login(client, path, name, regex):
+    if name in PUBLIC:
+        return
+    response = client.get(path)
+    assert response.status_code in (302, 401), f"GET {path} ({name}) answered {response.status_code}"
+    if response.status_code == 302:
+        location = response["Location"]
+        if location.startswith("/admin/login/"):
+            # The admin sends visitors to its login view, which hands over to ours.
+            location = client.get(location)["Location"]
+        assert location.startswith("/accounts/login/"), f"{path} redirected to {location}"
+
+
+@pytest.mark.django_db
+def test_password_only_user_without_factor_is_sent_to_enrolment(client):
+    user = UserFactory()
+    login_password_only(client, user)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/account/2fa/setup/")
+
+
+@pytest.mark.django_db
+def test_gate_keeps_the_page_they_wanted(client, unverified_user):
+    login_password_only(client, unverified_user)
+    response = client.get("/account/security/")
+    assert response["Location"] == "/account/2fa/?next=%2Faccount%2Fsecurity%2F"
+
+
+def test_public_views_are_exactly_the_reviewed_list():
+    """A view newly marked public (or a factor step) must be reviewed and added above."""
+    marked_public = set()
+    marked_step = set()
+    for path, name, _ in ROUTES:
+        func = resolve(path).func
+        if getattr(func, "second_factor_step", False):
+            marked_step.add(name)
+        elif getattr(func, "login_required", True) is False and not (name or "").startswith("admin:"):
+            marked_public.add(name)
+    assert marked_step == SECOND_FACTOR_STEPS
+    assert marked_public <= PUBLIC | {None}, f"unreviewed public views: {marked_public - PUBLIC}"

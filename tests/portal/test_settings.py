@@ -1,0 +1,90 @@
+"""Production mode refuses to start without its secrets and passes ``check --deploy``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def production_env(tmp_path) -> dict[str, str]:
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEY", "SIGNING_KEY_FILE", "ALLOWED_HOSTS", "DEBUG"}}
+    env.update(
+        LIGHTBOX_ENV="production",
+        LIGHTBOX_DATA_DIR=str(tmp_path / "data"),
+        SECRET_KEY="x7" * 30 + "-production-secret",
+        FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        SIGNING_KEY_FILE=str(key_file),
+        ALLOWED_HOSTS="lightbox.example.org",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_passes_with_production_settings(production_env):
+    result = _manage(production_env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEY", "SIGNING_KEY_FILE", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_secrets(production_env, missing):
+    del production_env[missing]
+    result = _manage(production_env, "check")
+    assert result.returncode != 0
+    assert f"{missing} must be set" in result.stderr
+
+
+def test_production_refuses_a_weak_secret_key_and_debug(production_env):
+    result = _manage({**production_env, "SECRET_KEY": "django-insecure-short"}, "check")
+    assert result.returncode != 0 and "SECRET_KEY must be a random string" in result.stderr
+    result = _manage({**production_env, "DEBUG": "1"}, "check")
+    assert result.returncode != 0 and "DEBUG must be off" in result.stderr
+
+
+def test_a_mistyped_boolean_stops_the_process(production_env):
+    result = _manage({**production_env, "DEBUG": "maybe"}, "check")
+    assert result.returncode != 0 and "DEBUG must be one of" in result.stderr
+
+
+def test_production_sends_hsts_and_secure_cookies(production_env):
+    script = """
+import django, os
+django.setup()
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+r = Client().get('/accounts/login/', secure=True, HTTP_HOST='lightbox.example.org')
+print('HSTS', r.get('Strict-Transport-Security'))
+print('COOKIE', r.cookies['__Host-lightbox-csrf'].output())
+"""
+    _manage(production_env, "migrate", "-v0")
+    _manage(production_env, "collectstatic", "--noinput", "-v0")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={**production_env, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HSTS max-age=63072000; includeSubDomains; preload" in result.stdout
+    cookie_line = next(line for line in result.stdout.splitlines() if line.startswith("COOKIE"))
+    assert "Secure" in cookie_line and "HttpOnly" in cookie_line and "SameSite=Lax" in cookie_line
