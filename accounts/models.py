@@ -136,7 +136,8 @@ class AuthenticatorApp(TimestampMixin, ThrottlingMixin, Device):
         if not allowed:
             return False
         token = str(token).strip().replace(" ", "")
-        if not (token.isdigit() and len(token) == self.digits):
+        # isascii: str.isdigit() also accepts digits such as "²" that int() cannot parse.
+        if not (token.isascii() and token.isdigit() and len(token) == self.digits):
             self.throttle_increment(commit=True)
             return False
         totp = TOTP(self.bin_key, self.step, 0, self.digits, self.drift)

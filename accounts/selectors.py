@@ -25,11 +25,15 @@ def sign_in_factors(user: User) -> list[Device]:
 
 
 def factor_for_user(user: User, persistent_id: str) -> Device:
-    """One of ``user``'s factors by persistent id; another user's device is a 404 like a missing one."""
-    device = Device.from_persistent_id(persistent_id)
-    if device is None or device.user_id != user.pk or isinstance(device, RecoveryCodeSet):
-        raise Http404
-    return device
+    """One of ``user``'s factors by persistent id; another user's device is a 404 like a missing one.
+
+    Looked up among the user's own factors rather than with ``Device.from_persistent_id``: that
+    loads whatever model the id names and crashes on a non-device label like ``accounts.user/1``.
+    """
+    for device in sign_in_factors(user):
+        if device.persistent_id == persistent_id:
+            return device
+    raise Http404
 
 
 def recovery_codes_left(user: User) -> int:

@@ -173,8 +173,9 @@ def authenticator_enrolment_confirm(*, request: HttpRequest, device: Authenticat
         require_recent_reauthentication(request)
     _consume_code_attempt(request, dry_run=True)
     with transaction.atomic():
-        locked = AuthenticatorApp.objects.select_for_update().get(pk=device.pk, user=user, confirmed=False)
-        if not locked.verify_token(token):
+        # None when a parallel submit of the same code confirmed it first: that one won.
+        locked = AuthenticatorApp.objects.select_for_update().filter(pk=device.pk, user=user, confirmed=False).first()
+        if locked is None or not locked.verify_token(token):
             ok = False
         else:
             ok = True

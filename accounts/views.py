@@ -7,8 +7,9 @@ from allauth.core.exceptions import RateLimited
 from allauth.core.internal.ratelimit import respond_429
 from allauth.usersessions.models import UserSession
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -34,10 +35,12 @@ signup = ActivationSignupView.as_view()
 
 
 def _safe_next(request: HttpRequest) -> str:
+    """A URL on this host (SECURITY.md 11). Always a URL, never a view name: ``redirect()``
+    would try to reverse a bare word like ``foo`` and fail with a server error."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
         return target
-    return "home"
+    return reverse("home")
 
 
 def _render_recovery_codes(request: HttpRequest, codes: list[str], *, first_time: bool) -> HttpResponse:
@@ -90,7 +93,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     """The second step of sign-in: a code from the app, a recovery code, or a passkey."""
     user = request.user
     if user.is_verified():
-        return redirect(_safe_next(request))
+        return HttpResponseRedirect(_safe_next(request))
     if not selectors.user_has_confirmed_factor(user):
         return redirect("accounts-2fa-enrol")
     form = CodeForm(request.POST or None)
@@ -102,7 +105,7 @@ def verify(request: HttpRequest) -> HttpResponse:
         except services.InvalidCode:
             form.add_error("code", _("That code did not work. Codes can be used once; wait for the next one."))
         else:
-            return redirect(_safe_next(request))
+            return HttpResponseRedirect(_safe_next(request))
     has_passkey = selectors.has_passkey(user)
     context = {"form": form, "has_passkey": has_passkey, "next": _safe_next(request) if request.GET.get("next") else ""}
     if has_passkey:

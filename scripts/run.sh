@@ -6,7 +6,8 @@ PY=.venv/bin/python
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 export SITE_URL=${SITE_URL:-http://localhost:$PORT}
-export WEBAUTHN_ORIGINS=${WEBAUTHN_ORIGINS:-http://localhost:$PORT,http://127.0.0.1:$PORT}
+# Browsers allow passkeys on http only for "localhost"; open the demo there to try them.
+export WEBAUTHN_ORIGINS=${WEBAUTHN_ORIGINS:-http://localhost:$PORT}
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py make_demo_data > var/demo-logins.txt

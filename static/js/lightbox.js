@@ -12,29 +12,52 @@
     return el.textContent.trim();
   }
 
+  // Tell screen readers what happened (the live region is in base.html), and show it briefly
+  // on the button for everyone else.
   function announce(button, message) {
-    var original = button.textContent;
+    var live = document.getElementById("live-status");
+    if (live) {
+      live.textContent = "";
+      window.setTimeout(function () { live.textContent = message; }, 50);
+    }
+    if (!button.dataset.label) button.dataset.label = button.textContent;
     button.textContent = message;
-    setTimeout(function () { button.textContent = original; }, 2000);
+    window.setTimeout(function () { button.textContent = button.dataset.label; }, 2000);
+  }
+
+  function copy(button, text) {
+    if (!navigator.clipboard) {
+      announce(button, "Copy is not available here");
+      return;
+    }
+    navigator.clipboard.writeText(text).then(
+      function () { announce(button, "Copied"); },
+      function () { announce(button, "Copy failed"); }
+    );
+  }
+
+  function download(button, text) {
+    var header = "Lightbox recovery codes\nEach code works once. Keep them apart from your phone.\n\n";
+    var blob = new Blob([header + text + "\n"], { type: "text/plain" });
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = button.getAttribute("data-filename") || "download.txt";
+    link.hidden = true;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    // The browser reads the blob after this handler returns; free it once it surely has.
+    window.setTimeout(function () { URL.revokeObjectURL(link.href); }, 60000);
+    announce(button, "Downloaded");
   }
 
   document.addEventListener("click", function (event) {
     var target = event.target.closest("[data-copy], [data-download], [data-print]");
     if (!target) return;
     if (target.hasAttribute("data-copy")) {
-      navigator.clipboard.writeText(textOf(target.getAttribute("data-copy"))).then(
-        function () { announce(target, "Copied"); },
-        function () { announce(target, "Copy failed"); }
-      );
+      copy(target, textOf(target.getAttribute("data-copy")));
     } else if (target.hasAttribute("data-download")) {
-      var header = "Lightbox recovery codes\nEach code works once. Keep them apart from your phone.\n\n";
-      var blob = new Blob([header + textOf(target.getAttribute("data-download")) + "\n"], { type: "text/plain" });
-      var link = document.createElement("a");
-      link.href = URL.createObjectURL(blob);
-      link.download = target.getAttribute("data-filename") || "download.txt";
-      document.body.appendChild(link);
-      link.click();
-      setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 0);
+      download(target, textOf(target.getAttribute("data-download")));
     } else if (target.hasAttribute("data-print")) {
       window.print();
     }

@@ -19,9 +19,12 @@ class Command(BaseCommand):
     def handle(self, *args, email: str, password_file: Path | None, **options) -> None:
         if password_file:
             try:
-                password = password_file.read_text().strip("\n")
+                # Only the line ending is the file's; a file saved on Windows ends in CRLF.
+                password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise CommandError(f"Cannot read {password_file}: {exc.strerror}") from exc
+            except UnicodeDecodeError as exc:
+                raise CommandError(f"Cannot read {password_file}: it is not UTF-8 text.") from exc
         else:
             password = getpass.getpass("Password: ")
             if password != getpass.getpass("Password (again): "):
