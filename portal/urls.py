@@ -5,7 +5,6 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
-from imaging import views as imaging_views
 from portal import views
 
 # The admin has no login of its own: it uses ours, and the second-factor gate covers it.
@@ -13,7 +12,7 @@ admin.site.login = secure_admin_login(admin.site.login)
 admin.site.site_header = "Lightbox administration"
 
 urlpatterns = [
-    path("", imaging_views.home, name="home"),
+    path("", include("imaging.urls")),
     path("healthz", views.healthz, name="portal-healthz"),
     path(".well-known/lightbox-signing-key.pem", views.signing_key, name="portal-signing-key"),
     path("", include("accounts.urls")),
