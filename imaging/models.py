@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Patient(models.Model):
@@ -10,7 +11,7 @@ class Patient(models.Model):
     issuer = models.CharField(max_length=64, help_text="Assigning authority of the MRN (DICOM Issuer of Patient ID).")
     mrn = models.CharField("MRN", max_length=64)
     name = models.CharField(max_length=200)
-    birth_date = models.DateField()
+    birth_date = models.DateField(null=True, blank=True)
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient"
     )
@@ -22,3 +23,109 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.issuer}/{self.mrn}"
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        AVAILABLE = "available", _("Available")
+        UNDER_REVIEW = "under_review", _("Under review")
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    study_uid = models.CharField("Study Instance UID", max_length=64, unique=True)
+    study_date = models.DateField(null=True, blank=True)
+    study_time = models.TimeField(null=True, blank=True)
+    modalities = models.CharField(max_length=64, blank=True, help_text="Modalities in the study, comma-separated.")
+    description = models.CharField(max_length=200, blank=True)
+    accession = models.CharField(max_length=64, blank=True, db_index=True)
+    institution = models.CharField(max_length=200, blank=True)
+    referring_physician = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-study_date", "-study_time", "-pk"]
+        indexes = [models.Index(fields=["patient", "-study_date"])]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return f"{self.study_date or 'undated'} {self.modalities} {self.description}".strip()
+
+
+class Series(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="series")
+    series_uid = models.CharField("Series Instance UID", max_length=64, unique=True)
+    modality = models.CharField(max_length=16, blank=True)
+    number = models.IntegerField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["number", "pk"]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return f"Series {self.number or '?'} {self.modality} {self.description}".strip()
+
+
+class Instance(models.Model):
+    series = models.ForeignKey(Series, on_delete=models.PROTECT, related_name="instances")
+    sop_uid = models.CharField("SOP Instance UID", max_length=64, unique=True)
+    sop_class = models.CharField(max_length=64)
+    transfer_syntax = models.CharField(max_length=64)
+    number = models.IntegerField(null=True, blank=True)
+    frames = models.PositiveIntegerField(default=1)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    columns = models.PositiveIntegerField(null=True, blank=True)
+    size = models.BigIntegerField(help_text="Bytes of the stored file.")
+    sha256 = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of the stored file, taken at ingest.")
+    storage_path = models.CharField(max_length=200, help_text="Content-addressed: dicom/ab/cd/<sha256>.dcm")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    verified_ok = models.BooleanField(null=True, blank=True, help_text="Result of the last re-hash; null until first checked.")
+    # Taken from the header at ingest so the viewer needs no file read per slice: window,
+    # rescale, photometric, pixel spacing, position/orientation, frame time, SOP class name.
+    meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["number", "pk"]
+        indexes = [models.Index(fields=["last_verified_at"], name="instance_last_verified_idx")]
+
+    def __str__(self) -> str:
+        return self.sop_uid
+
+    @property
+    def is_image(self) -> bool:
+        return bool(self.rows and self.columns and self.frames)
+
+
+class IntegrityAlert(models.Model):
+    """A stored file that no longer matches, or a re-sent file that differs from the original."""
+
+    class Kind(models.TextChoices):
+        CONFLICT = "conflict", _("A different file arrived with the same identifier")
+        MISMATCH = "mismatch", _("The stored file no longer matches its fingerprint")
+        MISSING = "missing", _("The stored file is missing")
+
+    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    expected_sha256 = models.CharField(max_length=64)
+    found_sha256 = models.CharField(max_length=64, blank=True)
+    detected_at = models.DateTimeField(auto_now_add=True)
+    details = models.JSONField(default=dict, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            # One open alert per finding: the nightly re-check and repeated imports of the same
+            # conflicting file must not pile up duplicates for the privacy office.
+            models.UniqueConstraint(
+                fields=["instance", "kind", "found_sha256"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="integrity_alert_open_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.instance_id})"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 import dj_email_url
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
@@ -85,6 +86,7 @@ INSTALLED_APPS = [
     "portal",
     "accounts",
     "imaging",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -199,6 +201,7 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 # SECURITY.md 6: sensitive actions need a password re-entry no older than five minutes.
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
@@ -224,6 +227,9 @@ ACCOUNT_RATE_LIMITS = {
 ALLAUTH_TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
 ALLAUTH_TRUSTED_CLIENT_IP_HEADER = envstr("TRUSTED_CLIENT_IP_HEADER") or None
 USERSESSIONS_TRACK_ACTIVITY = True
+
+# Issuer (assigning authority) for Patient IDs in files that name none.
+LIGHTBOX_DEFAULT_ISSUER = envstr("LIGHTBOX_DEFAULT_ISSUER", "LOCAL")
 
 # Activation codes expire: a letter sits in a drawer; two weeks is long enough to use it.
 ACTIVATION_CODE_TTL_DAYS = envint("ACTIVATION_CODE_TTL_DAYS", 14)
@@ -311,6 +317,14 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE = {
+    # Re-hash every stored DICOM file nightly (issue 3 "Integrity"): silent corruption or
+    # tampering is found within a day, and 03:15 keeps the disk reads away from clinic hours.
+    "imaging-verify-integrity": {
+        "task": "imaging.verify_integrity",
+        "schedule": crontab(hour=3, minute=15),
+    },
+}
 
 # --- Static files, i18n -----------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -323,6 +337,25 @@ STORAGES = {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+    # DICOM originals, content-addressed (dicom/ab/cd/<sha256>.dcm). Object storage is a
+    # configuration change (django-storages S3). Files are patient data: owner and group only.
+    "dicom": {
+        "BACKEND": "imaging.storage.AtomicFileSystemStorage",
+        "OPTIONS": {
+            "location": str(DATA_DIR / "storage"),
+            "file_permissions_mode": 0o640,
+            "directory_permissions_mode": 0o750,
+        },
+    },
+    # Cached PNG/WebP renders (renders/...): disposable, rebuilt on demand, still patient data.
+    "renders": {
+        "BACKEND": "imaging.storage.AtomicFileSystemStorage",
+        "OPTIONS": {
+            "location": str(DATA_DIR / "storage"),
+            "file_permissions_mode": 0o640,
+            "directory_permissions_mode": 0o750,
+        },
     },
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
@@ -351,5 +384,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # At DEBUG the template engine logs whole page contexts, which on the enrolment and
+        # recovery-code pages include secrets (SECURITY.md 14); never below INFO.
+        "django.template": {"level": "INFO"},
+    },
 }

@@ -11,7 +11,10 @@ export WEBAUTHN_ORIGINS=${WEBAUTHN_ORIGINS:-http://localhost:$PORT}
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py make_demo_data > var/demo-logins.txt
-.venv/bin/celery -A portal worker --loglevel=INFO --concurrency=1 --hostname="lightbox@%h" > var/worker.log 2>&1 &
+# -B runs the beat scheduler inside this one worker (nightly integrity re-check); production runs
+# `celery -A portal beat` as its own process instead.
+.venv/bin/celery -A portal worker -B --schedule var/celerybeat-schedule --loglevel=INFO --concurrency=1 \
+  --hostname="lightbox@%h" > var/worker.log 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 

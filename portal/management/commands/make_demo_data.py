@@ -7,6 +7,7 @@ from django.db import transaction
 
 from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
 from accounts.services import activation_code_issue, recovery_codes_generate
+from imaging.demo import build_demo_studies
 from imaging.models import Patient
 from portal import demo
 
@@ -36,6 +37,9 @@ class Command(BaseCommand):
                 defaults={"name": demo.UNACTIVATED["name"], "birth_date": demo.UNACTIVATED["birth_date"]},
             )
             activation = None if unactivated.user_id else activation_code_issue(patient=unactivated)
+        # Studies go through the real ingest (its own per-study transactions), once.
+        if not patient.studies.exists():
+            build_demo_studies(patient)
         secret = AuthenticatorApp.objects.filter(user=patient_user).first().secret_b32
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD})")
         self.stdout.write(f"  patient          {demo.PATIENT['email']}")

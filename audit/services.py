@@ -1,0 +1,414 @@
+"""Writes (and the integrity check) for the access log.
+
+Every access to a patient's data is recorded with ``record_access`` inside the transaction of
+the action itself (SECURITY.md 13), so an action and its audit row commit or roll back together.
+Events form one hash chain per patient: each row carries its position ``seq``, the previous row's
+hash and the SHA-256 of its own contents, so ``chain_verify`` can detect an edited, deleted,
+reordered or inserted row even if someone gets past the append-only triggers.
+
+Nothing here logs: events name patients and accessors, and logs are not the place for either
+(SECURITY.md 14).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from allauth.account.adapter import get_adapter
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.models import GENESIS_HASH, AccessEvent, ChainHead
+from imaging.models import Patient, Study
+
+# What the hash covers: every field of the event except its row id (assigned by the database
+# after hashing) and the hash itself. Changing this list breaks every existing chain.
+HASHED_FIELDS = (
+    "occurred_at",
+    "recorded_at",
+    "patient",
+    "study",
+    "actor_type",
+    "actor_name",
+    "actor_ref",
+    "organization",
+    "role",
+    "purpose",
+    "action",
+    "outcome",
+    "source",
+    "source_event_id",
+    "ip",
+    "user_agent",
+    "details",
+    "seq",
+    "prev_hash",
+)
+
+# The User-Agent header is client-controlled; an over-long one must not make the audit write
+# (and with it the action) fail.
+USER_AGENT_MAX = 300
+
+
+# --- Hashing ------------------------------------------------------------------------------
+
+
+def _utc(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _canonical(value: Any) -> Any:
+    # PostgreSQL's jsonb stores numbers as exact decimals, so 1e16 written as a float may come
+    # back as the integer 10000000000000000; hashing integral floats as ints keeps the hash of
+    # a row identical before and after the round trip.
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def event_payload(event: AccessEvent) -> dict[str, Any]:
+    """The canonical content of an event, as hashed. Ids are strings, times ISO-8601 UTC."""
+    return {
+        "occurred_at": _utc(event.occurred_at),
+        "recorded_at": _utc(event.recorded_at),
+        "patient": str(event.patient_id),
+        "study": None if event.study_id is None else str(event.study_id),
+        "actor_type": event.actor_type,
+        "actor_name": event.actor_name,
+        "actor_ref": event.actor_ref,
+        "organization": event.organization,
+        "role": event.role,
+        "purpose": event.purpose,
+        "action": event.action,
+        "outcome": event.outcome,
+        "source": event.source,
+        "source_event_id": event.source_event_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "details": _canonical(event.details),
+        "seq": event.seq,
+        "prev_hash": event.prev_hash,
+    }
+
+
+def event_hash(event: AccessEvent) -> str:
+    """SHA-256 (hex) of the event's canonical JSON: sorted keys, no whitespace, UTF-8."""
+    text = json.dumps(event_payload(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- Recording ----------------------------------------------------------------------------
+
+
+def _normalise_details(details: Any) -> dict[str, Any]:
+    if details is None:
+        return {}
+    if not isinstance(details, dict):
+        raise ValidationError({"details": "Details must be a JSON object."})
+    try:
+        # Store exactly what a later read returns (plain JSON types), so the hash verifies.
+        return json.loads(json.dumps(details, cls=DjangoJSONEncoder, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"details": f"Details must be JSON-serialisable: {exc}"}) from exc
+
+
+def _locked_chain_head(patient: Patient) -> ChainHead:
+    """The patient's chain head, locked until the end of the transaction; created if missing."""
+    heads = ChainHead.objects.select_for_update()
+    head = heads.filter(patient=patient).first()
+    if head is None:
+        try:
+            # Own savepoint: losing the race to create the head must not poison the caller's
+            # transaction. The loser's INSERT waits for the winner to commit, then fails here.
+            with transaction.atomic():
+                ChainHead.objects.create(patient=patient)
+        except IntegrityError:
+            pass
+        head = heads.get(patient=patient)
+    return head
+
+
+def record_access(
+    *,
+    patient: Patient,
+    action: str,
+    purpose: str,
+    actor_type: str,
+    actor_name: str = "",
+    actor_ref: str = "",
+    organization: str = "",
+    role: str = "",
+    study: Study | None = None,
+    outcome: str = "success",
+    source: str = "portal",
+    source_event_id: str | None = None,
+    occurred_at: dt.datetime | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    details: dict[str, Any] | None = None,
+) -> AccessEvent:
+    """Append one event to ``patient``'s access log and return it.
+
+    Callers: every service that reads or changes patient data (portal views via
+    ``record_portal_access``, the event-ingest API, imports, consent checks, exports), inside
+    their own transaction, so the action and its record commit together.
+
+    Runs in a savepoint and locks the patient's chain head, so concurrent writers for one
+    patient append one after the other and never fork the chain. Raises ``ValidationError`` for
+    an unknown actor type, purpose, action, outcome or source, a study of another patient, a
+    naive ``occurred_at`` or non-JSON details; ``IntegrityError`` when (``source``,
+    ``source_event_id``) was already recorded (the caller's transaction stays usable).
+    """
+    if study is not None and study.patient_id != patient.pk:
+        raise ValidationError({"study": "The study belongs to another patient."})
+    now = timezone.now()
+    event = AccessEvent(
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+        patient=patient,
+        study=study,
+        actor_type=actor_type,
+        actor_name=actor_name,
+        actor_ref=actor_ref,
+        organization=organization,
+        role=role,
+        purpose=purpose,
+        action=action,
+        outcome=outcome,
+        source=source,
+        source_event_id=source_event_id or None,
+        ip=ip or None,
+        user_agent=(user_agent or "")[:USER_AGENT_MAX],
+        details=_normalise_details(details),
+    )
+    # seq, prev_hash and hash come from the chain head below. Uniqueness is left to the
+    # database: a pre-check query would be one more round trip and still racy.
+    event.full_clean(exclude=["seq", "prev_hash", "hash"], validate_unique=False, validate_constraints=False)
+    if timezone.is_naive(event.occurred_at):
+        raise ValidationError({"occurred_at": "The time of access must carry a time zone."})
+    with transaction.atomic():
+        head = _locked_chain_head(patient)
+        # Taken under the lock, so recorded_at never goes backwards along a chain.
+        event.recorded_at = timezone.now()
+        if occurred_at is None:
+            event.occurred_at = event.recorded_at
+        event.seq = head.seq + 1
+        event.prev_hash = head.last_hash
+        event.hash = event_hash(event)
+        event.save(force_insert=True)
+        head.seq = event.seq
+        head.last_hash = event.hash
+        head.save(update_fields=["seq", "last_hash"])
+    return event
+
+
+def record_portal_access(
+    request: HttpRequest,
+    *,
+    patient: Patient,
+    action: str,
+    study: Study | None = None,
+    purpose: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AccessEvent:
+    """Record an access made through the portal by the signed-in user.
+
+    Callers: portal views and services, after the selector has allowed the access. The actor
+    comes from ``request.user``: the patient themselves (purpose defaults to
+    ``patient_request``) or a privacy officer (``privacy_investigation``), who appears to the
+    patient under their email, role and the hospital's name. Anyone else raises
+    ``PermissionDenied``: the portal has no other way to reach a patient's data, so reaching
+    here is a bug and the action must not go ahead unrecorded.
+    """
+    user = request.user
+    if not user.is_authenticated:
+        raise PermissionDenied("An anonymous request cannot access patient data.")
+    if patient.user_id is not None and patient.user_id == user.pk:
+        actor: dict[str, str] = {
+            "actor_type": AccessEvent.ActorType.PATIENT,
+            "actor_name": "Patient (self)",
+            "purpose": purpose or AccessEvent.Purpose.PATIENT_REQUEST,
+        }
+    elif getattr(user, "is_privacy_officer", False):
+        actor = {
+            "actor_type": AccessEvent.ActorType.PRIVACY_OFFICE,
+            "actor_name": user.email,
+            "organization": settings.HOSPITAL_NAME,
+            "role": "Privacy officer",
+            "purpose": purpose or AccessEvent.Purpose.PRIVACY_INVESTIGATION,
+        }
+    else:
+        raise PermissionDenied("This account may not access this patient's data.")
+    return record_access(
+        patient=patient,
+        study=study,
+        action=action,
+        actor_ref=f"user:{user.pk}",
+        source=AccessEvent.Source.PORTAL,
+        ip=get_adapter(request).get_client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        details=details,
+        **actor,
+    )
+
+
+# --- Verification -------------------------------------------------------------------------
+
+# Rows fetched per round trip while streaming a whole table.
+_VERIFY_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int  # events whose hash was recomputed
+    first_bad_event_id: int | None = None  # None when the break is not an event (a missing tail)
+    reason: str = ""
+    patient_id: int | None = None  # the patient whose chain is broken
+    chains: int = 0  # patient chains looked at
+
+
+@dataclass
+class _Chain:
+    patient_id: int
+    seq: int = 0
+    last_hash: str = GENESIS_HASH
+    last_event_id: int | None = None
+
+    def feed(self, event: AccessEvent) -> str | None:
+        """Check the next event (in seq order) against the chain so far; a reason if it is bad."""
+        if event.seq != self.seq + 1:
+            if event.seq <= self.seq:
+                return (
+                    f"sequence number {event.seq} repeats or goes backwards after {self.seq} "
+                    "(events were reordered or one was inserted)"
+                )
+            missing = str(self.seq + 1) if event.seq == self.seq + 2 else f"{self.seq + 1}-{event.seq - 1}"
+            return f"sequence jumps from {self.seq} to {event.seq}: event {missing} is missing (deleted)"
+        if event.prev_hash != self.last_hash:
+            return (
+                f"event {event.seq} does not link to event {self.seq} (prev_hash differs): "
+                "the chain was altered before this event or this event was moved or inserted"
+            )
+        if event_hash(event) != event.hash:
+            return f"event {event.seq}'s contents do not match its hash: the event was altered"
+        self.seq = event.seq
+        self.last_hash = event.hash
+        self.last_event_id = event.pk
+        return None
+
+    def matches(self, head: ChainHead | None) -> bool:
+        if head is None:
+            return self.seq == 0
+        return head.seq == self.seq and head.last_hash == self.last_hash
+
+
+def _per_patient(
+    events: Iterable[AccessEvent], heads: Iterable[ChainHead]
+) -> Iterator[tuple[int, ChainHead | None, Iterator[AccessEvent]]]:
+    """Merge the two patient-ordered streams: (patient id, head, that patient's events)."""
+    head_stream = iter(heads)
+    head = next(head_stream, None)
+    for patient_id, group in itertools.groupby(events, key=attrgetter("patient_id")):
+        while head is not None and head.patient_id < patient_id:
+            yield head.patient_id, head, iter(())
+            head = next(head_stream, None)
+        if head is not None and head.patient_id == patient_id:
+            yield patient_id, head, group
+            head = next(head_stream, None)
+        else:
+            yield patient_id, None, group
+    while head is not None:
+        yield head.patient_id, head, iter(())
+        head = next(head_stream, None)
+
+
+def _settle(chain: _Chain) -> tuple[int, int | None, str | None]:
+    """Compare the chain with its head, exactly.
+
+    Heads and events are streamed by separate queries, so a live writer can make them disagree
+    innocently. Lock the head (no writer for this patient is then mid-append), verify any
+    events written since, and compare. Returns (events checked, bad event id, reason or None).
+    """
+    checked = 0
+    with transaction.atomic():
+        head = ChainHead.objects.select_for_update().filter(patient_id=chain.patient_id).first()
+        newer = AccessEvent.objects.filter(patient_id=chain.patient_id, seq__gt=chain.seq).order_by("seq", "pk")
+        for event in newer:
+            checked += 1
+            reason = chain.feed(event)
+            if reason:
+                return checked, event.pk, reason
+    if chain.matches(head):
+        return checked, None, None
+    if head is None:
+        return checked, chain.last_event_id, f"the chain has {chain.seq} events but no chain head"
+    if head.seq > chain.seq:
+        return (
+            checked,
+            None,
+            f"the chain head records {head.seq} events but the last one present is event {chain.seq} "
+            f"(id {chain.last_event_id}): the events after it were deleted",
+        )
+    if head.seq < chain.seq:
+        extra = AccessEvent.objects.filter(patient_id=chain.patient_id, seq=head.seq + 1).values_list("pk", flat=True)
+        return (
+            checked,
+            extra.first(),
+            f"event {head.seq + 1} and later are past the chain head ({head.seq}): they were added behind "
+            "the service's back, or the head was rolled back",
+        )
+    return (
+        checked,
+        chain.last_event_id,
+        f"the chain head's hash differs from the hash of the last event ({chain.seq}): "
+        "the head or the last event was rewritten",
+    )
+
+
+def chain_verify(patient: Patient | None = None) -> VerifyResult:
+    """Recompute every hash of ``patient``'s chain (all patients when None) and stop at the
+    first break: an altered event, a broken link, a gap or repeat in ``seq`` (deletion,
+    reordering, insertion), or a chain head that does not match the last event.
+
+    Callers: ``manage.py verify_audit`` and the privacy office's integrity checks. Streams
+    the table in (patient, seq) order, so memory stays flat however long the log is.
+    """
+    events = AccessEvent.objects.order_by("patient_id", "seq", "pk")
+    heads = ChainHead.objects.order_by("patient_id")
+    if patient is not None:
+        events = events.filter(patient=patient)
+        heads = heads.filter(patient=patient)
+    checked = 0
+    chains = 0
+    streams = _per_patient(events.iterator(chunk_size=_VERIFY_CHUNK), heads.iterator(chunk_size=_VERIFY_CHUNK))
+    for patient_id, head, group in streams:
+        chains += 1
+        chain = _Chain(patient_id)
+        for event in group:
+            checked += 1
+            reason = chain.feed(event)
+            if reason:
+                return VerifyResult(False, checked, event.pk, reason, patient_id, chains)
+        if chain.matches(head):
+            continue
+        more, bad_id, reason = _settle(chain)
+        checked += more
+        if reason:
+            return VerifyResult(False, checked, bad_id, reason, patient_id, chains)
+    return VerifyResult(True, checked, chains=chains)

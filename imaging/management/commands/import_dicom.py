@@ -1,0 +1,43 @@
+"""``manage.py import_dicom PATH... [--json] [--issuer ISSUER]`` (DESIGN.md "Contracts").
+
+Exit status 0 when the run completed, even if some files were rejected (they are reported);
+non-zero only for usage errors such as a PATH that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from imaging.services import ImportUsageError, dicom_import
+
+
+class Command(BaseCommand):
+    help = "Import DICOM files, folders (recursively), ZIP archives and DICOMDIR media."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+        parser.add_argument(
+            "--issuer",
+            help="Issuer of Patient ID (assigning authority) for every file, overriding the files' own.",
+        )
+
+    def handle(self, *args, **options) -> None:
+        try:
+            summary = dicom_import(paths=options["paths"], issuer=options.get("issuer"))
+        except ImportUsageError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(summary.as_dict(), indent=2, ensure_ascii=True))
+            return
+        self.stdout.write(
+            f"Imported {summary.imported}, duplicate {summary.duplicate}, "
+            f"conflict {summary.conflict}, rejected {summary.rejected}."
+        )
+        for item in summary.files:
+            if item.outcome in ("rejected", "conflict"):
+                style = self.style.ERROR if item.outcome == "conflict" else self.style.WARNING
+                self.stdout.write(style(f"  {item.outcome:9} {item.path}: {item.reason}"))
+

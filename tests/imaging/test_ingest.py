@@ -1,0 +1,369 @@
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from PIL import Image
+
+from audit.models import AccessEvent
+from imaging import sources
+from imaging.demo import build_demo_studies
+from imaging.dicom import synth
+from imaging.dicom.render import can_decode
+from imaging.models import Instance, IntegrityAlert, Patient, Study
+from imaging.services import ImportUsageError, dicom_import, render_frame, render_thumbnail
+from tests.factories import PatientFactory
+from tests.imaging.conftest import SAMPLES, is_dicomdir, listing, sample_files
+
+pytestmark = pytest.mark.django_db
+
+IDENTITY_REASONS = ("Missing Patient ID", "Missing Study Instance UID", "Missing Series Instance UID")
+
+
+def assert_png(data: bytes, size: tuple[int, int] | None = None) -> None:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    image.load()
+    if size is not None:
+        assert image.size == size
+
+
+# --- pydicom's bundled samples --------------------------------------------------------------
+
+
+def test_every_bundled_sample_in_one_run():
+    files = [p for p in sample_files() if not is_dicomdir(p)]
+    summary = dicom_import(paths=[SAMPLES])
+
+    reported = {f.path for f in summary.files}
+    assert reported == {str(p) for p in files}
+    assert summary.imported + summary.duplicate + summary.conflict + summary.rejected == len(files)
+    assert summary.imported >= 100
+    assert all(f.reason for f in summary.files if f.outcome in ("rejected", "conflict"))
+    # pydicom ships the same SOP Instance in several encodings: those are conflicts, not overwrites.
+    assert summary.conflict > 0
+    assert IntegrityAlert.objects.filter(kind="conflict").count() == summary.conflict
+    # The DICOMDIR sets' files were imported once, not once per DICOMDIR.
+    assert Instance.objects.filter(series__study__patient__mrn="77654033").count() == 7
+
+    events = AccessEvent.objects.filter(action="ingest").count()
+    again = dicom_import(paths=[SAMPLES])
+    assert again.imported == 0
+    assert again.duplicate == summary.imported
+    # Conflicting files are reported again (one event per affected study), new instances none.
+    assert AccessEvent.objects.filter(action="ingest").count() - events == len(
+        {f.study_uid for f in again.files if f.outcome == "conflict"}
+    )
+    assert IntegrityAlert.objects.filter(kind="conflict").count() == summary.conflict
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in sample_files() if not is_dicomdir(p)], ids=lambda p: str(p.relative_to(SAMPLES))
+)
+def test_each_bundled_sample_imports_and_renders_or_is_rejected_with_reason(path, inputs):
+    summary = dicom_import(paths=[path])
+    [result] = summary.files
+    decodable = can_decode(str(path))
+
+    if result.outcome == "rejected":
+        assert result.reason
+        if decodable:
+            # Pixels pydicom can decode but no identity to file them under: with one, it imports.
+            assert result.reason.startswith(IDENTITY_REASONS), result.reason
+            copy = synth.with_identity(path, inputs / "copy.dcm", patient_id="SAMPLE1")
+            [result] = dicom_import(paths=[copy]).files
+            assert result.outcome == "imported", result.reason
+        else:
+            return
+
+    assert result.outcome == "imported", result.reason
+    instance = Instance.objects.get(sop_uid=result.sop_uid)
+    assert len(instance.sha256) == 64
+    if not instance.is_image:
+        assert instance.frames == 0 and instance.rows is None
+        assert instance.meta["sop_class_name"]
+        return
+    if decodable:
+        assert_png(render_frame(instance), (instance.columns, instance.rows))
+    else:
+        with pytest.raises(Exception) as excinfo:
+            render_frame(instance)
+        assert excinfo.value.reason
+
+
+def test_non_image_objects_are_stored_with_their_class():
+    summary = dicom_import(paths=[SAMPLES / "rtplan.dcm", SAMPLES / "waveform_ecg.dcm"])
+    assert summary.imported == 2
+    plan = Instance.objects.get(sop_uid=summary.files[0].sop_uid)
+    assert plan.frames == 0 and plan.rows is None and plan.columns is None
+    assert plan.meta["sop_class_name"] == "RT Plan Storage"
+    assert plan.series.modality == "RTPLAN"
+
+
+# --- Crafted bad input ---------------------------------------------------------------------
+
+
+def test_bad_files_are_rejected_with_reasons_and_nothing_is_written(inputs, dicom_storage, tmp_path):
+    good = synth.write_instance(inputs / "good.dcm", patient_id="GOOD1")
+    (inputs / "notes.txt").write_text("not an image\n" * 20)
+    full = synth.write_instance(tmp_path / "src" / "full.dcm", rows=64, cols=64).read_bytes()
+    (inputs / "truncated.dcm").write_bytes(full[: len(full) - 1000])
+    (inputs / "cut-in-header.dcm").write_bytes(full[:140])
+    synth.write_instance(inputs / "no-sop.dcm", delete=("SOPInstanceUID",))
+    synth.write_instance(inputs / "no-patient.dcm", delete=("PatientID",))
+    synth.write_instance(inputs / "path-uid.dcm", sop_uid="../../../../tmp/evil")
+    synth.write_instance(inputs / "path-study.dcm", study_uid="1.2.3/../../etc/passwd")
+    synth.write_instance(inputs / "long-uid.dcm", sop_uid="1." + "2" * 70)
+    synth.write_instance(inputs / "absurd.dcm", values={"Rows": 65000, "Columns": 65000, "NumberOfFrames": "1000"})
+    synth.write_instance(inputs / "exe.dcm", preamble=b"MZ\x90\x00\x03")
+    synth.write_instance(inputs / "elf.dcm", preamble=b"\x7fELF\x02\x01\x01")
+    def outside_storage() -> set[str]:
+        return {p for p in listing(tmp_path) if not p.startswith(dicom_storage.name)}
+
+    before_outside = outside_storage()
+
+    summary = dicom_import(paths=[inputs])
+
+    outcomes = {Path(f.path).name: f for f in summary.files}
+    assert outcomes["good.dcm"].outcome == "imported"
+    expected = {
+        "notes.txt": "Not a DICOM file",
+        "truncated.dcm": "truncated",
+        "cut-in-header.dcm": "",
+        "no-sop.dcm": "Missing SOP Instance UID",
+        "no-patient.dcm": "Missing Patient ID",
+        "path-uid.dcm": "Invalid SOP Instance UID",
+        "path-study.dcm": "Invalid Study Instance UID",
+        "long-uid.dcm": "Invalid SOP Instance UID",
+        "absurd.dcm": "Absurd image size",
+        "exe.dcm": "executable",
+        "elf.dcm": "executable",
+    }
+    for name, fragment in expected.items():
+        assert outcomes[name].outcome == "rejected", name
+        assert outcomes[name].reason and fragment in outcomes[name].reason, (name, outcomes[name].reason)
+    # Only the good file reached storage, under its content address; nothing appeared elsewhere.
+    stored = [p for p in dicom_storage.rglob("*") if p.is_file()]
+    assert [p.name for p in stored] == [f"{Instance.objects.get().sha256}.dcm"]
+    assert outside_storage() == before_outside
+    assert not Path("/tmp/evil").exists()
+    assert good.exists()
+
+
+def test_missing_path_is_a_usage_error(tmp_path):
+    with pytest.raises(ImportUsageError):
+        dicom_import(paths=[tmp_path / "nope"])
+
+
+# --- Archives and media --------------------------------------------------------------------
+
+
+def test_zip_with_nested_folders_zip_slip_and_bomb(inputs, tmp_path, dicom_storage):
+    one = synth.write_instance(tmp_path / "src" / "1.dcm", patient_id="ZIP1").read_bytes()
+    two = synth.write_instance(tmp_path / "src" / "2.dcm", patient_id="ZIP1").read_bytes()
+    evil = synth.write_instance(tmp_path / "src" / "3.dcm", patient_id="ZIP1").read_bytes()
+    archive = inputs / "cd.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("EXAM/SERIES1/IM0001", one)
+        zf.writestr("EXAM/SERIES2/deeper/IM0002.dcm", two)
+        zf.writestr("../../zip-slip-evil.dcm", evil)
+        zf.writestr("/abs/evil.dcm", evil)
+        zf.writestr("EXAM/readme.txt", "hello")
+        zf.writestr("bomb.dcm", b"\0" * (40 * 1024 * 1024))
+
+    summary = dicom_import(paths=[archive])
+
+    by_member = {f.path.split("!", 1)[1]: f for f in summary.files}
+    assert by_member["EXAM/SERIES1/IM0001"].outcome == "imported"
+    assert by_member["EXAM/SERIES2/deeper/IM0002.dcm"].outcome == "imported"
+    assert "Unsafe archive member" in by_member["../../zip-slip-evil.dcm"].reason
+    assert "Unsafe archive member" in by_member["/abs/evil.dcm"].reason
+    assert by_member["EXAM/readme.txt"].outcome == "rejected"
+    assert "zip bomb" in by_member["bomb.dcm"].reason
+    assert all(f.path.startswith(str(archive) + "!") for f in summary.files)
+    # Nothing was written by member name, anywhere.
+    for base in (inputs, tmp_path, Path(tempfile.gettempdir()), Path(tempfile.gettempdir()).parent):
+        assert not (base / "zip-slip-evil.dcm").exists()
+    assert {p.suffix for p in dicom_storage.rglob("*") if p.is_file()} == {".dcm"}
+    assert Instance.objects.count() == 2
+
+
+def test_broken_zip_is_rejected(inputs):
+    (inputs / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    [result] = dicom_import(paths=[inputs / "broken.zip"]).files
+    assert result.outcome == "rejected" and result.reason
+
+
+def test_dicomdir_media(tmp_path):
+    media = tmp_path / "cdrom"
+    shutil.copytree(SAMPLES / "dicomdirtests", media)
+    (media / "77654033" / "CR1" / "6154").unlink()  # a damaged disc
+    (media / "77654033" / "CR2").rename(media / "77654033" / "cr2")  # a lower-casing mount
+
+    summary = dicom_import(paths=[media / "DICOMDIR"])
+
+    missing = [f for f in summary.files if f.outcome == "rejected"]
+    assert len(missing) == 1 and "missing" in missing[0].reason
+    assert missing[0].path.endswith("6154")
+    assert summary.imported == 30
+    assert Instance.objects.filter(series__study__patient__mrn="77654033").count() == 6
+
+
+def test_dicomdir_references_never_leave_the_media(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    (tmp_path / "secret.dcm").write_bytes(b"x")
+    candidate = sources.Candidate(str(media / "DICOMDIR"), media / "DICOMDIR")
+    refs = [("..", "secret.dcm"), ("/etc", "passwd"), ("A:", "B")]
+    results = list(sources.resolve_dicomdir(candidate, refs))
+    assert all(isinstance(r, sources.Refused) and "Unsafe" in r.reason for r in results)
+
+
+# --- Duplicates, conflicts, patients, audit --------------------------------------------------
+
+
+def test_duplicate_and_conflict(inputs, tmp_path):
+    uids = {"study_uid": "1.2.826.0.1.99.1", "series_uid": "1.2.826.0.1.99.2", "sop_uid": "1.2.826.0.1.99.3"}
+    original = synth.write_instance(inputs / "original.dcm", seed=1, **uids)
+    altered = synth.write_instance(tmp_path / "other" / "altered.dcm", seed=2, **uids)
+
+    assert dicom_import(paths=[original]).files[0].outcome == "imported"
+    instance = Instance.objects.get()
+    assert dicom_import(paths=[original]).files[0].outcome == "duplicate"
+
+    [conflict] = dicom_import(paths=[altered]).files
+    assert conflict.outcome == "conflict" and "already stored" in conflict.reason
+    [alert] = IntegrityAlert.objects.all()
+    assert alert.kind == "conflict" and alert.instance == instance
+    assert alert.expected_sha256 == instance.sha256 and alert.found_sha256 != instance.sha256
+    sha = instance.sha256
+    instance.refresh_from_db()
+    assert instance.sha256 == sha
+    assert dicom_import(paths=[altered]).files[0].outcome == "conflict"
+    assert IntegrityAlert.objects.count() == 1  # the same finding is not raised twice
+    assert Instance.objects.count() == 1
+
+
+def test_original_bytes_survive_a_conflict(inputs, tmp_path, dicom_storage):
+    uids = {"study_uid": "1.2.826.0.1.98.1", "series_uid": "1.2.826.0.1.98.2", "sop_uid": "1.2.826.0.1.98.3"}
+    original = synth.write_instance(inputs / "original.dcm", seed=1, **uids)
+    altered = synth.write_instance(tmp_path / "other" / "altered.dcm", seed=2, **uids)
+    dicom_import(paths=[original])
+    instance = Instance.objects.get()
+    dicom_import(paths=[altered])
+    instance.refresh_from_db()
+    assert (dicom_storage / instance.storage_path).read_bytes() == original.read_bytes()
+
+
+def test_patient_matching_by_issuer_and_id(inputs):
+    existing = PatientFactory(issuer="STEXAMPLE", mrn="MRN42")
+    synth.write_instance(inputs / "a" / "1.dcm", patient_id="MRN42")
+    synth.write_instance(inputs / "b" / "1.dcm", patient_id="MRN43", issuer="OTHERHOSP")
+    synth.write_instance(inputs / "c" / "1.dcm", patient_id="MRN44")
+
+    dicom_import(paths=[inputs / "a"], issuer="STEXAMPLE")
+    dicom_import(paths=[inputs / "b"])
+    dicom_import(paths=[inputs / "c"])
+
+    assert Study.objects.get(patient__mrn="MRN42").patient == existing
+    assert existing.name != "Patient Test"  # the hospital's record is not renamed by a file
+    other = Patient.objects.get(mrn="MRN43")
+    assert other.issuer == "OTHERHOSP" and other.name == "Patient Test"
+    assert other.birth_date == dt.date(1970, 1, 1)
+    assert Patient.objects.get(mrn="MRN44").issuer == "LOCAL"
+
+
+def test_study_belonging_to_another_patient_is_not_merged(inputs):
+    synth.write_instance(inputs / "a.dcm", patient_id="P1", study_uid="1.2.826.0.1.97.1")
+    synth.write_instance(inputs / "b" / "b.dcm", patient_id="P2", study_uid="1.2.826.0.1.97.1")
+    dicom_import(paths=[inputs / "a.dcm"])
+    [result] = dicom_import(paths=[inputs / "b"]).files
+    assert result.outcome == "rejected" and "another patient" in result.reason
+
+
+def test_one_access_event_per_study_per_run(inputs):
+    identity = synth.Identity("Rivera", "Sam", "AUD1", "STEXAMPLE", dt.date(1990, 5, 6))
+    study = synth.StudyHeader(description="CT HEAD", date=dt.date(2025, 2, 3), time=dt.time(9, 0),
+                              institution="St. Example Hospital", referring_physician="Lee^Ann",
+                              accession="ACC1", modality="CT")
+    synth.write_ct_series(inputs / "ct", identity, study, slices=3, size=32)
+    second = "1.2.826.0.1.96.1"
+    for n in range(2):
+        synth.write_instance(inputs / "sc" / f"{n}.dcm", patient_id="AUD1", issuer="STEXAMPLE", study_uid=second)
+
+    summary = dicom_import(paths=[inputs])
+    assert summary.imported == 5
+
+    events = AccessEvent.objects.filter(action="ingest").order_by("pk")
+    assert [e.details for e in events] == [{"instances": 3}, {"instances": 2}]
+    for event in events:
+        assert (event.actor_type, event.purpose, event.source, event.outcome) == ("system", "operations", "import", "success")
+        assert event.patient.mrn == "AUD1" and event.study is not None
+    ct = Study.objects.get(study_uid=study.uid)
+    assert (ct.description, ct.institution, ct.modalities, ct.accession) == ("CT HEAD", "St. Example Hospital", "CT", "ACC1")
+    assert ct.referring_physician == "Ann Lee"
+
+    dicom_import(paths=[inputs])  # all duplicates: nothing new happened to the patient's data
+    assert AccessEvent.objects.filter(action="ingest").count() == 2
+
+
+# --- Command ---------------------------------------------------------------------------------
+
+
+def test_command_json_contract(inputs):
+    synth.write_instance(inputs / "ok.dcm")
+    (inputs / "bad.dcm").write_bytes(b"garbage")
+    out = io.StringIO()
+    call_command("import_dicom", str(inputs), "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert set(data) == {"imported", "duplicate", "conflict", "rejected", "files"}
+    assert (data["imported"], data["duplicate"], data["conflict"], data["rejected"]) == (1, 0, 0, 1)
+    for entry in data["files"]:
+        assert {"path", "outcome"} <= set(entry) <= {"path", "outcome", "reason", "sop_uid", "study_uid"}
+    [bad] = [e for e in data["files"] if e["outcome"] == "rejected"]
+    assert bad["path"].endswith("bad.dcm") and bad["reason"]
+    [ok] = [e for e in data["files"] if e["outcome"] == "imported"]
+    assert ok["sop_uid"] and ok["study_uid"]
+
+
+def test_command_human_output_and_usage_error(inputs, tmp_path):
+    synth.write_instance(inputs / "ok.dcm")
+    (inputs / "bad.dcm").write_bytes(b"garbage")
+    out = io.StringIO()
+    call_command("import_dicom", str(inputs), "--issuer", "STEXAMPLE", stdout=out)
+    text = out.getvalue()
+    assert "Imported 1, duplicate 0, conflict 0, rejected 1." in text
+    assert "bad.dcm" in text
+    assert Patient.objects.get().issuer == "STEXAMPLE"
+    with pytest.raises(CommandError):
+        call_command("import_dicom", str(tmp_path / "missing"), stdout=io.StringIO())
+
+
+# --- Demo --------------------------------------------------------------------------------------
+
+
+def test_demo_studies_look_like_a_real_record():
+    patient = PatientFactory(name="Alex Morgan", issuer="STEXAMPLE", mrn="DEMO0001")
+    studies = build_demo_studies(patient)
+
+    assert [s.modalities for s in studies] == ["CT", "MR", "DX", "US"]
+    today = timezone.localdate()
+    assert all(today - dt.timedelta(days=731) <= s.study_date <= today for s in studies)
+    assert all(s.patient == patient and s.description and s.institution and s.referring_physician for s in studies)
+    ct = studies[0].series.get()
+    assert ct.instances.count() == 40
+    slice_meta = ct.instances.first().meta
+    assert slice_meta["rescale_intercept"] == -1024.0 and slice_meta["pixel_spacing"]
+    assert Patient.objects.count() == 1
+    assert AccessEvent.objects.filter(action="ingest", patient=patient).count() == 4
+    for study in studies:
+        for series in study.series.all():
+            assert_png(render_thumbnail(series))

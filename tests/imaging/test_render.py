@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pytest
+from PIL import Image
+
+from imaging.dicom import synth
+from imaging.models import Instance, Series
+from imaging.services import (
+    RenderError,
+    dicom_import,
+    render_frame,
+    render_thumbnail,
+    series_slices,
+    viewer_metadata,
+)
+from tests.imaging.conftest import SAMPLES
+
+pytestmark = pytest.mark.django_db
+
+
+def image(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def imported(*paths) -> list[Instance]:
+    summary = dicom_import(paths=list(paths))
+    assert summary.rejected == 0, [f.reason for f in summary.files]
+    return [Instance.objects.get(sop_uid=f.sop_uid) for f in summary.files]
+
+
+@pytest.fixture
+def ct_series(inputs) -> Series:
+    identity = synth.Identity("Rivera", "Sam", "R1", "STEXAMPLE", dt.date(1990, 5, 6))
+    study = synth.StudyHeader(description="CT CHEST", date=dt.date(2025, 2, 3), time=dt.time(9, 0),
+                              institution="St. Example Hospital", referring_physician="", accession="A1",
+                              modality="CT")
+    paths = synth.write_ct_series(inputs / "ct", identity, study, slices=5, size=64)
+    # Import in reverse so that display order has to come from geometry, not arrival.
+    dicom_import(paths=list(reversed(paths)))
+    return Series.objects.get()
+
+
+def cache_files(root) -> list:
+    return sorted(p for p in (root / "renders").rglob("*") if p.is_file()) if (root / "renders").exists() else []
+
+
+def test_render_is_cached_and_served_from_cache(ct_series, dicom_storage):
+    instance = ct_series.instances.first()
+    first = render_frame(instance)
+    assert image(first).size == (64, 64)
+    [cached] = cache_files(dicom_storage)
+    assert cached.read_bytes() == first
+    mtime = cached.stat().st_mtime_ns
+
+    assert render_frame(instance) == first
+    assert cache_files(dicom_storage) == [cached] and cached.stat().st_mtime_ns == mtime
+
+    # What is served is the cached object itself, without decoding the DICOM again.
+    cached.write_bytes(b"sentinel")
+    assert render_frame(instance) == b"sentinel"
+
+    # Another window or format is another entry.
+    render_frame(instance, center=-600, width=1500)
+    render_frame(instance, fmt="webp")
+    assert len(cache_files(dicom_storage)) == 3
+
+
+def test_window_changes_the_pixels(ct_series):
+    instance = ct_series.instances.first()
+    soft = image(render_frame(instance, center=40, width=400))
+    lung = image(render_frame(instance, center=-600, width=1500))
+    default = image(render_frame(instance))
+    assert soft.tobytes() != lung.tobytes()
+    # The file's first window is 40/400 (soft tissue): the default render is that window.
+    assert default.tobytes() == soft.tobytes()
+    # Air (-1000 HU) is black at a soft-tissue window; at -600/1500 it is a dark grey:
+    # ((-1000 + 600.5) / 1499 + 0.5) * 255 = 59 (PS3.3 C.11.2.1.2.1), give or take the noise.
+    assert soft.getpixel((0, 0)) == 0 and 45 <= lung.getpixel((0, 0)) <= 75
+
+
+def test_webp_output(ct_series):
+    img = image(render_frame(ct_series.instances.first(), fmt="webp"))
+    assert img.format == "WEBP" and img.size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"frame": 1}, "does not exist"),
+        ({"frame": -1}, "does not exist"),
+        ({"center": 40}, "both"),
+        ({"center": 40, "width": 0}, "out of range"),
+        ({"center": float("nan"), "width": 400}, "out of range"),
+        ({"fmt": "gif"}, "Unsupported"),
+    ],
+)
+def test_bad_render_arguments(ct_series, kwargs, fragment):
+    with pytest.raises(RenderError) as excinfo:
+        render_frame(ct_series.instances.first(), **kwargs)
+    assert fragment in excinfo.value.reason
+
+
+def test_monochrome1_is_inverted(inputs):
+    mono2 = synth.write_instance(inputs / "m2.dcm", seed=7)
+    mono1 = synth.write_instance(inputs / "m1.dcm", seed=7, values={"PhotometricInterpretation": "MONOCHROME1"})
+    a, b = imported(mono2, mono1)
+    assert b.meta["photometric"] == "MONOCHROME1"
+    pa, pb = image(render_frame(a, center=0, width=2000)), image(render_frame(b, center=0, width=2000))
+    assert all(x + y == 255 for x, y in zip(pa.tobytes(), pb.tobytes(), strict=True))
+    assert len(set(pa.tobytes())) > 10  # a real gradient, not a constant image
+
+
+def test_multiframe_renders_only_existing_frames():
+    [instance] = imported(SAMPLES / "SC_rgb_rle_2frame.dcm")
+    assert instance.frames == 2
+    first, second = image(render_frame(instance, frame=0)), image(render_frame(instance, frame=1))
+    assert first.mode == "RGB" and first.size == (100, 100)
+    assert first.tobytes() != second.tobytes()
+    with pytest.raises(RenderError):
+        render_frame(instance, frame=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("examples_palette.dcm", "RGB"),  # PALETTE COLOR
+        ("examples_ybr_color.dcm", "RGB"),  # YBR_FULL_422, JPEG baseline, multi-frame
+        ("SC_rgb_dcmtk_+eb+cy+n1.dcm", "RGB"),  # YBR_FULL
+        ("MR_small_bigendian.dcm", "L"),  # explicit big endian
+        ("JPGExtended.dcm", "L"),  # JPEG extended 12-bit
+        ("MR_small_jpeg_ls_lossless.dcm", "L"),  # JPEG-LS
+        ("MR_small_jp2klossless.dcm", "L"),  # JPEG 2000
+        ("MR_small_RLE.dcm", "L"),  # RLE
+    ],
+)
+def test_photometric_and_transfer_syntaxes(name, mode):
+    [instance] = imported(SAMPLES / name)
+    assert image(render_frame(instance)).mode == mode
+
+
+def test_deflated_transfer_syntax(inputs):
+    copy = synth.with_identity(SAMPLES / "image_dfl.dcm", inputs / "dfl.dcm", patient_id="DFL1")
+    [instance] = imported(copy)
+    assert instance.transfer_syntax == "1.2.840.10008.1.2.1.99"
+    assert image(render_frame(instance)).size == (512, 512)
+
+
+def test_non_image_cannot_be_rendered():
+    [instance] = imported(SAMPLES / "rtplan.dcm")
+    with pytest.raises(RenderError) as excinfo:
+        render_frame(instance)
+    assert "no image" in excinfo.value.reason
+
+
+def test_thumbnail_of_series_is_the_middle_slice_and_cached(ct_series, dicom_storage):
+    thumb = image(render_thumbnail(ct_series))
+    assert max(thumb.size) <= 160
+    slices = series_slices(ct_series)
+    middle = Instance.objects.get(sop_uid=slices[len(slices) // 2]["sop_uid"])
+    [cached] = cache_files(dicom_storage)
+    assert middle.sha256 in str(cached)
+    render_thumbnail(ct_series)
+    assert len(cache_files(dicom_storage)) == 1
+
+
+def test_thumbnail_of_a_cine_loop_uses_its_middle_frame():
+    [instance] = imported(SAMPLES / "examples_ybr_color.dcm")
+    thumb = image(render_thumbnail(instance, size=64))
+    assert max(thumb.size) == 64
+    with pytest.raises(RenderError):
+        render_thumbnail(Series.objects.create(study=instance.series.study, series_uid="1.2.3.4.5"))
+
+
+def test_viewer_metadata(ct_series):
+    slices = series_slices(ct_series)
+    positions = [s["image_position"][2] for s in slices]
+    assert positions == sorted(positions) and len(positions) == 5
+    meta = slices[0]
+    assert meta["default_window"] == {"center": 40.0, "width": 400.0}
+    assert meta["rescale"] == {"slope": 1.0, "intercept": -1024.0, "type": "HU"}
+    assert meta["pixel_spacing"] == [5.625, 5.625]
+    assert meta["frames"] == 1 and meta["rows"] == 64 and meta["columns"] == 64
+    assert meta["slice_thickness"] == 5.0 and meta["slice_location"] == positions[0]
+    assert meta["is_color"] is False and meta["sop_class_name"] == "CT Image Storage"
+
+
+def test_viewer_metadata_falls_back_to_the_file(ct_series):
+    instance = ct_series.instances.first()
+    stored = viewer_metadata(instance)
+    Instance.objects.filter(pk=instance.pk).update(meta={})
+    instance.refresh_from_db()
+    assert viewer_metadata(instance) == stored
