@@ -1,8 +1,273 @@
+"""Reads of imaging data for a given user (STYLE.md "Logic and data").
+
+Every function that returns a patient's study, series or instance takes the user and narrows
+to the studies of the Patient record linked to that user. Another patient's object raises
+``Http404`` exactly like a missing one (SECURITY.md 9). Privacy officers have no linked record,
+so these selectors show them nothing; they reach patient data only through the flags queue.
+
+None of these write access events: the views record one per page, in the same transaction
+as the read (SECURITY.md 13).
+"""
+
 from __future__ import annotations
 
-from imaging.models import Patient
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.core.cache import cache
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.http import Http404
+
+from imaging.dicom import compare, reveal
+from imaging.models import Instance, IntegrityAlert, Patient, Series, Study
+from imaging.storage import open_stored
 
 
 def patient_for_user(user) -> Patient | None:
     """The Patient record linked to ``user``, or None (officers and admins have none)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
     return Patient.objects.filter(user=user).first()
+
+
+def _own(user) -> Q:
+    if not getattr(user, "is_authenticated", False):
+        return Q(pk__in=[])
+    return Q(patient__user=user)
+
+
+def _image_series(study_ref: str = "pk") -> Subquery:
+    """The first series of a study that has pictures (its thumbnail stands for the study)."""
+    return Subquery(
+        Series.objects.filter(study=OuterRef(study_ref), instances__rows__isnull=False)
+        .order_by("number", "pk")
+        .values("pk")[:1]
+    )
+
+
+def studies_for_user(user) -> QuerySet[Study]:
+    """The user's own studies, newest first, with series and image counts and the series
+    whose thumbnail stands for each study (``thumb_series_id``, None if it has no images)."""
+    return (
+        Study.objects.filter(_own(user))
+        .annotate(
+            series_count=Count("series", distinct=True),
+            image_count=Count("series__instances", distinct=True),
+            thumb_series_id=_image_series(),
+        )
+        .order_by("-study_date", "-study_time", "-pk")
+    )
+
+
+def study_for_user(user, study_id: int) -> Study:
+    """One of the user's studies; ``Http404`` for a missing study or another patient's."""
+    study = Study.objects.filter(_own(user), pk=study_id).select_related("patient").first()
+    if study is None:
+        raise Http404("No such study.")
+    return study
+
+
+def series_for_user(user, study_id: int, series_id: int) -> Series:
+    series = (
+        Series.objects.filter(pk=series_id, study_id=study_id, study__in=Study.objects.filter(_own(user)))
+        .select_related("study", "study__patient")
+        .first()
+    )
+    if series is None:
+        raise Http404("No such series.")
+    return series
+
+
+def instance_for_user(user, study_id: int, series_id: int, instance_id: int) -> Instance:
+    instance = (
+        Instance.objects.filter(
+            pk=instance_id,
+            series_id=series_id,
+            series__study_id=study_id,
+            series__study__in=Study.objects.filter(_own(user)),
+        )
+        .select_related("series", "series__study", "series__study__patient")
+        .first()
+    )
+    if instance is None:
+        raise Http404("No such image.")
+    return instance
+
+
+# --- The study page ----------------------------------------------------------------------------
+
+
+@dataclass
+class SeriesCard:
+    series: Series
+    kind: str  # "image" or a non-image kind from reveal.object_kind
+    kind_name: str
+    instances: int
+    frames: int
+    report: list[tuple[str, str]] | None = None  # simple SR text
+
+
+def series_cards(study: Study) -> list[SeriesCard]:
+    """The study's series with counts and what kind of object each holds."""
+    rows = (
+        study.series.annotate(
+            n=Count("instances"),
+            image_n=Count("instances", filter=Q(instances__rows__isnull=False)),
+            frame_n=Sum("instances__frames", filter=Q(instances__rows__isnull=False)),
+            first_class=Min("instances__sop_class"),
+        )
+        .order_by("number", "pk")
+    )
+    cards: list[SeriesCard] = []
+    for series in rows:
+        kind = "image" if series.image_n else reveal.object_kind(series.first_class or "", has_pixels=False)
+        card = SeriesCard(series, kind, reveal.sop_class_name(series.first_class or ""), series.n, series.frame_n or 0)
+        if kind == "report":
+            first = series.instances.order_by("number", "pk").first()
+            if first is not None:
+                card.report = _report_text(first)
+        cards.append(card)
+    return cards
+
+
+def _report_text(instance: Instance) -> list[tuple[str, str]] | None:
+    try:
+        with open_stored(instance.storage_path) as fh:
+            return reveal.report_text(fh)
+    except OSError:
+        return None
+
+
+@dataclass
+class Integrity:
+    total: int
+    verified: int
+    mismatched: int
+    last_verified_at: dt.datetime | None  # the oldest "last verified" among verified files
+    alerts: list[IntegrityAlert] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.alerts or self.mismatched:
+            return "alert"
+        if self.total and self.verified == self.total:
+            return "ok"
+        if self.verified:
+            return "partial"
+        return "pending"
+
+
+def integrity_for_study(study: Study) -> Integrity:
+    """When the study's stored files were last re-hashed, and whether they still match."""
+    instances = Instance.objects.filter(series__study=study)
+    agg = instances.aggregate(
+        total=Count("pk"),
+        verified=Count("pk", filter=Q(verified_ok=True)),
+        mismatched=Count("pk", filter=Q(verified_ok=False)),
+        oldest=Min("last_verified_at", filter=Q(verified_ok=True)),
+        newest=Max("last_verified_at"),
+    )
+    alerts = list(
+        IntegrityAlert.objects.filter(instance__series__study=study, resolved_at__isnull=True)
+        .select_related("instance", "instance__series")
+        .order_by("-detected_at")[:20]
+    )
+    return Integrity(agg["total"], agg["verified"], agg["mismatched"], agg["oldest"], alerts)
+
+
+# A report is rebuilt only when the study's files change (the key covers every SHA-256). An hour
+# bounds how long header values of a patient stay in the shared cache after the last view.
+REVEAL_CACHE_SECONDS = 60 * 60
+
+
+def header_report_for_study(study: Study) -> tuple[dict, list[reveal.Group]]:
+    """What the headers of the study's files reveal, grouped for the patient (cached)."""
+    instances = list(
+        Instance.objects.filter(series__study=study).order_by("series__number", "series_id", "number", "pk")
+        .values_list("pk", "series_id", "sha256", "storage_path")
+    )
+    fingerprint = hashlib.sha256("".join(sha for _, _, sha, _ in instances).encode()).hexdigest()
+    key = f"imaging:reveal:v{reveal.REPORT_VERSION}:{study.pk}:{fingerprint}"
+    report = cache.get(key)
+    if report is None:
+        report = reveal.build_report(_open_each((str(series_id), path) for _, series_id, _, path in instances))
+        cache.set(key, report, REVEAL_CACHE_SECONDS)
+    labels = {str(s.pk): _series_label(s) for s in study.series.all()}
+    return report, reveal.present(report, labels)
+
+
+def _open_each(items: Iterable[tuple[str, str]]) -> Iterator[tuple[str, IO[bytes] | str]]:
+    """Open stored files one at a time, closing each before the next (no fd pile-up)."""
+    for series_key, path in items:
+        try:
+            fh = open_stored(path)
+        except OSError:
+            yield series_key, ""  # counted as unreadable
+            continue
+        with fh:
+            yield series_key, fh
+
+
+def _series_label(series: Series) -> str:
+    parts = [f"Series {series.number}" if series.number is not None else "Series"]
+    if series.description:
+        parts.append(series.description)
+    elif series.modality:
+        parts.append(series.modality)
+    return " · ".join(parts)
+
+
+# --- The viewer --------------------------------------------------------------------------------
+
+
+def viewer_instances(series: Series) -> QuerySet[Instance]:
+    """The series' images in display order (instance number, then arrival)."""
+    return series.instances.filter(rows__isnull=False, columns__isnull=False, frames__gt=0).order_by("number", "pk")
+
+
+# --- Verify a copy -----------------------------------------------------------------------------
+
+
+@dataclass
+class CopyResult:
+    name: str
+    outcome: str  # identical, modified, same_study, unknown, not_dicom
+    size: int = 0
+    study: Study | None = None
+    instance: Instance | None = None
+    difference: compare.Difference | None = None
+
+
+def verify_copies_for_user(user, uploads: Iterable[tuple[str, IO[bytes]]]) -> list[CopyResult]:
+    """Compare files a patient holds with the originals on record for *that patient only*.
+
+    A file matching another patient's original is reported as "unknown", exactly like a file
+    we never had: the answer must not reveal that someone else's scan exists. The uploads are
+    read, never stored.
+    """
+    own_instances = Instance.objects.filter(series__study__in=Study.objects.filter(_own(user)))
+    results: list[CopyResult] = []
+    for name, fileobj in uploads:
+        facts = compare.inspect_upload(fileobj)
+        if not facts.is_dicom:
+            results.append(CopyResult(name, "not_dicom", facts.size))
+            continue
+        same = own_instances.filter(sha256=facts.sha256).select_related("series__study").first()
+        if same is not None:
+            results.append(CopyResult(name, "identical", facts.size, same.series.study, same))
+            continue
+        original = own_instances.filter(sop_uid=facts.sop_uid).select_related("series__study").first()
+        if original is not None:
+            try:
+                with open_stored(original.storage_path) as fh:
+                    difference = compare.diff_files(fileobj, fh)
+            except (compare.CompareError, OSError):
+                difference = None  # it differs (the fingerprint said so); how, we cannot tell
+            results.append(CopyResult(name, "modified", facts.size, original.series.study, original, difference))
+            continue
+        study = Study.objects.filter(_own(user), study_uid=facts.study_uid).first() if facts.study_uid else None
+        results.append(CopyResult(name, "same_study" if study else "unknown", facts.size, study))
+    return results
