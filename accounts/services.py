@@ -231,10 +231,13 @@ def passkey_verified(*, request: HttpRequest, device: Device) -> None:
 
 
 def recovery_codes_regenerate(*, request: HttpRequest) -> list[str]:
-    """New recovery codes (old ones stop working). Needs a recent reauthentication."""
+    """New recovery codes (old ones stop working). Needs a recent reauthentication. A change
+    of second factor, so the user's other sessions are signed out (SECURITY.md 5)."""
     require_recent_reauthentication(request)
     with transaction.atomic():
-        return recovery_codes_generate(request.user)
+        codes = recovery_codes_generate(request.user)
+    end_other_sessions(request, request.user)
+    return codes
 
 
 def factor_rename(*, request: HttpRequest, device: Device, name: str) -> Device:

@@ -76,7 +76,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
                 messages.success(request, _("Your new authenticator app is ready."))
                 return redirect("accounts-security")
             return _render_recovery_codes(request, codes, first_time=True)
-    qr_svg = segno.make(device.config_url, error="m").svg_inline(scale=5, dark="#0b1f33", light="#ffffff")
+    qr_svg = segno.make(device.config_url, error="m").svg_inline(scale=5, dark="#0b1f33", light="#ffffff", omitsize=True)
     secret = device.secret_b32
     return render(
         request,

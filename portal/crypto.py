@@ -7,12 +7,11 @@ encrypts, every listed key decrypts.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 
 @lru_cache(maxsize=1)
@@ -32,8 +31,10 @@ def keyed_hash(value: str, *, purpose: str) -> str:
     """HMAC-SHA256 of a high-entropy secret (recovery code, activation code, token).
 
     These secrets carry 50+ bits of entropy, so a keyed fast hash is enough; a slow password
-    hash would only make each login check slower. The key is derived from the first field
-    encryption key, which is not in the database, so a dump cannot be brute-forced offline.
+    hash would only make each check slower. The key is Django's ``SECRET_KEY`` (never in the
+    database), so a dump cannot be brute-forced offline. It is deliberately not a field
+    encryption key: those rotate (``FIELD_ENCRYPTION_KEY`` lists new keys first), and a rotation
+    must not invalidate every stored hash. Rotating ``SECRET_KEY`` itself does, like sessions;
+    patients then make new recovery codes and the hospital reissues unused activation codes.
     """
-    key = hashlib.sha256(f"lightbox:{purpose}:".encode() + settings.FIELD_ENCRYPTION_KEYS[-1].encode()).digest()
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+    return salted_hmac(f"lightbox.{purpose}", value, algorithm="sha256").hexdigest()

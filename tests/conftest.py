@@ -10,6 +10,12 @@ from tests.factories import PASSWORD, AuthenticatorAppFactory, PatientFactory, U
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2's deliberate slowness only slows the suite; what is hashed is not under test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _clean_cache(settings):
     """Rate-limit counters live in Redis; every test starts from zero."""
     cache.clear()

@@ -269,6 +269,21 @@ def test_removing_a_factor_signs_out_other_sessions(patient_client, patient):
 
 
 @pytest.mark.django_db
+def test_new_recovery_codes_sign_out_other_sessions(patient_client, patient):
+    other = login_verified(Client(), patient)
+    assert other.get("/").status_code == 200
+    other_key = _session_key(other)
+    reauthenticate(patient_client)
+
+    response = patient_client.post("/account/security/recovery-codes/")
+
+    assert response.status_code == 200
+    assert not _session_exists(other_key)
+    assert _sent_to_login(other.get("/"))
+    assert patient_client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
 def test_sign_out_everywhere_else(patient_client, patient):
     other = login_verified(Client(), patient)
     other.get("/", HTTP_USER_AGENT="OtherBrowser/2.0")
