@@ -389,5 +389,7 @@ LOGGING = {
         # At DEBUG the template engine logs whole page contexts, which on the enrolment and
         # recovery-code pages include secrets (SECURITY.md 14); never below INFO.
         "django.template": {"level": "INFO"},
+        # pylibjpeg's OpenJPEG plugin logs every tile it encodes at INFO.
+        "openjpeg": {"level": "WARNING"},
     },
 }

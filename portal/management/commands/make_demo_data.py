@@ -9,6 +9,7 @@ from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
 from accounts.services import activation_code_issue, recovery_codes_generate
 from imaging.demo import build_demo_studies
 from imaging.models import Patient
+from imaging.services import instances_verify
 from portal import demo
 
 
@@ -40,6 +41,8 @@ class Command(BaseCommand):
         # Studies go through the real ingest (its own per-study transactions), once.
         if not patient.studies.exists():
             build_demo_studies(patient)
+            # Fingerprint check now, as the nightly job would, so the demo shows "verified".
+            instances_verify()
         secret = AuthenticatorApp.objects.filter(user=patient_user).first().secret_b32
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD})")
         self.stdout.write(f"  patient          {demo.PATIENT['email']}")
