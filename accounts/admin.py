@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ActivationCode, AuthenticatorApp, RecoveryCodeSet, SignInEvent, User
+from accounts.models import ActivationCode, AuthenticatorApp, RecoveryCodeSet, ServiceAccount, SignInEvent, User
 
 
 @admin.register(User)
@@ -47,3 +47,22 @@ class RecoveryCodeSetAdmin(admin.ModelAdmin):
 class SignInEventAdmin(admin.ModelAdmin):
     list_display = ("user", "occurred_at", "method", "ip")
     readonly_fields = ("user", "occurred_at", "method", "ip", "user_agent")
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "organization", "actor_type", "scopes", "token_prefix", "last_used_at", "revoked_at")
+    readonly_fields = ("token_prefix", "created_at", "last_used_at", "revoked_at")
+    # Tokens are made by `create_service_account`, which shows the token once; the hash stays hidden.
+    exclude = ("token_hash",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens now")
+    def revoke(self, request, queryset) -> None:
+        from accounts.services import service_account_revoke
+
+        for account in queryset:
+            service_account_revoke(account=account)

@@ -28,6 +28,7 @@ from accounts.models import (
     AuthenticatorApp,
     RecoveryCode,
     RecoveryCodeSet,
+    ServiceAccount,
     SignInEvent,
     User,
 )
@@ -293,3 +294,33 @@ def privacy_officer_create(*, email: str, password: str) -> User:
     user.save()
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
     return user
+
+
+# --- Service accounts ---------------------------------------------------------------------
+
+API_TOKEN_PREFIX = "lbx_"
+
+
+@transaction.atomic
+def service_account_create(
+    *, name: str, organization: str, scopes: list[str], actor_type: str = "service"
+) -> tuple[ServiceAccount, str]:
+    """Create a service account; return it and its bearer token, which is never shown again.
+    Callers: administrators (``create_service_account``)."""
+    # 32 random bytes: the token is the only credential, so it carries 256 bits.
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    account = ServiceAccount(
+        name=name.strip(),
+        organization=organization.strip(),
+        scopes=sorted(set(scopes)),
+        actor_type=actor_type,
+        token_prefix=token[:10],
+        token_hash=crypto.keyed_hash(token, purpose="api-token"),
+    )
+    account.full_clean()
+    account.save()
+    return account, token
+
+
+def service_account_revoke(*, account: ServiceAccount) -> None:
+    ServiceAccount.objects.filter(pk=account.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -87,6 +87,9 @@ INSTALLED_APPS = [
     "accounts",
     "imaging",
     "audit",
+    "consent",
+    "exports",
+    "flags",
 ]
 
 MIDDLEWARE = [

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
-from portal import views
+from portal import openapi, views
 
 # The admin has no login of its own: it uses ours, and the second-factor gate covers it.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -13,6 +13,11 @@ admin.site.site_header = "Lightbox administration"
 
 urlpatterns = [
     path("", include("imaging.urls")),
+    path("", include("audit.urls")),
+    path("", include("consent.urls")),
+    path("", include("exports.urls")),
+    path("", include("flags.urls")),
+    path("api/v1/openapi.json", openapi.openapi_json, name="portal-openapi"),
     path("healthz", views.healthz, name="portal-healthz"),
     path(".well-known/lightbox-signing-key.pem", views.signing_key, name="portal-signing-key"),
     path("", include("accounts.urls")),

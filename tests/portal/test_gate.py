@@ -32,6 +32,7 @@ PUBLIC = {
     "portal-healthz",
     "portal-signing-key",
     "portal-webauthn-jsi18n",
+    "portal-openapi",
 }
 # The second-factor steps: a password-only session may open these and nothing else.
 SECOND_FACTOR_STEPS = {
