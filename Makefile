@@ -11,13 +11,13 @@ TEST_ENV := LIGHTBOX_ENV=test \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/2}
 
-.PHONY: run test lint demo-code browser install install-dev clean
+.PHONY: run test lint demo-code system-deps install install-dev clean
 
 run: $(STAMP)
 	@mkdir -p var
 	@scripts/run.sh
 
-test: $(DEV_STAMP) browser
+test: $(DEV_STAMP) system-deps
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -40,13 +40,17 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(VENV)/bin/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@ $(STAMP)
 
-# Browser tests drive Debian's Chromium (Playwright's own browser download is not available).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages the tests drive: Chromium for browser tests (Playwright's own browser download
+# is not available), 7-Zip to open encrypted exports as a patient would.
+SYSTEM_PACKAGES := chromium:chromium 7z:p7zip-full
+system-deps:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "Installing Chromium for the browser tests..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
-	  else echo "Browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
+	    echo "Installing$$missing for the tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing fonts-dejavu-core >/dev/null; \
+	  else echo "The tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
