@@ -88,33 +88,39 @@ def _base(identity: Identity, study: StudyHeader, sop_class: str, series_uid: st
     ds.SeriesInstanceUID = series_uid
     ds.FrameOfReferenceUID = study.uid + ".1" if len(study.uid) < 62 else new_uid()
     _set_identity(ds, identity)
+    _set_study_details(ds, study, series_description=series_description, series_number=series_number, number=number)
+    ds.StudyID = study.accession[-8:]
+    ds.Manufacturer = study.manufacturer
+    ds.ManufacturerModelName = study.model
+    ds.BurnedInAnnotation = "NO"
+    ds.PatientPosition = "HFS"
+    return ds
+
+
+def _set_study_details(ds: Dataset, study, *, series_description: str, series_number: int, number: int) -> None:
+    """The study-level header a scanner writes: dates, descriptions, place, people, device."""
     date, time = study.date.strftime("%Y%m%d"), study.time.strftime("%H%M%S")
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = date
     ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
     ds.StudyDescription = study.description
     ds.SeriesDescription = series_description
     ds.AccessionNumber = study.accession
-    ds.StudyID = study.accession[-8:]
     ds.Modality = study.modality
     ds.SeriesNumber = series_number
     ds.InstanceNumber = number
     ds.InstitutionName = study.institution
-    if study.institution_address:
-        ds.InstitutionAddress = study.institution_address
     ds.ReferringPhysicianName = study.referring_physician
-    if study.performing_physician:
-        ds.PerformingPhysicianName = study.performing_physician
-    if study.operator:
-        ds.OperatorsName = study.operator
-    ds.StationName = study.station
-    ds.Manufacturer = study.manufacturer
-    ds.ManufacturerModelName = study.model
-    ds.DeviceSerialNumber = study.serial
-    if study.body_part:
-        ds.BodyPartExamined = study.body_part
-    ds.BurnedInAnnotation = "NO"
-    ds.PatientPosition = "HFS"
-    return ds
+    optional = {
+        "InstitutionAddress": study.institution_address,
+        "PerformingPhysicianName": study.performing_physician,
+        "OperatorsName": study.operator,
+        "StationName": study.station,
+        "DeviceSerialNumber": study.serial,
+        "BodyPartExamined": study.body_part,
+    }
+    for keyword, value in optional.items():
+        if value:
+            setattr(ds, keyword, value)
 
 
 def _set_identity(ds: Dataset, identity: Identity) -> None:
@@ -329,29 +335,7 @@ def rewrite_bundled(source: str | os.PathLike[str], target: Path, identity: Iden
     ds.SeriesInstanceUID = series_uid
     if "FrameOfReferenceUID" in ds:
         ds.FrameOfReferenceUID = new_uid()
-    date, time = study.date.strftime("%Y%m%d"), study.time.strftime("%H%M%S")
-    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
-        setattr(ds, keyword, date)
-    for keyword in ("StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime"):
-        setattr(ds, keyword, time)
-    ds.StudyDescription = study.description
-    ds.SeriesDescription = description
-    ds.AccessionNumber = study.accession
-    ds.Modality = study.modality
-    ds.SeriesNumber = series_number
-    ds.InstanceNumber = number
-    ds.InstitutionName = study.institution
-    if study.institution_address:
-        ds.InstitutionAddress = study.institution_address
-    ds.ReferringPhysicianName = study.referring_physician
-    if study.operator:
-        ds.OperatorsName = study.operator
-    if study.station:
-        ds.StationName = study.station
-    if study.serial:
-        ds.DeviceSerialNumber = study.serial
-    if study.body_part:
-        ds.BodyPartExamined = study.body_part
+    _set_study_details(ds, study, series_description=description, series_number=series_number, number=number)
     # Some samples carry text burned into the pixels; the header must say so.
     ds.BurnedInAnnotation = "YES" if burned_in else "NO"
     os.makedirs(target.parent, exist_ok=True)
