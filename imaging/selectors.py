@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -24,6 +25,7 @@ from django.http import Http404
 from imaging.dicom import compare, reveal
 from imaging.models import Instance, IntegrityAlert, Patient, Series, Study
 from imaging.storage import open_stored
+from portal import crypto
 
 
 def patient_for_user(user) -> Patient | None:
@@ -191,10 +193,13 @@ def header_report_for_study(study: Study) -> tuple[dict, list[reveal.Group]]:
     )
     fingerprint = hashlib.sha256("".join(sha for _, _, sha, _ in instances).encode()).hexdigest()
     key = f"imaging:reveal:v{reveal.REPORT_VERSION}:{study.pk}:{fingerprint}"
-    report = cache.get(key)
-    if report is None:
+    # The report holds the patient's header values; the shared cache only ever sees it encrypted.
+    cached = cache.get(key)
+    if cached is not None:
+        report = json.loads(crypto.decrypt(cached))
+    else:
         report = reveal.build_report(_open_each((str(series_id), path) for _, series_id, _, path in instances))
-        cache.set(key, report, REVEAL_CACHE_SECONDS)
+        cache.set(key, crypto.encrypt(json.dumps(report).encode()), REVEAL_CACHE_SECONDS)
     labels = {str(s.pk): _series_label(s) for s in study.series.all()}
     return report, reveal.present(report, labels)
 
