@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from audit.models import AccessEvent
+from audit.models import AccessEvent, AuditCheckpoint
 
 
 @admin.register(AccessEvent)
@@ -25,4 +25,23 @@ class AccessEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: AccessEvent | None = None) -> bool:
+        return False
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(admin.ModelAdmin):
+    """Read-only: checkpoints are signed by the daily task; export them with
+    ``manage.py export_audit_checkpoints``."""
+
+    list_display = ("created_at", "chains", "events")
+    fields = ("created_at", "chains", "events", "statement", "signature")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditCheckpoint | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditCheckpoint | None = None) -> bool:
         return False

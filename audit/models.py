@@ -7,6 +7,7 @@ Rows are written only by ``audit.services.record_access`` (which sets ``seq``, `
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -105,7 +106,17 @@ class AccessEvent(models.Model):
             # Also the (patient, seq) index; makes a forked chain impossible, not just detectable.
             models.UniqueConstraint(fields=["patient", "seq"], name="accessevent_patient_seq_unique"),
         ]
-        indexes = [models.Index(fields=["patient", "-occurred_at"], name="accessevent_patient_time")]
+        indexes = [
+            # Keyset pagination of a patient's log: (occurred_at, id) descending, so a page's
+            # cost depends on the page size, not on how long the history is.
+            models.Index(fields=["patient", "-occurred_at", "-id"], name="accessevent_patient_time_id"),
+            # "First access by this organisation" badges and the organisation filter.
+            models.Index(fields=["patient", "organization", "occurred_at", "id"], name="accessevent_patient_org"),
+            # The patient's own actions ("your last visit"), without walking everyone else's.
+            models.Index(
+                fields=["patient", "-occurred_at"], condition=Q(actor_type="patient"), name="accessevent_patient_self"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor_name or self.get_actor_type_display()} ({self.occurred_at:%Y-%m-%d %H:%M})"
@@ -122,3 +133,79 @@ class ChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"Chain head {self.patient_id} @ {self.seq}"
+
+
+class MonthlyAccessCount(models.Model):
+    """How many events a patient's log holds per month, accessor type, organisation and purpose.
+
+    Maintained by ``record_access`` in the same transaction as the event (under the chain-head
+    lock, so the increment never races), it lets the access-log summary and timeline read a few
+    dozen rows instead of counting a history that only grows.
+    """
+
+    patient = models.ForeignKey("imaging.Patient", on_delete=models.PROTECT, related_name="+", db_index=False)
+    month = models.DateField(help_text="First day of the month (UTC) of occurred_at.")
+    actor_type = models.CharField(max_length=32, choices=AccessEvent.ActorType.choices)
+    organization = models.CharField(max_length=200, blank=True)
+    purpose = models.CharField(max_length=32, choices=AccessEvent.Purpose.choices)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "month", "actor_type", "organization", "purpose"], name="monthlyaccesscount_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} {self.month:%Y-%m} {self.actor_type} {self.count}"
+
+
+class NotificationPreference(models.Model):
+    """Which kinds of access a patient wants an email about. Absent row = the defaults below."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_notification_preference")
+    # The two uses a patient is least likely to expect are on by default (issue 4).
+    new_organization = models.BooleanField(_("A new organisation accesses my scans"), default=True)
+    ai_or_research = models.BooleanField(_("An AI vendor or researcher uses my scans"), default=True)
+    emergency = models.BooleanField(_("Someone uses emergency access"), default=False)
+    downloads = models.BooleanField(_("My data is downloaded or exported"), default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Notification preferences of user {self.user_id}"
+
+
+class NotificationSent(models.Model):
+    """One row per event a patient was emailed about: makes the notification task idempotent."""
+
+    event = models.OneToOneField(AccessEvent, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kinds = models.JSONField(default=list)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Notification for event {self.event_id}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed snapshot of every chain head (issue 4 "Tamper evidence").
+
+    ``statement`` is the exact canonical JSON that was signed (Ed25519, portal.signing); it
+    carries the SHA-256 of ``heads`` ({patient id: [seq, hash]}). Whoever holds an exported copy
+    can later check that each chain still passes through the hash it had at that moment, so
+    history before the checkpoint cannot be rewritten unnoticed, even by a database owner.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    chains = models.PositiveBigIntegerField()
+    events = models.PositiveBigIntegerField()
+    heads = models.JSONField()
+    statement = models.TextField()
+    signature = models.CharField(max_length=128, help_text="Ed25519 signature of the statement, hex.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Checkpoint {self.created_at:%Y-%m-%d %H:%M} ({self.chains} chains)"

@@ -25,7 +25,7 @@ from allauth.account.adapter import get_adapter
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -198,7 +198,11 @@ def record_access(
     )
     # seq, prev_hash and hash come from the chain head below. Uniqueness is left to the
     # database: a pre-check query would be one more round trip and still racy.
-    event.full_clean(exclude=["seq", "prev_hash", "hash"], validate_unique=False, validate_constraints=False)
+    # patient and study arrive as loaded rows (the study checked against the patient above), so
+    # their existence queries are skipped: two round trips per event on the ingest path.
+    event.full_clean(
+        exclude=["seq", "prev_hash", "hash", "patient", "study"], validate_unique=False, validate_constraints=False
+    )
     if timezone.is_naive(event.occurred_at):
         raise ValidationError({"occurred_at": "The time of access must carry a time zone."})
     with transaction.atomic():
@@ -214,7 +218,31 @@ def record_access(
         head.seq = event.seq
         head.last_hash = event.hash
         head.save(update_fields=["seq", "last_hash"])
+        _count_month(event)
     return event
+
+
+_COUNT_SQL = """
+    INSERT INTO audit_monthlyaccesscount (patient_id, month, actor_type, organization, purpose, count)
+    VALUES (%s, %s, %s, %s, %s, 1)
+    ON CONFLICT (patient_id, month, actor_type, organization, purpose)
+    DO UPDATE SET count = audit_monthlyaccesscount.count + 1
+"""
+
+
+def month_of(value: dt.datetime) -> dt.date:
+    """The first day of ``value``'s month in UTC: the bucket of the monthly counts."""
+    return value.astimezone(dt.UTC).date().replace(day=1)
+
+
+def _count_month(event: AccessEvent) -> None:
+    # One upsert (PostgreSQL and SQLite both speak ON CONFLICT); the chain-head lock held by
+    # the caller serialises writers for this patient, so the increment never races.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _COUNT_SQL,
+            [event.patient_id, month_of(event.occurred_at), event.actor_type, event.organization, event.purpose],
+        )
 
 
 def record_portal_access(

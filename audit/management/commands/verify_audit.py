@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from audit import triggers
+from audit.checkpoints import checkpoint_verify
+from audit.models import AuditCheckpoint
 from audit.services import chain_verify
 from imaging.models import Patient
 
@@ -47,6 +49,16 @@ class Command(BaseCommand):
                 f"The chains verify ({result.checked} events), but the append-only triggers on "
                 f"{triggers.TABLE} are missing or disabled: rows can be changed. Re-run migrations or re-enable them."
             )
+        checkpoint_note = ""
+        latest = AuditCheckpoint.objects.order_by("-created_at", "-pk").first()
+        if latest is not None and patient is None:
+            problems = checkpoint_verify(latest)
+            if problems:
+                raise CommandError(
+                    f"The chains verify, but the signed checkpoint of {latest.created_at:%Y-%m-%d %H:%M} does not: "
+                    + "; ".join(problems)
+                )
+            checkpoint_note = f" Signed checkpoint of {latest.created_at:%Y-%m-%d %H:%M} holds."
         scope = f" for patient {patient}" if patient else ""
         chains = "chain" if result.chains == 1 else "chains"
-        self.stdout.write(f"OK: {result.checked} events in {result.chains} {chains} verified{scope}; append-only triggers in place.")
+        self.stdout.write(f"OK: {result.checked} events in {result.chains} {chains} verified{scope}; append-only triggers in place.{checkpoint_note}")

@@ -1,0 +1,131 @@
+"""``POST /api/v1/audit/events``: downstream systems report accesses to patients' scans.
+
+Imported by ``audit/urls.py``, so the OpenAPI registration below happens when URLs load.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+from audit import fhir
+from audit.ingest import MAX_BATCH, events_ingest
+from audit.models import AccessEvent
+from portal import openapi
+from portal.api import ApiError, api_endpoint, json_body
+
+PATH = "/api/v1/audit/events"
+
+
+@api_endpoint(scope="audit:write", methods=("POST",))
+def events(request: HttpRequest) -> JsonResponse:
+    account = request.service_account
+    body = json_body(request)
+    defaults = {"default_actor_type": account.actor_type, "default_organization": account.organization}
+    if fhir.is_fhir(body):
+        raws, normalised = fhir.from_fhir(body, **defaults)
+    elif isinstance(body, dict) and isinstance(body.get("events"), list):
+        raws, normalised = body["events"], None
+    else:
+        raise ApiError(400, "invalid_body", 'Send {"events": [...]}, a FHIR AuditEvent or a Bundle of AuditEvents.')
+    if not raws:
+        raise ApiError(400, "empty_batch", "The batch has no events.")
+    if len(raws) > MAX_BATCH:
+        raise ApiError(413, "batch_too_large", f"Send at most {MAX_BATCH} events per request.")
+    result = events_ingest(sender=account.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
+    return JsonResponse(result.as_dict())
+
+
+_EVENT = {
+    "type": "object",
+    "required": ["source_event_id", "occurred_at", "patient", "purpose", "action"],
+    "properties": {
+        "source_event_id": {"type": "string", "maxLength": 150, "description": "Your id; re-sending it is a no-op."},
+        "occurred_at": {"type": "string", "format": "date-time", "description": "With a time zone."},
+        "patient": {
+            "type": "object",
+            "required": ["issuer", "mrn"],
+            "properties": {"issuer": {"type": "string"}, "mrn": {"type": "string"}},
+        },
+        "study_uid": {"type": "string", "description": "Study Instance UID (or give accession)."},
+        "accession": {"type": "string"},
+        "actor": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": AccessEvent.ActorType.values},
+                "name": {"type": "string"},
+                "ref": {"type": "string", "description": "Stable id of the actor in your system."},
+                "organization": {"type": "string", "description": "Defaults to the service account's organisation."},
+                "role": {"type": "string"},
+            },
+        },
+        "purpose": {"type": "string", "enum": AccessEvent.Purpose.values},
+        "action": {"type": "string", "enum": AccessEvent.Action.values},
+        "outcome": {"type": "string", "enum": AccessEvent.Outcome.values, "default": "success"},
+    },
+}
+
+openapi.register(
+    PATH,
+    "post",
+    {
+        "operationId": "auditEventsCreate",
+        "summary": "Report accesses to patients' imaging data",
+        "description": (
+            f"A JSON batch of up to {MAX_BATCH} events, or FHIR R4 AuditEvent resources (one, or a Bundle) "
+            "following IHE BALP. Each event is accepted, a duplicate (same source_event_id from this service "
+            "account) or rejected with a reason; an unknown patient is rejected. Needs the audit:write scope."
+        ),
+        "tags": ["audit"],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AuditEventBatch"}},
+                "application/fhir+json": {"schema": {"type": "object", "description": "FHIR R4 AuditEvent or Bundle"}},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "Per-event outcomes, in the order sent.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditEventResults"}}},
+            },
+            **{
+                code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                for code, text in {
+                    "400": "Not JSON, or not a batch / AuditEvent / Bundle.",
+                    "401": "Missing or invalid token.",
+                    "403": "The token lacks the audit:write scope.",
+                    "413": "Too many events or too large a body.",
+                    "415": "Not JSON.",
+                }.items()
+            },
+        },
+    },
+    {
+        "AuditEventBatch": {
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": {"type": "array", "maxItems": MAX_BATCH, "items": _EVENT}},
+        },
+        "AuditEventResults": {
+            "type": "object",
+            "properties": {
+                "accepted": {"type": "integer"},
+                "duplicate": {"type": "integer"},
+                "rejected": {"type": "integer"},
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "source_event_id": {"type": ["string", "null"]},
+                            "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+                            "reason": {"type": "string"},
+                            "id": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from audit.models import AccessEvent, NotificationPreference
+from audit.selectors import LogFilters
+from imaging.models import Study
+
+ANY = [("", _("Any"))]
+# Dates before this are typing mistakes, not real history; keeps the query bounds sane.
+EARLIEST = dt.date(1900, 1, 1)
+
+
+class AccessLogFilterForm(forms.Form):
+    """The access log's filters (GET). Choices for organisation and study come from the
+    patient's own log and studies, so a crafted value cannot reach anything else."""
+
+    since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    organization = forms.ChoiceField(label=_("Organisation"), required=False)
+    actor_type = forms.ChoiceField(label=_("Who"), required=False, choices=ANY + list(AccessEvent.ActorType.choices))
+    purpose = forms.ChoiceField(label=_("Why"), required=False, choices=ANY + list(AccessEvent.Purpose.choices))
+    action = forms.ChoiceField(label=_("What they did"), required=False, choices=ANY + list(AccessEvent.Action.choices))
+    study = forms.ChoiceField(label=_("Scan"), required=False)
+
+    def __init__(self, *args: Any, choices: dict[str, list[tuple[str, str]]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].choices = ANY + choices["organization"]
+        self.fields["study"].choices = ANY + choices["study"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        for name in ("since", "until"):
+            if data.get(name) and not EARLIEST <= data[name] <= dt.date(9000, 1, 1):
+                self.add_error(name, _("Enter a date after 1900."))
+        if since and until and since > until:
+            self.add_error("until", _("The end date must be on or after the start date."))
+        return data
+
+    @property
+    def active(self) -> bool:
+        return self.is_bound and any(self.data.get(name) for name in self.fields)
+
+    def filters(self) -> LogFilters:
+        """The validated filters (none when the form is invalid or empty)."""
+        if not self.is_valid():
+            return LogFilters()
+        data = self.cleaned_data
+        study = Study.objects.filter(pk=int(data["study"])).first() if data.get("study") else None
+        return LogFilters(
+            since=data.get("since"), until=data.get("until"), organization=data.get("organization") or "",
+            actor_type=data.get("actor_type") or "", purpose=data.get("purpose") or "",
+            action=data.get("action") or "", study=study,
+        )
+
+
+class NotificationPreferenceForm(forms.ModelForm):
+    class Meta:
+        model = NotificationPreference
+        fields = ["new_organization", "ai_or_research", "emergency", "downloads"]

@@ -1,0 +1,201 @@
+"""Events from other systems: the API's JSON batches and FHIR AuditEvents, and file imports.
+
+Every event names the patient by (issuer, MRN) and optionally the study by Study Instance UID
+or accession. Each one is accepted, a duplicate (same sender and ``source_event_id`` as an event
+already recorded) or rejected with a reason: an unknown patient is rejected, never dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from audit.models import AccessEvent
+from audit.services import record_access
+from imaging.models import Patient, Study
+
+# The API's batch limit: 500 events of ~1 KB stay well under the 2 MB body limit.
+MAX_BATCH = 500
+# A sender's clock may run a little fast; an event further in the future is a bug.
+FUTURE_SKEW = dt.timedelta(minutes=5)
+# What a patient can be shown about the actor: long enough for real names, short for the page.
+TEXT_LIMITS = {"actor_name": 200, "actor_ref": 200, "organization": 200, "role": 100}
+
+
+@dataclass
+class Outcome:
+    index: int
+    source_event_id: str | None
+    status: str  # accepted | duplicate | rejected
+    reason: str = ""
+    event_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"index": self.index, "source_event_id": self.source_event_id, "status": self.status}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.event_id is not None:
+            data["id"] = self.event_id
+        return data
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def accepted_ids(self) -> list[int]:
+        return [o.event_id for o in self.outcomes if o.status == "accepted" and o.event_id is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.count("accepted"),
+            "duplicate": self.count("duplicate"),
+            "rejected": self.count("rejected"),
+            "results": [o.as_dict() for o in self.outcomes],
+        }
+
+
+class Rejected(Exception):
+    pass
+
+
+def _text(data: dict, key: str, *, required: bool = False, limit: int = 200) -> str:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise Rejected(f"{key} is required")
+        return ""
+    if not isinstance(value, str):
+        raise Rejected(f"{key} must be a string")
+    value = value.strip()
+    if len(value) > limit:
+        raise Rejected(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _choice(value: Any, choices: list[str], key: str) -> str:
+    if value not in choices:
+        raise Rejected(f"{key} must be one of: {', '.join(choices)}")
+    return value
+
+
+def _when(value: Any) -> dt.datetime:
+    if not isinstance(value, str) or not value:
+        raise Rejected("occurred_at is required (ISO 8601 with a time zone)")
+    try:
+        when = parse_datetime(value.strip())
+    except ValueError:
+        when = None
+    if when is None:
+        raise Rejected("occurred_at is not an ISO 8601 date-time")
+    if timezone.is_naive(when):
+        raise Rejected("occurred_at must carry a time zone (e.g. 2026-03-03T10:14:00Z)")
+    if when > timezone.now() + FUTURE_SKEW:
+        raise Rejected("occurred_at is in the future")
+    return when
+
+
+def normalise(raw: Any, *, default_actor_type: str, default_organization: str) -> dict[str, Any]:
+    """Check one event of the JSON batch format and return record_access's arguments (minus
+    source), plus ``_patient`` and ``_study`` lookups. Raises ``Rejected`` with the reason."""
+    if not isinstance(raw, dict):
+        raise Rejected("each event must be a JSON object")
+    patient_ref = raw.get("patient")
+    if not isinstance(patient_ref, dict):
+        raise Rejected("patient must be an object with issuer and mrn")
+    issuer = _text(patient_ref, "issuer", required=True, limit=64)
+    mrn = _text(patient_ref, "mrn", required=True, limit=64)
+    actor = raw.get("actor") or {}
+    if not isinstance(actor, dict):
+        raise Rejected("actor must be an object")
+    source_event_id = _text(raw, "source_event_id", required=True, limit=150)
+    return {
+        "source_event_id": source_event_id,
+        "occurred_at": _when(raw.get("occurred_at")),
+        "_patient": (issuer, mrn),
+        "_study": (_text(raw, "study_uid", limit=64), _text(raw, "accession", limit=64)),
+        "actor_type": _choice(actor.get("type") or default_actor_type, AccessEvent.ActorType.values, "actor.type"),
+        "actor_name": _text(actor, "name", limit=TEXT_LIMITS["actor_name"]),
+        "actor_ref": _text(actor, "ref", limit=TEXT_LIMITS["actor_ref"]),
+        "organization": _text(actor, "organization", limit=TEXT_LIMITS["organization"]) or default_organization,
+        "role": _text(actor, "role", limit=TEXT_LIMITS["role"]),
+        "purpose": _choice(raw.get("purpose"), AccessEvent.Purpose.values, "purpose"),
+        "action": _choice(raw.get("action"), AccessEvent.Action.values, "action"),
+        "outcome": _choice(raw.get("outcome") or "success", AccessEvent.Outcome.values, "outcome"),
+    }
+
+
+def _resolve(
+    fields: dict[str, Any], patients: dict[tuple[str, str], Patient | None], studies: dict[tuple, Study | None]
+) -> tuple[Patient, Study | None]:
+    key = fields.pop("_patient")
+    if key not in patients:
+        patients[key] = Patient.objects.filter(issuer=key[0], mrn=key[1]).first()
+    patient = patients[key]
+    if patient is None:
+        raise Rejected("unknown patient (no record with this issuer and MRN)")
+    study_uid, accession = fields.pop("_study")
+    if not (study_uid or accession):
+        return patient, None
+    # A batch usually repeats a few studies: look each up once.
+    cache_key = (patient.pk, study_uid, accession)
+    if cache_key not in studies:
+        found = Study.objects.filter(patient=patient)
+        found = found.filter(study_uid=study_uid) if study_uid else found.filter(accession=accession)
+        studies[cache_key] = found.order_by("pk").first()
+    if studies[cache_key] is None:
+        raise Rejected(f"unknown study for this patient ({'study_uid' if study_uid else 'accession'})")
+    return patient, studies[cache_key]
+
+
+@transaction.atomic
+def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_type: str,
+                  default_organization: str, normalised: list[dict | Rejected] | None = None) -> IngestResult:
+    """Record a batch of events from another system; one outcome per event, in order.
+
+    Callers: the events API (``source="api"``, ``sender`` = the service account's name) and
+    ``import_access_events`` (``source="import"``). Each accepted event is one ``record_access``
+    with ``details.reported_by = sender``. Idempotency is per sender: the stored
+    ``source_event_id`` is ``"<sender>/<id>"``, so two systems that number events alike never
+    collide, and a re-sent event comes back as ``duplicate``. ``normalised`` lets the FHIR
+    mapping hand over events already in the batch format (or the reason each was rejected).
+    """
+    result = IngestResult()
+    patients: dict[tuple[str, str], Patient | None] = {}
+    studies: dict[tuple, Study | None] = {}
+    items = normalised if normalised is not None else [None] * len(events)
+    for index, (raw, pre) in enumerate(zip(events, items, strict=True)):
+        sid = raw.get("source_event_id") if isinstance(raw, dict) else None
+        try:
+            if isinstance(pre, Rejected):
+                raise pre
+            fields = pre if pre is not None else normalise(
+                raw, default_actor_type=default_actor_type, default_organization=default_organization
+            )
+            sid = fields["source_event_id"]
+            patient, study = _resolve(fields, patients, studies)
+            fields["source_event_id"] = f"{sender}/{sid}"
+            event = record_access(patient=patient, study=study, source=source, details={"reported_by": sender}, **fields)
+        except Rejected as exc:
+            result.outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc)))
+        except ValidationError as exc:
+            result.outcomes.append(Outcome(index, sid, "rejected", "; ".join(exc.messages)))
+        except IntegrityError:
+            result.outcomes.append(Outcome(index, sid, "duplicate", "already recorded"))
+        else:
+            result.outcomes.append(Outcome(index, sid, "accepted", event_id=event.pk))
+    if result.accepted_ids:
+        from audit.notifications import notify_on_commit
+
+        notify_on_commit(result.accepted_ids)
+    return result

@@ -1,0 +1,353 @@
+"""Reads of the access log for a given user (STYLE.md "Logic and data").
+
+Every function takes the signed-in user and narrows to the events of the Patient record linked
+to that user; anyone else's event is a 404 like a missing one (SECURITY.md 9). Nothing here
+records an access: the views record one per page or download, in the same transaction.
+
+The log page is built to cost the same at 1,000 events as at 1,000,000: rows come by keyset
+pagination on (occurred_at, id) over the ``accessevent_patient_time_id`` index, "first access by
+this organisation" badges are one index probe per organisation on the page, and the summary and
+timeline read ``MonthlyAccessCount`` rather than counting the history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet, Sum
+from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from audit.models import AccessEvent, MonthlyAccessCount
+from imaging.models import Patient, Study
+
+# Rows per page: one screen on a laptop, and a bounded query.
+PAGE_SIZE = 25
+# "New since your last visit" is counted up to here; beyond it the page says "over 1,000".
+NEW_COUNT_CAP = 1000
+AI_RESEARCH_ACTORS = (AccessEvent.ActorType.AI_VENDOR, AccessEvent.ActorType.RESEARCHER)
+AI_RESEARCH_PURPOSES = (
+    AccessEvent.Purpose.RESEARCH,
+    AccessEvent.Purpose.AI_TRAINING,
+    AccessEvent.Purpose.AI_INFERENCE,
+)
+# The detail the log view records about itself; the latest such event is "your last visit".
+LOG_PAGE = "access_log"
+
+
+def patient_for_user(user) -> Patient | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return Patient.objects.filter(user=user).first()
+
+
+def _own(user) -> Q:
+    """The user's own rows, by patient id: a plain ``patient_id = n`` (not a join on the user)
+    lets PostgreSQL walk the (patient, occurred_at, id) index and stop after one page."""
+    if not getattr(user, "is_authenticated", False):
+        return Q(pk__in=[])
+    patient_id = Patient.objects.filter(user=user).values_list("pk", flat=True).first()
+    return Q(patient_id=patient_id) if patient_id is not None else Q(pk__in=[])
+
+
+def is_ai_or_research(event: AccessEvent) -> bool:
+    return event.actor_type in AI_RESEARCH_ACTORS or event.purpose in AI_RESEARCH_PURPOSES
+
+
+def events_for_patient(
+    user,
+    *,
+    purposes: Iterable[str] | None = None,
+    organization: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> QuerySet[AccessEvent]:
+    """The user's own access events, newest first, optionally narrowed.
+
+    ``purposes``: only these purposes; ``organization``: exact organisation name; ``since`` /
+    ``until``: occurred_at >= since and < until. Anyone without a linked patient record (officers,
+    administrators, anonymous) gets an empty queryset. Callers: the access-log pages and other
+    apps showing the patient their own history (consent: "uses made before you opted out").
+    Records nothing; a view that shows these to the patient records its own access.
+    """
+    events = AccessEvent.objects.filter(_own(user))
+    if purposes is not None:
+        events = events.filter(purpose__in=list(purposes))
+    if organization:
+        events = events.filter(organization=organization)
+    if since is not None:
+        events = events.filter(occurred_at__gte=since)
+    if until is not None:
+        events = events.filter(occurred_at__lt=until)
+    return events.select_related("study").order_by("-occurred_at", "-pk")
+
+
+def event_for_user(user, event_id: int) -> AccessEvent:
+    """One of the user's own events; ``Http404`` for a missing event or another patient's."""
+    event = AccessEvent.objects.filter(_own(user), pk=event_id).select_related("study").first()
+    if event is None:
+        raise Http404("No such access event.")
+    return event
+
+
+# --- Filters and keyset pagination -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogFilters:
+    since: dt.date | None = None
+    until: dt.date | None = None  # inclusive: the whole day
+    organization: str = ""
+    actor_type: str = ""
+    purpose: str = ""
+    action: str = ""
+    study: Study | None = None
+
+
+def filtered_events(user, filters: LogFilters) -> QuerySet[AccessEvent]:
+    """The user's events narrowed by the access-log filters, newest first."""
+    tz = timezone.get_current_timezone()
+    since = dt.datetime.combine(filters.since, dt.time.min, tz) if filters.since else None
+    until = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time.min, tz) if filters.until else None
+    events = events_for_patient(user, organization=filters.organization or None, since=since, until=until)
+    if filters.actor_type:
+        events = events.filter(actor_type=filters.actor_type)
+    if filters.purpose:
+        events = events.filter(purpose=filters.purpose)
+    if filters.action:
+        events = events.filter(action=filters.action)
+    if filters.study is not None:
+        events = events.filter(study=filters.study)
+    return events
+
+
+def encode_cursor(event: AccessEvent) -> str:
+    """An opaque-looking but plain position: microseconds since the epoch and the row id."""
+    micros = int(event.occurred_at.timestamp() * 1_000_000)
+    return f"{micros}.{event.pk}"
+
+
+def decode_cursor(value: str) -> tuple[dt.datetime, int] | None:
+    """The (occurred_at, id) of a cursor, or None when it is not one of ours."""
+    micros, _sep, pk = (value or "").partition(".")
+    if not (micros.lstrip("-").isdigit() and pk.isdigit()) or len(micros) > 20 or len(pk) > 20:
+        return None
+    try:
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(micros))
+    except OverflowError:
+        return None
+    return when, int(pk)
+
+
+@dataclass
+class LogPage:
+    events: list[AccessEvent]
+    next_cursor: str | None  # older events
+    is_first: bool
+
+
+def log_page(events: QuerySet[AccessEvent], *, before: str = "", size: int = PAGE_SIZE) -> LogPage:
+    """One page of ``events`` (newest first) older than the cursor ``before``.
+
+    Keyset pagination: the bound ``occurred_at <= t`` lets PostgreSQL start the index scan at
+    the cursor, and the OR breaks ties on id, so the page costs the same however deep it is."""
+    position = decode_cursor(before) if before else None
+    if position is not None:
+        when, pk = position
+        events = events.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, pk__lt=pk), occurred_at__lte=when)
+    rows = list(events.order_by("-occurred_at", "-pk")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return LogPage(rows, encode_cursor(rows[-1]) if more and rows else None, position is None)
+
+
+def first_access_ids(patient_id: int, events: list[AccessEvent]) -> set[int]:
+    """Ids among ``events`` that are their organisation's first access to this patient.
+
+    One index probe (``accessevent_patient_org``) per organisation on the page."""
+    firsts: set[int] = set()
+    for organization in {e.organization for e in events if e.organization}:
+        first = (
+            AccessEvent.objects.filter(patient_id=patient_id, organization=organization)
+            .order_by("occurred_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if first is not None:
+            firsts.add(first)
+    return firsts
+
+
+# --- Plain language ------------------------------------------------------------------------
+
+
+def _purpose_phrase(purpose: str) -> str:
+    return {
+        AccessEvent.Purpose.TREATMENT: _("for your care"),
+        AccessEvent.Purpose.PAYMENT: _("for billing"),
+        AccessEvent.Purpose.OPERATIONS: _("for hospital operations"),
+        AccessEvent.Purpose.RESEARCH: _("for research"),
+        AccessEvent.Purpose.AI_TRAINING: _("to train an AI system"),
+        AccessEvent.Purpose.AI_INFERENCE: _("for analysis by an AI system"),
+        AccessEvent.Purpose.PATIENT_REQUEST: _("at your request"),
+        AccessEvent.Purpose.PRIVACY_INVESTIGATION: _("for a privacy investigation"),
+        AccessEvent.Purpose.EMERGENCY: _("for emergency care"),
+        AccessEvent.Purpose.LEGAL: _("because the law requires it"),
+    }.get(purpose, purpose)
+
+
+def _what(event: AccessEvent) -> str:
+    if (event.details or {}).get("page") == LOG_PAGE:
+        return _("your access log")
+    if event.study is not None:
+        return _("your %(scan)s") % {"scan": event.study.description or _("imaging study")}
+    return _("your imaging records")
+
+
+def describe(event: AccessEvent) -> str:
+    """One sentence for the patient: "Dr Jane Roe, Radiologist at Mercy Hospital, viewed your
+    CT chest for your care." (the time is shown next to it)."""
+    verb = event.get_action_display().lower()
+    if event.actor_type == AccessEvent.ActorType.PATIENT:
+        return _("You %(verb)s %(what)s.") % {"verb": verb, "what": _what(event)}
+    who = event.actor_name or event.get_actor_type_display()
+    if event.role and event.organization:
+        who = _("%(who)s, %(role)s at %(org)s") % {"who": who, "role": event.role, "org": event.organization}
+    elif event.organization:
+        who = _("%(who)s at %(org)s") % {"who": who, "org": event.organization}
+    elif event.role:
+        who = f"{who}, {event.role}"
+    sentence = _("%(who)s %(verb)s %(what)s %(why)s.") % {
+        "who": who, "verb": verb, "what": _what(event), "why": _purpose_phrase(event.purpose)
+    }
+    if event.outcome == AccessEvent.Outcome.DENIED:
+        sentence += " " + _("The request was refused.")
+    elif event.outcome == AccessEvent.Outcome.FAILURE:
+        sentence += " " + _("It did not succeed.")
+    return sentence
+
+
+@dataclass
+class LogRow:
+    event: AccessEvent
+    sentence: str
+    badges: list[tuple[str, str]] = field(default_factory=list)  # (css modifier, label)
+
+
+def log_rows(patient_id: int, events: list[AccessEvent], *, last_visit: dt.datetime | None) -> list[LogRow]:
+    firsts = first_access_ids(patient_id, events)
+    rows = []
+    for event in events:
+        badges = []
+        if last_visit is not None and event.occurred_at > last_visit and event.actor_type != AccessEvent.ActorType.PATIENT:
+            badges.append(("new", _("New")))
+        if event.pk in firsts:
+            badges.append(("first", _("First access by this organisation")))
+        if event.actor_type == AccessEvent.ActorType.AI_VENDOR or event.purpose in (
+            AccessEvent.Purpose.AI_TRAINING, AccessEvent.Purpose.AI_INFERENCE
+        ):
+            badges.append(("ai", _("AI use")))
+        elif event.actor_type == AccessEvent.ActorType.RESEARCHER or event.purpose == AccessEvent.Purpose.RESEARCH:
+            badges.append(("research", _("Research use")))
+        if event.purpose == AccessEvent.Purpose.EMERGENCY:
+            badges.append(("emergency", _("Emergency access")))
+        if event.actor_type == AccessEvent.ActorType.PATIENT:
+            badges.append(("self", _("You")))
+        rows.append(LogRow(event, describe(event), badges))
+    return rows
+
+
+# --- Summary and timeline --------------------------------------------------------------------
+
+
+def last_visit(user, *, before: AccessEvent | None = None) -> dt.datetime | None:
+    """When the user last opened their access log (before the visit ``before``), or None."""
+    visits = AccessEvent.objects.filter(
+        _own(user), actor_type=AccessEvent.ActorType.PATIENT, details__page=LOG_PAGE
+    ).order_by("-occurred_at", "-pk")
+    if before is not None:
+        visits = visits.exclude(pk=before.pk)
+    return visits.values_list("occurred_at", flat=True).first()
+
+
+def _months_back(today: dt.date, n: int) -> list[dt.date]:
+    months, year, month = [], today.year, today.month
+    for _i in range(n):
+        months.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return list(reversed(months))
+
+
+@dataclass
+class LogSummary:
+    total_12m: int
+    organizations_12m: int
+    ai_vendor_12m: int
+    research_12m: int
+    new_since_visit: int
+    new_capped: bool
+    last_visit: dt.datetime | None
+    months: list[dt.date]
+    # {actor_type: [count per month]}, only types with any count
+    series: dict[str, list[int]]
+
+
+def log_summary(user, *, last_visit_at: dt.datetime | None) -> LogSummary:
+    """The 12-month summary and monthly timeline, from the monthly counts (no history scan)."""
+    months = _months_back(timezone.now().astimezone(dt.UTC).date(), 12)
+    counts = MonthlyAccessCount.objects.filter(_own(user), month__gte=months[0])
+    per_month: dict[str, list[int]] = defaultdict(lambda: [0] * len(months))
+    index = {m: i for i, m in enumerate(months)}
+    organizations: set[str] = set()
+    total = ai = research = 0
+    for row in counts.values("month", "actor_type", "organization", "purpose").annotate(n=Sum("count")):
+        n = row["n"]
+        total += n
+        if row["month"] in index:
+            per_month[row["actor_type"]][index[row["month"]]] += n
+        if row["organization"] and row["actor_type"] != AccessEvent.ActorType.PATIENT:
+            organizations.add(row["organization"])
+        if row["actor_type"] == AccessEvent.ActorType.AI_VENDOR or row["purpose"] in (
+            AccessEvent.Purpose.AI_TRAINING, AccessEvent.Purpose.AI_INFERENCE
+        ):
+            ai += n
+        elif row["actor_type"] == AccessEvent.ActorType.RESEARCHER or row["purpose"] == AccessEvent.Purpose.RESEARCH:
+            research += n
+    new = 0
+    if last_visit_at is not None:
+        recent = AccessEvent.objects.filter(_own(user), occurred_at__gt=last_visit_at).exclude(
+            actor_type=AccessEvent.ActorType.PATIENT
+        )
+        new = recent.order_by()[: NEW_COUNT_CAP + 1].count()
+    order = [t for t in AccessEvent.ActorType.values if t in per_month]
+    return LogSummary(
+        total_12m=total,
+        organizations_12m=len(organizations),
+        ai_vendor_12m=ai,
+        research_12m=research,
+        new_since_visit=min(new, NEW_COUNT_CAP),
+        new_capped=new > NEW_COUNT_CAP,
+        last_visit=last_visit_at,
+        months=months,
+        series={t: per_month[t] for t in order},
+    )
+
+
+def filter_choices(user) -> dict[str, list[tuple[str, str]]]:
+    """Organisations and studies the user's log mentions, for the filter form's select boxes."""
+    organizations = (
+        MonthlyAccessCount.objects.filter(_own(user)).exclude(organization="")
+        .order_by("organization").values_list("organization", flat=True).distinct()
+    )
+    studies = Study.objects.filter(_own(user)).order_by("-study_date", "-pk")
+    return {
+        "organization": [(o, o) for o in organizations],
+        "study": [
+            (str(s.pk), f"{s.description or _('Imaging study')}" + (f" ({s.study_date:%d %b %Y})" if s.study_date else ""))
+            for s in studies
+        ],
+    }
