@@ -1,0 +1,170 @@
+"""The consent API downstream systems ask before using a study (scope ``consent:read``).
+
+- ``GET /api/v1/consent/check?issuer=&mrn=&study_uid=&scope=``: allowed or not, and why.
+- ``POST /api/v1/consent/cohort`` ``{"scope": ..., "study_uids": [...]}``: the permitted subset.
+- ``GET /api/v1/fhir/Consent?patient=<issuer>|<mrn>``: the decisions as FHIR R4 Consent.
+
+Every answer is written to the patient's access log by the service that computes it.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+from consent import services
+from consent.models import Scope
+from imaging.models import Patient, Study
+from portal import openapi
+from portal.api import ApiError, api_endpoint, json_body
+
+
+def _scope(value: object) -> str:
+    if value not in Scope.values:
+        raise ApiError(400, "invalid_scope", f"scope must be one of {', '.join(Scope.values)}.")
+    return str(value)
+
+
+def _patient(issuer: str, mrn: str) -> Patient:
+    if not issuer or not mrn:
+        raise ApiError(400, "missing_patient", "Give the patient's issuer and mrn.")
+    patient = Patient.objects.filter(issuer=issuer, mrn=mrn).first()
+    if patient is None:
+        raise ApiError(404, "unknown_patient", "No patient with this issuer and MRN.")
+    return patient
+
+
+@api_endpoint(scope="consent:read", methods=("GET",))
+def check(request: HttpRequest) -> JsonResponse:
+    scope = _scope(request.GET.get("scope"))
+    patient = _patient(request.GET.get("issuer", "").strip(), request.GET.get("mrn", "").strip())
+    study = None
+    study_uid = request.GET.get("study_uid", "").strip()
+    if study_uid:
+        # A study of another patient is "unknown" too: the answer must not link records.
+        study = Study.objects.filter(study_uid=study_uid, patient=patient).first()
+        if study is None:
+            raise ApiError(404, "unknown_study", "This patient has no study with this UID.")
+    answer = services.consent_check_answer(account=request.service_account, patient=patient, scope=scope, study=study)
+    return JsonResponse(answer)
+
+
+@api_endpoint(scope="consent:read", methods=("POST",))
+def cohort(request: HttpRequest) -> JsonResponse:
+    body = json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", 'Send {"scope": ..., "study_uids": [...]}.')
+    scope = _scope(body.get("scope"))
+    uids = body.get("study_uids")
+    if not isinstance(uids, list) or not all(isinstance(u, str) and u for u in uids):
+        raise ApiError(400, "invalid_study_uids", "study_uids must be a list of Study Instance UIDs.")
+    if len(uids) > services.COHORT_MAX_STUDIES:
+        raise ApiError(413, "too_many_studies", f"Ask about at most {services.COHORT_MAX_STUDIES} studies per request.")
+    return JsonResponse(services.consent_cohort_answer(account=request.service_account, scope=scope, study_uids=uids))
+
+
+@api_endpoint(scope="consent:read", methods=("GET",))
+def fhir_consent(request: HttpRequest) -> JsonResponse:
+    issuer, sep, mrn = request.GET.get("patient", "").partition("|")
+    if not sep:
+        raise ApiError(400, "invalid_patient", "Give patient=<issuer>|<mrn> (a FHIR token).")
+    patient = _patient(issuer.strip(), mrn.strip())
+    bundle = services.consent_fhir_read(account=request.service_account, patient=patient)
+    return JsonResponse(bundle, content_type="application/fhir+json")
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+_ERRORS = {
+    "400": {"description": "Bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    "401": {"description": "No valid token"},
+    "403": {"description": "The token lacks consent:read"},
+    "404": {"description": "Unknown patient or study", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+}
+
+openapi.register(
+    "/api/v1/consent/check",
+    "get",
+    {
+        "operationId": "consentCheck",
+        "summary": "May this patient's study be used for this purpose?",
+        "description": "Answers from the patient's latest decision (a per-study decision wins over the all-studies one), "
+        "else the hospital's default. Every answer is written to the patient's access log.",
+        "parameters": [
+            {"name": "issuer", "in": "query", "required": True, "schema": {"type": "string"}},
+            {"name": "mrn", "in": "query", "required": True, "schema": {"type": "string"}},
+            {"name": "study_uid", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "scope", "in": "query", "required": True, "schema": {"type": "string", "enum": list(Scope.values)}},
+        ],
+        "responses": {"200": {"description": "The answer", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConsentAnswer"}}}}, **_ERRORS},
+    },
+    {
+        "ConsentAnswer": {
+            "type": "object",
+            "required": ["allowed", "scope", "basis", "decision", "checked_at"],
+            "properties": {
+                "allowed": {"type": "boolean"},
+                "scope": {"type": "string", "enum": list(Scope.values)},
+                "study_uid": {"type": ["string", "null"]},
+                "basis": {"type": "string", "enum": ["decision", "study_decision", "institution_default"]},
+                "decision": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "decision": {"type": "string", "enum": ["granted", "refused"]},
+                        "applies_to": {"type": "string", "description": "all_studies or a Study Instance UID"},
+                        "decided_at": {"type": "string", "format": "date-time"},
+                        "policy_version": {"type": "integer"},
+                        "policy_sha256": {"type": "string"},
+                        "receipt_id": {"type": "string", "format": "uuid"},
+                    },
+                },
+                "checked_at": {"type": "string", "format": "date-time"},
+            },
+        }
+    },
+)
+openapi.register(
+    "/api/v1/consent/cohort",
+    "post",
+    {
+        "operationId": "consentCohort",
+        "summary": "Which of these studies may be used for this purpose?",
+        "description": f"At most {services.COHORT_MAX_STUDIES} study UIDs. Unknown UIDs are not permitted. "
+        "One access-log entry per patient concerned.",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["scope", "study_uids"],
+                "properties": {"scope": {"type": "string", "enum": list(Scope.values)},
+                               "study_uids": {"type": "array", "items": {"type": "string"}, "maxItems": services.COHORT_MAX_STUDIES}},
+            }}},
+        },
+        "responses": {
+            "200": {"description": "The permitted subset", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConsentCohort"}}}},
+            "413": {"description": "Too many studies"},
+            **_ERRORS,
+        },
+    },
+    {
+        "ConsentCohort": {
+            "type": "object",
+            "required": ["scope", "permitted", "not_permitted", "checked_at"],
+            "properties": {
+                "scope": {"type": "string"},
+                "permitted": {"type": "array", "items": {"type": "string"}},
+                "not_permitted": {"type": "array", "items": {"type": "string"}},
+                "checked_at": {"type": "string", "format": "date-time"},
+            },
+        }
+    },
+)
+openapi.register(
+    "/api/v1/fhir/Consent",
+    "get",
+    {
+        "operationId": "fhirConsentSearch",
+        "summary": "The patient's consent decisions as FHIR R4 Consent resources",
+        "parameters": [{"name": "patient", "in": "query", "required": True, "description": "<issuer>|<mrn>", "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "A FHIR searchset Bundle", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}, **_ERRORS},
+    },
+)
