@@ -1,0 +1,110 @@
+"""Peak memory of export packaging for a ~150 MB and a ~1.5 GB study (streaming, not whole files).
+
+    .venv/bin/python benchmarks/export_memory.py [--sizes 150,1500]
+
+For each size: writes a CT series of 1024x1024 slices (2 MB each; one phantom slice, new UIDs per
+file, so generation is quick), imports it, then packages it in a fresh child process that reports
+its resident set size before ``build_archive`` (Django, pydicom, numpy loaded) and the peak
+during it (``VmHWM`` after resetting it through ``/proc/self/clear_refs``; Linux only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, setup_lightbox  # noqa: E402
+
+CHILD = r"""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+import django
+django.setup()
+from exports.packaging import build_archive
+from imaging.models import Patient, Study
+patient = Patient.objects.get()
+studies = list(Study.objects.all())
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+before = status("VmRSS")
+# Reset the kernel's peak-RSS mark (VmHWM) so it measures packaging alone (Linux).
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+out, result = build_archive(patient=patient, studies=studies, deidentify=sys.argv[3] == "1",
+                            passphrase="bench-orbit-lantern-velvet-cactus-harbor", final_path=Path(sys.argv[2]))
+after = status("VmHWM")
+print(json.dumps({"before_kb": before, "after_kb": after, "bytes": result.size, "files": result.file_count}))
+out.unlink()
+"""
+
+
+def write_study(folder: Path, megabytes: int) -> None:
+    import datetime as dt
+
+    import pydicom
+
+    from imaging.dicom import synth
+
+    identity = synth.Identity("Bench", "Memory", "BENCHMEM", "BENCH", dt.date(1970, 1, 1))
+    header = synth.StudyHeader(description="CT BIG", date=dt.date(2025, 1, 1), time=dt.time(9, 0),
+                               institution="Bench", referring_physician="", accession="BM1", modality="CT")
+    [template] = synth.write_ct_series(folder / "t", identity, header, slices=1, size=1024)
+    ds = pydicom.dcmread(template)
+    template.unlink()
+    count = max(1, megabytes * 1_000_000 // template_size(ds))
+    for i in range(count):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = synth.new_uid()
+        ds.InstanceNumber = i + 1
+        ds.save_as(folder / f"IM{i:05d}.dcm", enforce_file_format=True)
+
+
+def template_size(ds) -> int:
+    return len(ds.PixelData) + 2000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="150,1500", help="study sizes in MB, comma-separated")
+    parser.add_argument("--deidentify", action="store_true")
+    parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        measure(args.one, args.deidentify)
+        return
+    for megabytes in [int(s) for s in args.sizes.split(",")]:
+        # One process per size: Django is set up once per process, on that size's data dir.
+        subprocess.run([sys.executable, __file__, "--one", str(megabytes)]  # noqa: S603
+                       + (["--deidentify"] if args.deidentify else []), check=True)
+
+
+def measure(megabytes: int, deidentify: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-exportmem-") as tmp:
+        tmp_path = Path(tmp)
+        setup_lightbox(tmp_path / "lightbox")
+        from imaging.services import dicom_import
+
+        write_study(tmp_path / "study", megabytes)
+        summary = dicom_import(paths=[tmp_path / "study"])
+        for f in (tmp_path / "study").glob("*.dcm"):
+            f.unlink()  # only the stored copies remain: the disk holds one copy plus the archive
+        env = dict(os.environ, LIGHTBOX_DATA_DIR=str(tmp_path / "lightbox"))
+        out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(tmp_path / "out.zip"),  # noqa: S603
+                              "1" if deidentify else "0"], env=env, capture_output=True, text=True, check=True)
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        peak_mb, base_mb = data["after_kb"] / 1024, data["before_kb"] / 1024
+        print(f"study {data['bytes'] / 1e6:7.0f} MB, {summary.imported} files: peak RSS while packaging "
+              f"{peak_mb:6.1f} MB (before packaging, Django and libraries loaded: {base_mb:5.1f} MB; "
+              f"packaging added {peak_mb - base_mb:5.1f} MB)")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+"""Writes for exports: request, package (the worker), cancel, revoke, download, purge, reconcile.
+
+Audit (SECURITY.md 13), one AccessEvent per access, written in the same transaction:
+- the request: ``export`` by the patient (portal) or by the privacy office (command);
+- every download: ``download`` by the patient.
+The packaging itself writes no event of its own: it is the fulfilment of the request already
+recorded (the patient's log says "Exported" once, not once per worker attempt), and a worker
+that is killed and retried must not add rows. Cancel, revoke, expiry and purge touch no patient
+data and record none.
+
+Reliability (SECURITY.md 17): the job row is committed before the task is sent
+(``transaction.on_commit``); sending failures (broker down) leave the job queued for
+``exports_reconcile``. The worker claims the job under a row lock, writes the archive under a
+temporary name and publishes it with ``os.replace`` only while it still holds the claim, so a
+killed worker leaves no visible partial archive and the job completes exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import AccessEvent
+from audit.services import record_access, record_portal_access
+from exports import packaging
+from exports.models import ExportRequest
+from imaging.models import Patient, Study
+from imaging.selectors import patient_for_user
+from portal.crypto import decrypt, encrypt
+from portal.reauth import require_recent_reauthentication
+
+logger = logging.getLogger(__name__)
+
+# Six words from the EFF large list (7,772 words here): log2(7772**6) ~ 77 bits. ZIP AES derives
+# its key with only 1,000 PBKDF2-SHA1 rounds, so the passphrase itself must carry the strength.
+PASSPHRASE_WORDS = 6
+WORDLIST = Path(__file__).with_name("wordlist_eff_large.txt")
+# Progress is written at most once per percent; more would only load the database.
+_PROGRESS_STEP = 1
+
+
+class ExportUnavailable(Exception):  # noqa: N818 - a user-facing refusal, not a bug
+    """The archive cannot be downloaded (expired, used up, revoked, not ready)."""
+
+
+@lru_cache(maxsize=1)
+def _words() -> tuple[str, ...]:
+    lines = WORDLIST.read_text(encoding="utf-8").splitlines()
+    return tuple(w for w in lines if w and not w.startswith("#"))
+
+
+def generate_passphrase(words: int = PASSPHRASE_WORDS) -> str:
+    """Random words joined by hyphens: easy to read out and type, hard to guess."""
+    vocabulary = _words()
+    return "-".join(secrets.choice(vocabulary) for _ in range(words))
+
+
+def archive_path(export: ExportRequest) -> Path:
+    return Path(settings.EXPORTS_DIR) / (export.archive_name or f"lightbox-export-{export.pk}.zip")
+
+
+@dataclass(frozen=True)
+class Requested:
+    export: ExportRequest
+    passphrase: str  # shown once to the requester, never stored in clear
+
+
+# --- Request ------------------------------------------------------------------------------
+
+
+def _create(*, patient: Patient, studies: list[Study], deidentify: bool, requested_by, passphrase: str) -> ExportRequest:
+    if not studies:
+        raise ValidationError("Choose at least one study.")
+    if any(s.patient_id != patient.pk for s in studies):
+        raise ValidationError("A study belongs to another patient.")
+    export = ExportRequest(
+        patient=patient,
+        requested_by=requested_by,
+        deidentify=deidentify,
+        passphrase_encrypted=encrypt(passphrase.encode("utf-8")),
+        max_downloads=settings.EXPORTS_MAX_DOWNLOADS,
+    )
+    export.full_clean()
+    export.save()
+    export.archive_name = f"lightbox-export-{export.pk}-{secrets.token_hex(8)}.zip"
+    export.save(update_fields=["archive_name"])
+    export.studies.set(studies)
+    return export
+
+
+@transaction.atomic
+def export_request(*, request: HttpRequest, study_ids: list[int] | None, deidentify: bool) -> Requested:
+    """The signed-in patient asks for an archive of some of their studies (``None`` = all).
+
+    Callers: the new-export view. Needs a recent reauthentication (checked again here). Writes
+    one AccessEvent (export, patient_request); the task is sent after commit, and only the id
+    travels in it. Returns the passphrase to show once.
+    """
+    require_recent_reauthentication(request)
+    patient = patient_for_user(request.user)
+    if patient is None:
+        raise PermissionDenied("Only a patient can export their own studies.")
+    own = Study.objects.filter(patient=patient)
+    studies = list(own if study_ids is None else own.filter(pk__in=study_ids))
+    if study_ids is not None and len(studies) != len(set(study_ids)):
+        raise ValidationError("Choose among your own studies.")
+    passphrase = generate_passphrase()
+    export = _create(patient=patient, studies=studies, deidentify=deidentify, requested_by=request.user,
+                     passphrase=passphrase)
+    record_portal_access(
+        request,
+        patient=patient,
+        study=studies[0] if len(studies) == 1 else None,
+        action=AccessEvent.Action.EXPORT,
+        details={"export": export.pk, "studies": len(studies), "deidentified": deidentify},
+    )
+    transaction.on_commit(lambda: export_dispatch(export_id=export.pk))
+    return Requested(export, passphrase)
+
+
+def export_dispatch(*, export_id: int) -> bool:
+    """Send the packaging task for a queued job; False when the broker is unreachable.
+
+    Callers: ``export_request`` (on commit) and ``exports_reconcile``. Never raises: the job
+    stays queued and the reconciler tries again (SECURITY.md 17). Records nothing.
+    """
+    from exports.tasks import package_export
+
+    try:
+        package_export.delay(export_id)
+    except Exception:  # noqa: BLE001 - any kombu/redis connection error: the outage must not break the page
+        logger.warning("export %s: broker unavailable, left queued for the reconciler", export_id)
+        return False
+    ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.QUEUED).update(dispatched_at=timezone.now())
+    return True
+
+
+# --- Packaging (the worker) ---------------------------------------------------------------
+
+
+def _claim(export_id: int) -> ExportRequest | None:
+    """Lock the job and mark it packaging, unless it is finished or a live worker has it."""
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.EXPORTS_STALE_AFTER)
+    with transaction.atomic():
+        export = ExportRequest.objects.select_for_update().filter(pk=export_id).first()
+        if export is None or export.status not in ExportRequest.ACTIVE:
+            return None
+        if export.status == ExportRequest.Status.PACKAGING and export.heartbeat_at and export.heartbeat_at > stale:
+            return None  # another worker is on it (a duplicate delivery)
+        export.status = ExportRequest.Status.PACKAGING
+        export.started_at = export.heartbeat_at = now
+        export.progress = 0
+        export.save(update_fields=["status", "started_at", "heartbeat_at", "progress"])
+    # Leftovers of a worker that died mid-write: never visible, but they take disk space.
+    final = archive_path(export)
+    for leftover in final.parent.glob(packaging.temp_prefix(final) + "*"):
+        leftover.unlink(missing_ok=True)
+    return export
+
+
+def _progress(export: ExportRequest, claimed_at: dt.datetime):
+    last = {"percent": -1}
+
+    def report(done: int, total: int) -> None:
+        percent = min(99, done * 100 // total)  # 100 only once the archive is published
+        if percent - last["percent"] < _PROGRESS_STEP and done != total:
+            return
+        last["percent"] = percent
+        updated = ExportRequest.objects.filter(
+            pk=export.pk, status=ExportRequest.Status.PACKAGING, started_at=claimed_at
+        ).update(progress=percent, heartbeat_at=timezone.now())
+        if not updated:
+            raise packaging.Cancelled()
+
+    return report
+
+
+def export_package(*, export_id: int) -> str:
+    """Build and publish the archive of one job. Idempotent; returns the final status.
+
+    Callers: the ``exports.package`` task only. Records no AccessEvent (see module docstring).
+    The passphrase is decrypted here, in the worker's memory only, and wiped from the row when
+    packaging ends, whatever the outcome.
+    """
+    export = _claim(export_id)
+    if export is None:
+        row = ExportRequest.objects.filter(pk=export_id).values_list("status", flat=True).first()
+        return row or "missing"
+    claimed_at = export.started_at
+    passphrase = decrypt(export.passphrase_encrypted).decode("utf-8")
+    final = archive_path(export)
+    try:
+        tmp, result = packaging.build_archive(
+            patient=export.patient,
+            studies=list(export.studies.all()),
+            deidentify=export.deidentify,
+            passphrase=passphrase,
+            final_path=final,
+            on_progress=_progress(export, claimed_at),
+        )
+    except packaging.Cancelled:
+        _wipe_passphrase(export_id)
+        return ExportRequest.objects.values_list("status", flat=True).get(pk=export_id)
+    except packaging.PackagingError as exc:
+        export_failed(export_id=export_id, error=str(exc))
+        return ExportRequest.Status.FAILED
+    with transaction.atomic():
+        export = ExportRequest.objects.select_for_update().get(pk=export_id)
+        if export.status != ExportRequest.Status.PACKAGING or export.started_at != claimed_at:
+            tmp.unlink(missing_ok=True)  # cancelled, or another worker took over meanwhile
+            return export.status
+        os.replace(tmp, final)  # atomic publish, under the row lock: exactly once
+        now = timezone.now()
+        export.status = ExportRequest.Status.READY
+        export.progress = 100
+        export.size, export.sha256 = result.size, result.sha256
+        export.file_count, export.burned_in_count = result.file_count, len(result.burned_in)
+        export.passphrase_encrypted = ""
+        export.finished_at = now
+        export.expires_at = now + dt.timedelta(days=settings.EXPORTS_EXPIRY_DAYS)
+        export.save()
+        transaction.on_commit(lambda: _notify_ready(export))
+    return export.status
+
+
+def _wipe_passphrase(export_id: int) -> None:
+    ExportRequest.objects.filter(pk=export_id).update(passphrase_encrypted="")
+
+
+def _notify_ready(export: ExportRequest) -> None:
+    """An email that says only that an export is ready (no clinical detail, no passphrase)."""
+    user = export.requested_by
+    if user is None or not user.email:
+        return
+    context = {"site_name": settings.SITE_NAME, "url": settings.SITE_URL.rstrip("/") + reverse("exports-list")}
+    subject = render_to_string("exports/email/ready_subject.txt", context).strip()
+    body = render_to_string("exports/email/ready_body.txt", context)
+    send_mail(subject, body, None, [user.email], fail_silently=True)
+
+
+@transaction.atomic
+def export_failed(*, export_id: int, error: str) -> None:
+    """Mark a job failed with a plain-language reason (no patient data) and wipe its passphrase.
+
+    Callers: ``export_package`` and the task's final failure. Records nothing.
+    """
+    ExportRequest.objects.filter(pk=export_id, status__in=ExportRequest.ACTIVE).update(
+        status=ExportRequest.Status.FAILED, error=error[:300], passphrase_encrypted="", finished_at=timezone.now()
+    )
+    _wipe_passphrase(export_id)  # also when the job had been cancelled meanwhile
+
+
+# --- Patient actions ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def export_cancel(*, actor, export: ExportRequest) -> ExportRequest:
+    """The patient stops a queued or running job. The worker notices at its next file and
+    removes its temporary file. Callers: the cancel view, after the selector. Records nothing."""
+    export = ExportRequest.objects.select_for_update().get(pk=export.pk)
+    if export.status in ExportRequest.ACTIVE:
+        export.status = ExportRequest.Status.CANCELLED
+        export.passphrase_encrypted = ""
+        export.finished_at = timezone.now()
+        export.save(update_fields=["status", "passphrase_encrypted", "finished_at"])
+    return export
+
+
+@transaction.atomic
+def export_revoke(*, actor, export: ExportRequest) -> ExportRequest:
+    """The patient withdraws a ready download link; the archive is deleted at once.
+    Callers: the revoke view, after the selector. Records nothing (no data is read)."""
+    export = ExportRequest.objects.select_for_update().get(pk=export.pk)
+    if export.status == ExportRequest.Status.READY:
+        export.status = ExportRequest.Status.REVOKED
+        export.save(update_fields=["status"])
+        archive_path(export).unlink(missing_ok=True)
+    return export
+
+
+def export_mark_seen(*, actor, export: ExportRequest) -> None:
+    """The in-portal "your export is ready" notice has been seen. Records nothing."""
+    if export.status == ExportRequest.Status.READY and export.notice_seen_at is None:
+        ExportRequest.objects.filter(pk=export.pk, notice_seen_at__isnull=True).update(notice_seen_at=timezone.now())
+
+
+@transaction.atomic
+def export_download(*, request: HttpRequest, export: ExportRequest):
+    """Count one download and return the archive opened for reading.
+
+    Callers: the download view, after the selector narrowed to the signed-in patient. Needs a
+    recent reauthentication (checked again here). Writes one AccessEvent (download). Raises
+    ``ExportUnavailable`` when the link is expired, used up, revoked or not ready.
+    """
+    require_recent_reauthentication(request)
+    export = ExportRequest.objects.select_for_update().get(pk=export.pk)
+    if export.status != ExportRequest.Status.READY:
+        raise ExportUnavailable("This export cannot be downloaded.")
+    if export.expires_at and export.expires_at <= timezone.now():
+        raise ExportUnavailable("This download link has expired.")
+    if export.downloads >= export.max_downloads:
+        raise ExportUnavailable("This download link has been used the maximum number of times.")
+    try:
+        fh = open(archive_path(export), "rb")  # noqa: SIM115 - FileResponse closes it
+    except FileNotFoundError as exc:
+        raise ExportUnavailable("This export is no longer available.") from exc
+    export.downloads += 1
+    export.save(update_fields=["downloads"])
+    record_portal_access(request, patient=export.patient, action=AccessEvent.Action.DOWNLOAD,
+                         details={"export": export.pk, "download": export.downloads})
+    return export, fh
+
+
+# --- Periodic jobs ------------------------------------------------------------------------
+
+
+def exports_purge_expired() -> int:
+    """Delete the archives of expired jobs and mark them expired; returns how many.
+
+    Callers: the hourly ``exports.purge_expired`` task. Records nothing (no data is read).
+    """
+    now = timezone.now()
+    count = 0
+    for pk in ExportRequest.objects.filter(status=ExportRequest.Status.READY, expires_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            export = ExportRequest.objects.select_for_update().get(pk=pk)
+            if export.status != ExportRequest.Status.READY:
+                continue
+            archive_path(export).unlink(missing_ok=True)
+            export.status = ExportRequest.Status.EXPIRED
+            export.save(update_fields=["status"])
+            count += 1
+    return count
+
+
+def exports_reconcile(*, redispatch_after: int | None = None, stale_after: int | None = None) -> int:
+    """Re-send jobs stuck in queued (never sent, or sent long ago) and jobs whose packaging
+    worker stopped reporting; returns how many were sent.
+
+    Callers: the ``exports.reconcile`` task every minute (and tests with shorter limits). A job
+    sent twice is harmless: the worker's claim lets only one packager through.
+    """
+    now = timezone.now()
+    redispatch = now - dt.timedelta(seconds=settings.EXPORTS_REDISPATCH_AFTER if redispatch_after is None else redispatch_after)
+    stale = now - dt.timedelta(seconds=settings.EXPORTS_STALE_AFTER if stale_after is None else stale_after)
+    queued = ExportRequest.objects.filter(status=ExportRequest.Status.QUEUED)
+    stuck = list(queued.filter(dispatched_at__isnull=True).values_list("pk", flat=True))
+    stuck += list(queued.filter(dispatched_at__lte=redispatch).values_list("pk", flat=True))
+    dead = ExportRequest.objects.filter(status=ExportRequest.Status.PACKAGING, heartbeat_at__lte=stale)
+    for pk in dead.values_list("pk", flat=True):
+        # Back to queued so the claim's "live worker" check lets the next delivery through.
+        ExportRequest.objects.filter(pk=pk, status=ExportRequest.Status.PACKAGING, heartbeat_at__lte=stale).update(
+            status=ExportRequest.Status.QUEUED, dispatched_at=None
+        )
+        stuck.append(pk)
+    return sum(1 for pk in dict.fromkeys(stuck) if export_dispatch(export_id=pk))
+
+
+# --- The privacy office's command ---------------------------------------------------------
+
+
+def export_for_paper_request(*, patient: Patient, studies: list[Study], deidentify: bool, passphrase: str,
+                             out: Path, actor_name: str) -> packaging.Result:
+    """Package studies straight to ``out`` for a request received on paper (manage.py
+    export_studies), with the same packaging as the Celery job.
+
+    Callers: the management command (run by the privacy office). Writes one AccessEvent
+    (export, actor privacy_office, purpose patient_request), committed only once the archive
+    exists.
+    """
+    if not studies:
+        raise ValidationError("No studies to export.")
+    out = out.resolve()
+    tmp, result = packaging.build_archive(patient=patient, studies=studies, deidentify=deidentify,
+                                          passphrase=passphrase, final_path=out)
+    try:
+        with transaction.atomic():
+            record_access(
+                patient=patient,
+                study=studies[0] if len(studies) == 1 else None,
+                action=AccessEvent.Action.EXPORT,
+                purpose=AccessEvent.Purpose.PATIENT_REQUEST,
+                actor_type=AccessEvent.ActorType.PRIVACY_OFFICE,
+                actor_name=actor_name or "Privacy office",
+                organization=settings.HOSPITAL_NAME,
+                role="Privacy officer",
+                source=AccessEvent.Source.PORTAL,
+                details={"channel": "paper", "studies": len(studies), "deidentified": deidentify,
+                         "sha256": result.sha256},
+            )
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result

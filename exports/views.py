@@ -1,0 +1,97 @@
+"""The patient's export pages: list, request (passphrase shown once), progress, cancel,
+download, revoke. Every view narrows through ``exports.selectors`` (another patient's export is
+a 404); requesting and downloading need a fresh reauthentication, checked here by allauth's
+decorator and again in the service (SECURITY.md 6).
+"""
+
+from __future__ import annotations
+
+from allauth.account.decorators import reauthentication_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from exports import selectors, services
+from exports.forms import ExportRequestForm
+from imaging.selectors import patient_for_user, studies_for_user
+
+
+@require_GET
+@never_cache
+def export_list(request: HttpRequest) -> HttpResponse:
+    exports = list(selectors.exports_for_user(request.user)[:50])
+    return render(request, "exports/list.html", {
+        "exports": exports,
+        "ready_notices": [e for e in exports if e.status == "ready" and e.notice_seen_at is None],
+        "is_patient": patient_for_user(request.user) is not None,
+    })
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@reauthentication_required(allow_get=True)
+def export_new(request: HttpRequest) -> HttpResponse:
+    if patient_for_user(request.user) is None:
+        raise PermissionDenied("Only a patient can export their own studies.")
+    studies = list(studies_for_user(request.user))
+    form = ExportRequestForm(request.POST or None, studies=studies)
+    if request.method == "POST" and form.is_valid():
+        try:
+            requested = services.export_request(request=request, study_ids=form.study_ids(),
+                                                deidentify=form.deidentify)
+        except ValidationError as exc:
+            form.add_error(None, exc.messages[0])
+        else:
+            # Rendered straight into this response, never stored in clear: shown once.
+            return render(request, "exports/created.html",
+                          {"export": requested.export, "passphrase": requested.passphrase})
+    return render(request, "exports/new.html", {"form": form, "has_studies": bool(studies)})
+
+
+@require_GET
+@never_cache
+def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
+    export = selectors.export_for_user(request.user, export_id)
+    services.export_mark_seen(actor=request.user, export=export)
+    return render(request, "exports/detail.html", {"export": export, "status": selectors.status_payload(export)})
+
+
+@require_GET
+@never_cache
+def export_status(request: HttpRequest, export_id: int) -> JsonResponse:
+    export = selectors.export_for_user(request.user, export_id)
+    return JsonResponse(selectors.status_payload(export))
+
+
+@require_POST
+@never_cache
+def export_cancel(request: HttpRequest, export_id: int) -> HttpResponse:
+    export = selectors.export_for_user(request.user, export_id)
+    services.export_cancel(actor=request.user, export=export)
+    return redirect("exports-detail", export_id=export.pk)
+
+
+@require_POST
+@never_cache
+def export_revoke(request: HttpRequest, export_id: int) -> HttpResponse:
+    export = selectors.export_for_user(request.user, export_id)
+    services.export_revoke(actor=request.user, export=export)
+    return redirect("exports-detail", export_id=export.pk)
+
+
+@require_POST
+@never_cache
+@reauthentication_required
+def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
+    export = selectors.export_for_user(request.user, export_id)
+    try:
+        export, fh = services.export_download(request=request, export=export)
+    except services.ExportUnavailable as exc:
+        return render(request, "exports/detail.html", {
+            "export": export, "status": selectors.status_payload(export), "unavailable": str(exc),
+        }, status=410)
+    # The name is ours, never a header value (SECURITY.md 16).
+    return FileResponse(fh, as_attachment=True, filename=f"lightbox-export-{export.pk}.zip",
+                        content_type="application/zip")

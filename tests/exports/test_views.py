@@ -1,0 +1,213 @@
+"""The export pages: access control, reauthentication, the passphrase shown once, status JSON,
+download limits and expiry, revoke, and one access event per request and per download."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from audit.models import AccessEvent
+from exports import services
+from exports.models import ExportRequest
+from tests.conftest import login_password_only, login_verified, reauthenticate
+from tests.exports.conftest import make_study
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ready_export(patient, tmp_path, exports_dir) -> ExportRequest:
+    study = make_study(patient, tmp_path / "s", slices=1)
+    export = services._create(patient=patient.patient, studies=[study], deidentify=False, requested_by=patient,
+                              passphrase="alpha-bravo-charlie-delta-echo-foxtrot")
+    assert services.export_package(export_id=export.pk) == "ready"
+    export.refresh_from_db()
+    return export
+
+
+@pytest.fixture
+def other_export(other_patient, tmp_path, exports_dir) -> ExportRequest:
+    study = make_study(other_patient, tmp_path / "o", slices=1)
+    return services._create(patient=other_patient.patient, studies=[study], deidentify=False,
+                            requested_by=other_patient, passphrase="golf-hotel-india-juliet-kilo-lima")
+
+
+def pages(export: ExportRequest) -> dict[str, tuple[str, str]]:
+    return {
+        "detail": ("get", f"/exports/{export.pk}/"),
+        "status": ("get", f"/exports/{export.pk}/status/"),
+        "cancel": ("post", f"/exports/{export.pk}/cancel/"),
+        "download": ("post", f"/exports/{export.pk}/download/"),
+        "revoke": ("post", f"/exports/{export.pk}/revoke/"),
+    }
+
+
+PAGES = ["detail", "status", "cancel", "download", "revoke"]
+
+
+def downloads(export) -> int:
+    return AccessEvent.objects.filter(patient=export.patient, action="download").count()
+
+
+@pytest.mark.parametrize("page", [*PAGES, "list", "new"])
+def test_anonymous_is_sent_to_login(client: Client, ready_export, page):
+    method, url = {**pages(ready_export), "list": ("get", "/exports/"), "new": ("get", "/exports/new/")}[page]
+    response = getattr(client, method)(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("page", [*PAGES, "list", "new"])
+def test_password_only_session_is_sent_to_the_second_factor(client: Client, ready_export, patient, page):
+    login_password_only(client, patient)
+    method, url = {**pages(ready_export), "list": ("get", "/exports/"), "new": ("get", "/exports/new/")}[page]
+    response = getattr(client, method)(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/account/2fa/")
+    assert downloads(ready_export) == 0
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_other_patients_export_is_404_like_a_missing_one(client: Client, patient, other_export, page):
+    login_verified(client, patient)
+    reauthenticate(client)
+    method, url = pages(other_export)[page]
+    assert getattr(client, method)(url).status_code == 404
+    assert getattr(client, method)(url.replace(f"/{other_export.pk}/", "/999999/")).status_code == 404
+    other_export.refresh_from_db()
+    assert other_export.status == "queued"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_wrong_method_is_405(patient_client: Client, ready_export, page):
+    method, url = pages(ready_export)[page]
+    wrong = "post" if method == "get" else "get"
+    assert getattr(patient_client, wrong)(url).status_code == 405
+    assert downloads(ready_export) == 0
+
+
+def test_privacy_officer_sees_no_patient_export(client: Client, officer, ready_export):
+    login_verified(client, officer)
+    assert client.get(f"/exports/{ready_export.pk}/").status_code == 404
+    assert client.get("/exports/new/").status_code == 403
+
+
+def test_request_needs_a_fresh_reauthentication_and_writes_one_event(patient_client: Client, patient, tmp_path, exports_dir):
+    study = make_study(patient, tmp_path / "s", slices=1)
+    form = patient_client.get("/exports/new/")
+    assert form.status_code == 200 and "no-store" in form["Cache-Control"]
+    assert study.description in form.content.decode()
+
+    response = patient_client.post("/exports/new/", {"scope": "all", "kind": "original"})
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
+    assert ExportRequest.objects.count() == 0
+
+    # allauth resumes the suspended POST after the password: the passphrase page comes back.
+    response = patient_client.post(response["Location"], {"password": PASSWORD})
+    assert response.status_code == 200
+    export = ExportRequest.objects.get()
+    assert export.status == "queued" and export.requested_by == patient
+    assert list(export.studies.all()) == [study]
+    assert response.context["passphrase"] in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    events = AccessEvent.objects.filter(patient=patient.patient, action="export")
+    assert events.count() == 1 and events.get().actor_type == "patient"
+
+    # Shown once: no later page carries it.
+    passphrase = response.context["passphrase"]
+    assert passphrase not in patient_client.get(f"/exports/{export.pk}/").content.decode()
+    assert passphrase not in patient_client.get("/exports/").content.decode()
+
+
+def test_request_cannot_pick_another_patients_study(patient_client: Client, patient, other_patient, tmp_path, exports_dir):
+    make_study(patient, tmp_path / "mine", slices=1)
+    theirs = make_study(other_patient, tmp_path / "theirs", slices=1)
+    reauthenticate(patient_client)
+    response = patient_client.post("/exports/new/", {"scope": "selected", "studies": [str(theirs.pk)], "kind": "original"})
+    assert response.status_code == 200 and "passphrase" not in response.context
+    assert ExportRequest.objects.count() == 0
+
+
+def test_status_endpoint_reports_progress_without_patient_data(patient_client: Client, ready_export):
+    body = patient_client.get(f"/exports/{ready_export.pk}/status/").json()
+    assert body == {"id": ready_export.pk, "status": "ready", "label": "Ready to download", "progress": 100,
+                    "active": False, "ready": True, "error": ""}
+
+
+def test_download_needs_reauthentication_counts_and_is_logged(patient_client: Client, patient, ready_export):
+    url = f"/exports/{ready_export.pk}/download/"
+    response = patient_client.post(url)
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
+    assert downloads(ready_export) == 0
+    reauthenticate(patient_client)
+    response = patient_client.post(url)
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="lightbox-export-{ready_export.pk}.zip"'
+    body = b"".join(response.streaming_content)
+    assert body == services.archive_path(ready_export).read_bytes()
+    ready_export.refresh_from_db()
+    assert ready_export.downloads == 1 and downloads(ready_export) == 1
+    event = AccessEvent.objects.get(patient=patient.patient, action="download")
+    assert event.actor_type == "patient" and event.details["export"] == ready_export.pk
+
+
+def test_download_limit(patient_client: Client, ready_export):
+    reauthenticate(patient_client)
+    url = f"/exports/{ready_export.pk}/download/"
+    for _ in range(ready_export.max_downloads):
+        response = patient_client.post(url)
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content)
+    refused = patient_client.post(url)
+    assert refused.status_code == 410
+    assert "maximum number" in refused.content.decode()
+    assert downloads(ready_export) == ready_export.max_downloads
+
+
+def test_expired_link_is_refused(patient_client: Client, ready_export):
+    ExportRequest.objects.filter(pk=ready_export.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    reauthenticate(patient_client)
+    response = patient_client.post(f"/exports/{ready_export.pk}/download/")
+    assert response.status_code == 410 and "expired" in response.content.decode()
+    assert downloads(ready_export) == 0
+
+
+def test_expiry_defaults_to_seven_days(ready_export):
+    assert ready_export.expires_at - ready_export.finished_at == dt.timedelta(days=7)
+    assert ready_export.max_downloads == 5
+
+
+def test_revoke_deletes_the_archive_and_refuses_downloads(patient_client: Client, ready_export):
+    path = services.archive_path(ready_export)
+    assert path.exists()
+    assert patient_client.post(f"/exports/{ready_export.pk}/revoke/").status_code == 302
+    assert not path.exists()
+    reauthenticate(patient_client)
+    assert patient_client.post(f"/exports/{ready_export.pk}/download/").status_code == 410
+    assert downloads(ready_export) == 0
+
+
+def test_list_shows_the_ready_notice_until_seen(patient_client: Client, ready_export):
+    page = patient_client.get("/exports/").content.decode()
+    assert "An export you asked for is ready." in page
+    detail = patient_client.get(f"/exports/{ready_export.pk}/")
+    assert "Download the encrypted file" in detail.content.decode()
+    assert "An export you asked for is ready." not in patient_client.get("/exports/").content.decode()
+
+
+def test_empty_state(patient_client: Client):
+    page = patient_client.get("/exports/").content.decode()
+    assert "You have not asked for any exports yet." in page
+    assert "You have no studies to export yet." in patient_client.get("/exports/new/").content.decode()
+
+
+def test_request_without_studies_is_a_form_error(patient_client: Client, patient):
+    reauthenticate(patient_client)
+    response = patient_client.post("/exports/new/", {"scope": "all", "kind": "original"})
+    assert response.status_code == 200 and "passphrase" not in response.context
+    assert ExportRequest.objects.count() == 0
+    assert AccessEvent.objects.filter(action="export").count() == 0
