@@ -1,0 +1,63 @@
+"""Demo data for flags: one realistic report, called by ``manage.py make_demo_data``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AccessEvent
+from flags.models import Flag, FlagEvent
+from flags.services import S, _event, _notify_flag, _set_status, _study_status_sync, deadline_days
+
+
+@transaction.atomic
+def build_demo_flag(patient, officer) -> Flag:
+    """The patient questions an AI vendor's access ("I don't know this company"); ``officer``
+    has claimed it and asked for more information, so the patient has a reply waiting.
+
+    Flags the patient's latest ``ai_vendor`` access event if there is one, else their newest
+    study. ``patient`` is an ``imaging.Patient``; ``officer`` a privacy-officer ``User``.
+    Written directly (not through the request-bound services) and back-dated by a week so
+    the timeline looks lived-in; the services' own rules (table, notices) still apply.
+    """
+    event = AccessEvent.objects.filter(patient=patient, actor_type=AccessEvent.ActorType.AI_VENDOR).order_by("-occurred_at", "-pk").first()
+    study = None if event is not None else patient.studies.order_by("-study_date", "-pk").first()
+    if event is None and study is None:
+        raise ValueError("The demo patient needs an AI-vendor access event or a study to flag.")
+    created = timezone.now() - dt.timedelta(days=7)
+    if event is not None:
+        category = Flag.Category.UNFAMILIAR_ACCESSOR
+        org = event.organization or event.actor_name or "this company"
+        description = (
+            f"My access log says {org} looked at my scans for an AI project. I don't know this company "
+            "and I don't remember agreeing to this. Who are they and why did they get my images?"
+        )
+    else:
+        category = Flag.Category.NOT_MY_SCAN
+        description = "I never had this scan. I have not been to this department."
+    flag = Flag(
+        patient=patient, study=study, access_event=event, raised_by=patient.user, category=category,
+        description=description, created_at=created, updated_at=created,
+        due_at=created + dt.timedelta(days=deadline_days()),
+    )
+    flag.full_clean()
+    flag.save()
+    _event(flag, FlagEvent.Kind.CREATED, patient.user, to_status=flag.status, text=description)
+    _study_status_sync(study)
+    flag.assignee = officer
+    flag.save(update_fields=["assignee"])
+    _event(flag, FlagEvent.Kind.CLAIMED, officer)
+    _set_status(flag, S.IN_REVIEW, officer)
+    _event(
+        flag, FlagEvent.Kind.MESSAGE_TO_PATIENT, officer,
+        text=(
+            "Thank you for telling us. We are checking this access with the company and our AI programme "
+            "team. Do you remember signing a consent form for research or AI use at any appointment? "
+            "If so, roughly when?"
+        ),
+    )
+    _set_status(flag, S.NEEDS_INFO, officer)
+    _notify_flag(flag, "The privacy office needs more information from you. Sign in to reply.")
+    return flag

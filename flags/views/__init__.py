@@ -1,0 +1,1 @@
+"""Flags views: ``patient`` (report, My reports, reply) and ``office`` (the privacy office)."""

@@ -1,0 +1,90 @@
+"""A patient reports a scan they never had; a privacy officer claims the report, asks nothing
+more, resolves it with an outcome; the patient reads the outcome. Two browsers, real CSP."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from audit.models import AccessEvent
+from flags.models import Flag
+from imaging.models import Study
+from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, ConsoleWatch
+from tests.factories import PASSWORD, totp_code
+from tests.flags.conftest import make_study
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(page: Page, base: str, user) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Enter your code")
+    page.get_by_label("Code").fill(totp_code(user.authenticatorapp_set.get()))
+    page.get_by_role("button", name="Continue").click()
+    expect(page).not_to_have_url(re.compile(r"/account/2fa/"))
+
+
+def test_patient_flag_resolved_by_an_officer_end_to_end(page: Page, browser: Browser, console: ConsoleWatch, live_server, site, patient, officer, screenshot):
+    study = make_study(patient.patient, description="CT chest")
+    base = live_server.url
+
+    # The patient reports the scan.
+    sign_in(page, base, patient)
+    page.goto(f"{base}/flags/new/?study={study.pk}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Report a problem with a scan")
+    screenshot(page, "flag-new")
+    page.get_by_label("I never had this scan").check()
+    page.get_by_label("Tell us more").fill("I have never had a chest CT.")
+    page.get_by_role("button", name="Send report").click()
+    expect(page.get_by_text("Your report has been sent to the privacy office.")).to_be_visible()
+    flag = Flag.objects.get(patient=patient.patient)
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Report #{flag.pk}")
+    page.goto(f"{base}/")
+    expect(page.get_by_text("Under review")).to_be_visible()
+
+    # The officer, in a separate browser context, claims and resolves it.
+    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    office = context.new_page()
+    office.on("console", console.on_console)
+    office.on("pageerror", console.on_page_error)
+    sign_in(office, base, officer)
+    office.goto(f"{base}/privacy-office/")
+    expect(office.get_by_role("heading", level=1)).to_have_text("Flags queue")
+    office.get_by_role("button", name=f"Claim #{flag.pk}").click()
+    expect(office.get_by_role("heading", level=1)).to_contain_text(f"Flag #{flag.pk}")
+    expect(office.get_by_text("I have never had a chest CT.").first).to_be_visible()
+    screenshot(office, "flag-officer")
+    # flags.js shows the outcome box only when closing.
+    outcome = office.get_by_label("Outcome for the patient")
+    expect(outcome).to_be_hidden()
+    office.get_by_label("New status").select_option("resolved")
+    expect(outcome).to_be_visible()
+    outcome.fill("This scan belonged to another patient with a similar name. It has been moved off your record.")
+    office.get_by_role("button", name="Save status").click()
+    expect(office.get_by_text("Status changed.")).to_be_visible()
+    # The dashboard counts it (chart drawn as inline SVG under the CSP, with its table).
+    office.goto(f"{base}/privacy-office/dashboard/")
+    expect(office.locator("#stat-open")).to_have_text("0")
+    expect(office.locator("svg[role=img]")).to_be_visible()
+    expect(office.locator("#chart-table tbody tr")).to_have_count(12)
+    screenshot(office, "flag-dashboard")
+    context.close()
+
+    # The patient sees the outcome, and the officer's look in their access log.
+    page.goto(f"{base}/flags/")
+    expect(page.get_by_text("Your report is closed. Sign in to read the outcome.")).to_be_visible()
+    page.get_by_role("link", name=re.compile(f"#{flag.pk}")).first.click()
+    expect(page.get_by_role("heading", name="Outcome")).to_be_visible()
+    expect(page.get_by_text("It has been moved off your record.")).to_be_visible()
+    screenshot(page, "flag-outcome")
+    study.refresh_from_db()
+    assert study.status == Study.Status.AVAILABLE
+    # Two looks: the flag page after claiming, and again after saving the status.
+    looks = AccessEvent.objects.filter(patient=patient.patient, actor_type="privacy_office", purpose="privacy_investigation")
+    assert looks.count() == 2 and {e.actor_name for e in looks} == {officer.email}
