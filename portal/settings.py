@@ -311,12 +311,14 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Lightbox <no-reply@lightbox.l
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _queue_dir = DATA_DIR / "queue"
-    for _sub in ("messages", "processed"):
+    for _sub in ("messages", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "messages"),
         "data_folder_out": str(_queue_dir / "messages"),
         "processed_folder": str(_queue_dir / "processed"),
+        # Broadcast (control) messages; kombu's default is ./control in the working directory.
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = False
@@ -326,6 +328,28 @@ CELERY_BEAT_SCHEDULE = {
     "imaging-verify-integrity": {
         "task": "imaging.verify_integrity",
         "schedule": crontab(hour=3, minute=15),
+    },
+    # Sign a checkpoint of every audit chain head daily (issue 4 "Tamper evidence"): history
+    # older than a day can then not be rewritten without the exported copies disagreeing.
+    "audit-create-checkpoint": {
+        "task": "audit.create_checkpoint",
+        "schedule": crontab(hour=2, minute=30),
+    },
+    # Integrity alerts become flags in the privacy office's queue within 15 minutes (the queue
+    # page also pulls them in on every load); imaging must not import flags, so flags pulls.
+    "flags-sync-integrity-alerts": {
+        "task": "flags.sync_integrity_alerts",
+        "schedule": crontab(minute="*/15"),
+    },
+    # Exports: delete expired archives hourly (a link promised "7 days" should not live on for
+    # a day more), and re-send jobs stuck in queued every minute (broker outage, lost worker).
+    "exports-purge-expired": {
+        "task": "exports.purge_expired",
+        "schedule": crontab(minute=5),
+    },
+    "exports-reconcile": {
+        "task": "exports.reconcile",
+        "schedule": 60.0,
     },
 }
 
@@ -396,3 +420,27 @@ LOGGING = {
         "openjpeg": {"level": "WARNING"},
     },
 }
+
+# --- exports ---
+# Encrypted archives (DESIGN.md flow 5). Patient data: owner-only directory, never served statically.
+EXPORTS_DIR = Path(envstr("EXPORTS_DIR", str(DATA_DIR / "exports"))).resolve()
+# A week is long enough to download at home, short enough that few archives sit on disk.
+EXPORTS_EXPIRY_DAYS = 7
+# Five downloads cover a retry or a second device; more would turn the link into a share.
+EXPORTS_MAX_DOWNLOADS = 5
+# A queued job never sent to the broker (outage) is re-sent after this many seconds.
+EXPORTS_REDISPATCH_AFTER = 60
+# A packaging job whose worker stopped reporting progress for this long is presumed dead.
+EXPORTS_STALE_AFTER = 300
+
+# --- flags ---
+# Days the privacy office has to answer a flag (due date = received + this). 30 by default: the
+# HIPAA right-of-access clock (45 CFR 164.524) and the GDPR's one month for a data-subject request.
+FLAGS_DEADLINE_DAYS = envint("FLAGS_DEADLINE_DAYS", 30)
+
+# --- consent ---
+# The answer where a patient has made no choice. "refused": nothing is used until the patient
+# says yes (opt-in), the safe default for AI training and licensing of health data.
+CONSENT_DEFAULT = envstr("CONSENT_DEFAULT", "refused")
+if CONSENT_DEFAULT not in {"refused", "granted"}:
+    raise ImproperlyConfigured("CONSENT_DEFAULT must be 'refused' or 'granted'")

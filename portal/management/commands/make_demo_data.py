@@ -7,6 +7,9 @@ from django.db import transaction
 
 from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
 from accounts.services import activation_code_issue, recovery_codes_generate
+from audit.demo import build_demo_access_log
+from consent.demo import build_demo_consent
+from flags.demo import build_demo_flag
 from imaging.demo import build_demo_studies
 from imaging.models import Patient
 from imaging.services import instances_verify
@@ -43,6 +46,11 @@ class Command(BaseCommand):
             build_demo_studies(patient)
             # Fingerprint check now, as the nightly job would, so the demo shows "verified".
             instances_verify()
+            # A believable year around those studies: who looked, what the patient chose, and
+            # one report the privacy office is working on.
+            build_demo_access_log(patient)
+            build_demo_consent(patient)
+            build_demo_flag(patient, officer)
         secret = AuthenticatorApp.objects.filter(user=patient_user).first().secret_b32
         self.stdout.write(f"Demo logins (password for all: {demo.DEMO_PASSWORD})")
         self.stdout.write(f"  patient          {demo.PATIENT['email']}")
