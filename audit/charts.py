@@ -28,8 +28,9 @@ class Bar:
 
 
 def _nice_max(value: int) -> int:
-    for step in (1, 2, 5):
-        for power in range(0, 12):
+    """The smallest 1, 2 or 5 × 10^n at or above ``value`` (axis tops people read at a glance)."""
+    for power in range(0, 12):
+        for step in (1, 2, 5):
             candidate = step * 10**power
             if candidate >= value:
                 return max(candidate, 1)

@@ -213,3 +213,10 @@ def test_events_for_patient_narrows_to_the_user(patient, other_patient, officer)
     assert list(events_for_patient(patient, organization="Research Net", until=ago(days=1))) == [mine]
     assert events_for_patient(patient, since=ago(days=1)).count() == 0
     assert events_for_patient(officer).count() == 0
+
+
+@pytest.mark.parametrize(("value", "top"), [(0, 1), (1, 1), (3, 5), (8, 10), (13, 20), (21, 50), (99, 100), (101, 200)])
+def test_chart_axis_top_is_the_next_nice_number(value, top):
+    from audit.charts import _nice_max
+
+    assert _nice_max(value) == top
