@@ -26,7 +26,11 @@ def build_demo_flag(patient, officer) -> Flag:
     study = None if event is not None else patient.studies.order_by("-study_date", "-pk").first()
     if event is None and study is None:
         raise ValueError("The demo patient needs an AI-vendor access event or a study to flag.")
+    # A day after the access it questions (a report cannot predate what it reports), at most
+    # a week ago, so the timeline looks lived-in.
     created = timezone.now() - dt.timedelta(days=7)
+    if event is not None:
+        created = max(created, min(event.occurred_at + dt.timedelta(days=1), timezone.now()))
     if event is not None:
         category = Flag.Category.UNFAMILIAR_ACCESSOR
         org = event.organization or event.actor_name or "this company"
