@@ -63,7 +63,7 @@ def sign_out(page: Page) -> None:
 
 def expect_home(page: Page, patient_name: str) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Hello, {patient_name}")
-    expect(page.get_by_role("link", name="My scans")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_role("link", name="My scans", exact=True)).to_have_attribute("aria-current", "page")
 
 
 def test_patient_signs_up_enrols_and_signs_in_with_each_factor(
@@ -111,7 +111,7 @@ def test_patient_signs_up_enrols_and_signs_in_with_each_factor(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Set up your authenticator app")
-    expect(page.get_by_role("link", name="My scans")).to_have_count(0)  # not verified yet: only "Sign out"
+    expect(page.get_by_role("link", name="My scans", exact=True)).to_have_count(0)  # not verified yet: only "Sign out"
     screenshot(page, "enrolment")
     page.get_by_text("Can't scan? Type this key instead").click()
     secret_text = page.locator("#totp-secret code")
