@@ -42,7 +42,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(VENV)/bin/python
 
 # Debian packages the tests drive: Chromium for browser tests (Playwright's own browser download
 # is not available), 7-Zip to open encrypted exports as a patient would.
-SYSTEM_PACKAGES := chromium:chromium 7z:p7zip-full
+SYSTEM_PACKAGES := chromium:chromium 7z:p7zip-full Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

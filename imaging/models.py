@@ -129,3 +129,75 @@ class IntegrityAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.instance_id})"
+
+
+class PacsPatientSync(models.Model):
+    """Progress of fetching one patient's studies from the PACS (the home page's progress bar)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting to start")
+        RUNNING = "running", _("Fetching")
+        DONE = "done", _("Up to date")
+        FAILED = "failed", _("Failed; will be retried")
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="pacs_sync")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    studies_total = models.PositiveIntegerField(default=0)
+    studies_done = models.PositiveIntegerField(default=0)
+    instances_total = models.PositiveIntegerField(default=0)
+    instances_done = models.PositiveIntegerField(default=0)
+    last_synced_at = models.DateTimeField(null=True, blank=True, help_text="End of the last complete sync.")
+    last_error = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: {self.status}"
+
+
+class PacsInstance(models.Model):
+    """What the PACS last held for one SOP Instance UID and how the sync dealt with it.
+
+    The resume point of an interrupted sync: an instance with a row here whose header
+    fingerprint is unchanged is not fetched again. A changed fingerprint means the PACS holds
+    different bytes under the same UID; the sync fetches them and the import raises the
+    integrity conflict.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="pacs_instances")
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64)
+    sop_uid = models.CharField(max_length=64, unique=True)
+    metadata_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the PACS's WADO-RS metadata.")
+    outcome = models.CharField(max_length=16, help_text="imported | duplicate | conflict (from dicom_import).")
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "study_uid"])]
+
+    def __str__(self) -> str:
+        return self.sop_uid
+
+
+class PacsSyncRun(models.Model):
+    """One sync run (all patients, or one newly activated patient): for /healthz and admins."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        OK = "ok", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    studies = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {self.status}"

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 
+from imaging import pacs
 from imaging.services import instances_verify
 
 logger = logging.getLogger(__name__)
+
+# PACS outages and timeouts are retried with exponential backoff (1, 2, 4 ... minutes, capped at
+# 30, with jitter so many workers do not return at once); after the last retry the
+# administrators are told. A PACS problem never reaches a portal request: only workers call it.
+_PACS_RETRY = {
+    "autoretry_for": (pacs.PacsError,),
+    "dont_autoretry_for": (pacs.PacsNotConfigured,),
+    "retry_backoff": 60,
+    "retry_backoff_max": 30 * 60,
+    "retry_jitter": True,
+    "max_retries": 6,
+    "acks_late": True,
+}
 
 
 @shared_task(name="imaging.verify_integrity")
@@ -23,3 +37,30 @@ def verify_integrity() -> None:
         "integrity check: %s checked, %s ok, %s mismatched, %s missing, %s new alerts",
         result.checked, result.ok, result.mismatched, result.missing, result.alerts_created,
     )
+
+
+class _PacsTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: ANN001 - Celery's signature
+        patient_id = args[0] if args else kwargs.get("patient_id")
+        message = str(exc) if isinstance(exc, pacs.PacsError) else f"Sync failed ({type(exc).__name__})."
+        pacs.pacs_sync_failed(error=message, patient_id=patient_id)
+
+
+@shared_task(name="imaging.pacs_sync", base=_PacsTask, **_PACS_RETRY)
+def pacs_sync() -> dict:
+    """Periodic sync of every activated patient's studies (Celery beat, PACS_SYNC_INTERVAL_MINUTES).
+
+    Idempotent and restartable: a redelivered or retried run imports only what is still missing.
+    Returns counts only.
+    """
+    if not pacs.pacs_configured():
+        return {"configured": False}
+    return pacs.pacs_sync().as_dict()
+
+
+@shared_task(name="imaging.pacs_fetch_patient", base=_PacsTask, **_PACS_RETRY)
+def pacs_fetch_patient(patient_id: int) -> dict:
+    """Fetch one newly activated patient's history (queued by ``patient_account_activate``)."""
+    if not pacs.pacs_configured():
+        return {"configured": False}
+    return pacs.pacs_sync(patient_ids=[patient_id]).as_dict()

@@ -23,6 +23,7 @@ from audit.services import record_portal_access
 from imaging import selectors, services
 from imaging.forms import LimitedUploadHandler, VerifyCopyForm
 from imaging.models import Instance, Series
+from imaging.pacs import fetch_progress
 from portal.reauth import require_recent_reauthentication
 
 # Window values outside these bounds are not real images (16-bit data spans 65,536 values;
@@ -129,7 +130,9 @@ def _cannot_render(exc: Exception) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     patient = selectors.patient_for_user(request.user)
     studies = list(selectors.studies_for_user(request.user)) if patient else []
-    return render(request, "imaging/home.html", {"patient": patient, "studies": studies})
+    # "Fetching your images" while a newly activated patient's history comes from the PACS.
+    fetching = fetch_progress(patient)
+    return render(request, "imaging/home.html", {"patient": patient, "studies": studies, "fetching": fetching})
 
 
 @require_GET

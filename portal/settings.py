@@ -444,3 +444,26 @@ FLAGS_DEADLINE_DAYS = envint("FLAGS_DEADLINE_DAYS", 30)
 CONSENT_DEFAULT = envstr("CONSENT_DEFAULT", "refused")
 if CONSENT_DEFAULT not in {"refused", "granted"}:
     raise ImproperlyConfigured("CONSENT_DEFAULT must be 'refused' or 'granted'")
+
+# --- pacs ---
+# The hospital PACS's DICOMweb root (e.g. https://pacs.example.org/dicom-web). Empty: no sync,
+# no background fetch on activation, and /healthz reports the PACS as not configured.
+PACS_DICOMWEB_URL = envstr("PACS_DICOMWEB_URL", "")
+PACS_USERNAME = envstr("PACS_USERNAME", "")
+PACS_PASSWORD = envstr("PACS_PASSWORD", "")
+# Seconds to connect / to wait for a response. A PACS that hangs must not hold a worker forever.
+PACS_CONNECT_TIMEOUT = envint("PACS_CONNECT_TIMEOUT", 10)
+PACS_READ_TIMEOUT = envint("PACS_READ_TIMEOUT", 120)
+# Minutes between periodic syncs (Celery beat). New studies appear on the portal within this.
+PACS_SYNC_INTERVAL_MINUTES = envint("PACS_SYNC_INTERVAL_MINUTES", 15)
+# The assigning authority of Patient IDs on a PACS that stores no Issuer of Patient ID: such
+# studies match only patients of this issuer (the hospital's own MRNs).
+PACS_DEFAULT_ISSUER = envstr("PACS_DEFAULT_ISSUER", "LOCAL")
+# Milliseconds to pause after each retrieved instance, to keep a busy clinical PACS responsive.
+PACS_THROTTLE_MS = envint("PACS_THROTTLE_MS", 0)
+# Quick in-request attempts (0.5 s, 1 s apart) before a failure goes to the Celery task's backoff.
+PACS_HTTP_ATTEMPTS = envint("PACS_HTTP_ATTEMPTS", 3)
+CELERY_BEAT_SCHEDULE["pacs-sync"] = {
+    "task": "imaging.pacs_sync",
+    "schedule": PACS_SYNC_INTERVAL_MINUTES * 60,
+}

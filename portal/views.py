@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from imaging.pacs import pacs_health
 from portal.celery import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from portal.celery import app as celery_app
 from portal.signing import public_key_pem
@@ -55,6 +56,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """Database, broker and worker state. 503 only when the database is down: the portal keeps
     serving pages through a broker or worker outage (jobs wait in the queue)."""
     checks = {"database": _check_database(), "broker": _check_broker(), "workers": _check_workers()}
+    # The PACS sync (last success, last error) is reported but never turns the answer 503: the
+    # portal serves what it holds while the PACS is down.
+    checks["pacs"] = pacs_health() if checks["database"]["ok"] else {"ok": False, "error": "database down"}
     status = 200 if checks["database"]["ok"] else 503
     return JsonResponse({"ok": all(c["ok"] for c in checks.values()), **checks}, status=status)
 

@@ -1,0 +1,424 @@
+"""Pulling studies from the hospital PACS over DICOMweb (issue 8).
+
+- ``pacs_sync``: callers are ``manage.py sync_pacs``, the periodic ``imaging.pacs_sync`` task
+  and ``imaging.pacs_fetch_patient`` (a newly activated patient's history). For each patient
+  with an activated account it asks the PACS (QIDO-RS) for the patient's studies, compares the
+  PACS's per-instance metadata (WADO-RS) with what an earlier run saw, retrieves the new or
+  changed instances (WADO-RS, in the transfer syntax the PACS stores, so the bytes are the
+  PACS's own) into a private temporary directory, and imports them through
+  ``imaging.services.dicom_import``. Audited there: one ``ingest`` AccessEvent per study per
+  run; a changed file under a known SOP Instance UID becomes an integrity conflict, never an
+  overwrite.
+- ``pacs_patient_fetch_enqueue``: caller is ``accounts.services.patient_account_activate``.
+- ``pacs_sync_failed``: caller is the Celery tasks once their retries are used up; tells the
+  administrators (no patient data in the mail).
+- ``pacs_health`` / ``fetch_progress``: reads for ``/healthz`` and the patient's home page.
+
+Matching: studies are looked up by PatientID and kept when the PACS's Issuer of Patient ID is
+the patient's issuer. A PACS that stores no issuer is taken to hold IDs of
+``PACS_DEFAULT_ISSUER``: its studies match only patients of that issuer, never a patient of
+another assigning authority who happens to share the number. Every retrieved file is checked
+again (PatientID and issuer in its own header) before it is imported.
+
+Restartable: progress is kept per instance (``PacsInstance``) as each study is imported, and a
+patient is synced under a PostgreSQL advisory lock that dies with the connection, so a run
+killed half-way is simply run again: imported files are skipped by their recorded metadata
+fingerprint or, if the kill came before that record, found as duplicates by the import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import requests
+from dicomweb_client.api import DICOMwebClient
+from dicomweb_client.session_utils import create_session_from_user_pass
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db import connection, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from imaging.models import PacsInstance, PacsPatientSync, PacsSyncRun, Patient
+from imaging.services import dicom_import
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PacsError",
+    "PacsNotConfigured",
+    "SyncResult",
+    "fetch_progress",
+    "pacs_configured",
+    "pacs_health",
+    "pacs_patient_fetch_enqueue",
+    "pacs_sync",
+    "pacs_sync_failed",
+]
+
+# Advisory lock namespace ("PACS" on a phone keypad); the second key is the patient's pk.
+_LOCK_CLASS = 7227
+_STUDY_UID = "0020000D"
+_SERIES_UID = "0020000E"
+_SOP_UID = "00080018"
+_PATIENT_ID = "00100020"
+_ISSUER = "00100021"
+_STUDY_INSTANCES = "00201208"
+
+
+class PacsError(Exception):
+    """The PACS could not be reached or answered wrongly; the run may be retried."""
+
+
+class PacsNotConfigured(PacsError):
+    """``PACS_DICOMWEB_URL`` is empty."""
+
+
+@dataclass
+class SyncResult:
+    patients: int = 0
+    studies: int = 0
+    fetched: int = 0
+    imported: int = 0
+    duplicate: int = 0
+    conflict: int = 0
+    rejected: int = 0
+    skipped_busy: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "patients", "studies", "fetched", "imported", "duplicate", "conflict", "rejected", "skipped_busy")}
+
+
+class _Client(DICOMwebClient):
+    """dicomweb-client, plus retrieval of an instance's bytes exactly as the PACS sends them.
+
+    ``retrieve_instance`` parses into a pydicom Dataset; re-encoding that would not give the
+    archive's bytes, and the integrity promise (byte-identical, SHA-256 at ingest) needs them.
+    This reuses the client's own URL building, session, retry and multipart decoding.
+    """
+
+    def retrieve_instance_bytes(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        url = self._get_instances_url(self._retrieve_transaction(), study_uid, series_uid, sop_uid)
+        # transfer-syntax=*: the stored encoding, not a transcoded Explicit VR Little Endian.
+        headers = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+        response = self._http_get(url, headers=headers)
+        if response.headers.get("Content-Type", "").startswith("application/dicom"):
+            return response.content  # some archives send the single part unwrapped
+        parts = list(self._decode_multipart_message(response, stream=False))
+        if len(parts) != 1:
+            raise PacsError(f"The PACS sent {len(parts)} parts for one instance.")
+        return parts[0]
+
+    @staticmethod
+    def _retrieve_transaction() -> Any:
+        from dicomweb_client.web import _Transaction
+
+        return _Transaction.RETRIEVE
+
+
+def pacs_configured() -> bool:
+    return bool(getattr(settings, "PACS_DICOMWEB_URL", ""))
+
+
+def _client() -> _Client:
+    if not pacs_configured():
+        raise PacsNotConfigured("PACS_DICOMWEB_URL is not set.")
+    session = None
+    if settings.PACS_USERNAME:
+        session = create_session_from_user_pass(settings.PACS_USERNAME, settings.PACS_PASSWORD)
+    api = _Client(settings.PACS_DICOMWEB_URL.rstrip("/"), session=session,
+                  timeout=(settings.PACS_CONNECT_TIMEOUT, settings.PACS_READ_TIMEOUT))
+    # A couple of quick retries for a busy PACS (429/503); longer outages are the Celery
+    # task's job, with its own backoff, so a worker is not held for minutes here.
+    api.set_http_retry_params(retry=True, max_attempts=max(getattr(settings, "PACS_HTTP_ATTEMPTS", 3), 1),
+                              wait_exponential_multiplier=500)
+    return api
+
+
+def _value(item: dict[str, Any], tag: str) -> str:
+    values = (item.get(tag) or {}).get("Value") or []
+    return str(values[0]).strip() if values else ""
+
+
+@contextmanager
+def _pacs_errors() -> Iterator[None]:
+    """HTTP-level failures as PacsError with a message fit for /healthz (no patient data)."""
+    try:
+        yield
+    except requests.Timeout as exc:
+        raise PacsError("The PACS did not answer in time.") from exc
+    except requests.ConnectionError as exc:
+        raise PacsError("The PACS cannot be reached.") from exc
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise PacsError(f"The PACS answered HTTP {status}.") from exc
+    except (requests.RequestException, ValueError) as exc:
+        raise PacsError(f"The PACS sent an unusable answer ({type(exc).__name__}).") from exc
+
+
+@contextmanager
+def _patient_lock(patient: Patient) -> Iterator[bool]:
+    """Session-level advisory lock: released when the connection closes, so a killed sync
+    never blocks the next one. Yields False when another sync holds this patient."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, patient.pk])
+        got = cursor.fetchone()[0]
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, patient.pk])
+
+
+def _activated_patients(patient_ids: list[int] | None) -> list[Patient]:
+    qs = Patient.objects.filter(user__isnull=False, user__is_active=True).order_by("pk")
+    if patient_ids is not None:
+        qs = qs.filter(pk__in=patient_ids)
+    return list(qs)
+
+
+def pacs_sync(*, patient_ids: list[int] | None = None, recheck: bool = False) -> SyncResult:
+    """Sync the studies of every patient with an activated account (or of ``patient_ids``).
+
+    ``recheck`` retrieves every instance again (the import compares bytes), for a PACS whose
+    changes do not show in its metadata. Raises ``PacsNotConfigured`` / ``PacsError`` when the
+    PACS fails; what was imported before the failure stays, and the next run resumes.
+    Writes one ``PacsSyncRun`` row per call (for /healthz).
+    """
+    api = _client()
+    patients = _activated_patients(patient_ids)
+    run = PacsSyncRun.objects.create(patient=patients[0] if patient_ids and len(patients) == 1 else None)
+    result = SyncResult()
+    try:
+        for patient in patients:
+            with _patient_lock(patient) as got:
+                if not got:
+                    result.skipped_busy += 1
+                    continue
+                _sync_patient(api, patient, result, recheck=recheck)
+            result.patients += 1
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, PacsError) else f"Sync failed ({type(exc).__name__})."
+        PacsSyncRun.objects.filter(pk=run.pk).update(
+            status=PacsSyncRun.Status.FAILED, finished_at=timezone.now(), error=message[:300], **_counts(result))
+        logger.warning("PACS sync failed: %s", message)
+        raise
+    error = "; ".join(result.problems)[:300]
+    PacsSyncRun.objects.filter(pk=run.pk).update(
+        status=PacsSyncRun.Status.OK, finished_at=timezone.now(), error=error, **_counts(result))
+    if result.rejected or result.conflict:
+        logger.warning("PACS sync: %s rejected, %s conflicts", result.rejected, result.conflict)
+    return result
+
+
+def _counts(result: SyncResult) -> dict[str, int]:
+    return {"studies": result.studies, "imported": result.imported, "conflicts": result.conflict,
+            "rejected": result.rejected}
+
+
+def _find_studies(api: _Client, patient: Patient) -> list[dict[str, Any]]:
+    """QIDO-RS for the patient's studies, narrowed to the patient's issuer (see module doc)."""
+    if any(ch in patient.mrn for ch in "*?\\"):
+        # QIDO treats * and ? as wildcards: such an ID could match other patients' studies.
+        return []
+    with _pacs_errors():
+        found = api.search_for_studies(
+            search_filters={"PatientID": patient.mrn},
+            fields=["IssuerOfPatientID", "NumberOfStudyRelatedInstances"],
+            get_remaining=True,
+        )
+    default_issuer = getattr(settings, "PACS_DEFAULT_ISSUER", "LOCAL")
+    studies = []
+    for item in found:
+        issuer = _value(item, _ISSUER)
+        if _value(item, _PATIENT_ID) != patient.mrn or not _value(item, _STUDY_UID):
+            continue
+        if issuer == patient.issuer or (not issuer and patient.issuer == default_issuer):
+            studies.append(item)
+    return sorted(studies, key=lambda s: _value(s, _STUDY_UID))
+
+
+def _fingerprint(item: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(item, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _sync_patient(api: _Client, patient: Patient, result: SyncResult, *, recheck: bool) -> None:
+    state, _ = PacsPatientSync.objects.get_or_create(patient=patient)
+    state.status, state.last_error = PacsPatientSync.Status.RUNNING, ""
+    state.save(update_fields=["status", "last_error", "updated_at"])
+    try:
+        studies = _find_studies(api, patient)
+        state.studies_total, state.studies_done, state.instances_done = len(studies), 0, 0
+        state.instances_total = sum(int(_value(s, _STUDY_INSTANCES) or 0) for s in studies)
+        state.save(update_fields=["studies_total", "studies_done", "instances_total", "instances_done", "updated_at"])
+        for study in studies:
+            done = _sync_study(api, patient, _value(study, _STUDY_UID), result, recheck=recheck)
+            state.studies_done += 1
+            state.instances_done += done
+            state.instances_total = max(state.instances_total, state.instances_done)
+            state.save(update_fields=["studies_done", "instances_done", "instances_total", "updated_at"])
+            result.studies += 1
+    except Exception as exc:
+        state.status = PacsPatientSync.Status.FAILED
+        state.last_error = (str(exc) if isinstance(exc, PacsError) else type(exc).__name__)[:300]
+        state.save(update_fields=["status", "last_error", "updated_at"])
+        raise
+    state.status, state.last_synced_at = PacsPatientSync.Status.DONE, timezone.now()
+    state.save(update_fields=["status", "last_synced_at", "updated_at"])
+
+
+def _sync_study(api: _Client, patient: Patient, study_uid: str, result: SyncResult, *, recheck: bool) -> int:
+    """Fetch and import the study's new or changed instances; returns how many it has."""
+    with _pacs_errors():
+        metadata = api.retrieve_study_metadata(study_uid)
+    wanted: dict[str, tuple[str, str]] = {}  # sop_uid -> (series_uid, fingerprint)
+    for item in metadata:
+        sop_uid, series_uid = _value(item, _SOP_UID), _value(item, _SERIES_UID)
+        if sop_uid and series_uid:
+            wanted[sop_uid] = (series_uid, _fingerprint(item))
+    known = dict(PacsInstance.objects.filter(sop_uid__in=list(wanted)).values_list("sop_uid", "metadata_sha256"))
+    todo = [uid for uid, (_, digest) in wanted.items() if recheck or known.get(uid) != digest]
+    if not todo:
+        return len(wanted)
+
+    throttle = getattr(settings, "PACS_THROTTLE_MS", 0) / 1000
+    with tempfile.TemporaryDirectory(prefix="lightbox-pacs-") as tmp:
+        folder = Path(tmp)
+        files: list[Path] = []
+        for index, sop_uid in enumerate(todo):
+            with _pacs_errors():
+                data = api.retrieve_instance_bytes(study_uid, wanted[sop_uid][0], sop_uid)
+            result.fetched += 1
+            path = folder / f"{index:06d}.dcm"
+            path.write_bytes(data)
+            problem = _wrong_patient(path, patient)
+            if problem:
+                # Never attribute a file to this patient on the PACS index's word alone.
+                path.unlink()
+                result.rejected += 1
+                result.problems.append(problem)
+                continue
+            files.append(path)
+            if throttle:
+                time.sleep(throttle)  # pacing requests to the PACS, not synchronisation
+        summary = dicom_import(paths=files, issuer=patient.issuer) if files else None
+
+    if summary is not None:
+        now = timezone.now()
+        for outcome in summary.files:
+            setattr(result, outcome.outcome, getattr(result, outcome.outcome, 0) + 1)
+            if outcome.outcome == "rejected" or outcome.sop_uid not in wanted:
+                if outcome.reason:
+                    result.problems.append(f"A file was not imported: {outcome.reason}"[:200])
+                continue
+            # Recorded only once the import has committed: a kill before this line means the
+            # file is fetched again next time and found a duplicate, never imported twice.
+            with transaction.atomic():
+                PacsInstance.objects.update_or_create(
+                    sop_uid=outcome.sop_uid,
+                    defaults={"patient": patient, "study_uid": study_uid, "series_uid": wanted[outcome.sop_uid][0],
+                              "metadata_sha256": wanted[outcome.sop_uid][1], "outcome": outcome.outcome,
+                              "fetched_at": now},
+                )
+    return len(wanted)
+
+
+def _wrong_patient(path: Path, patient: Patient) -> str | None:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
+    except Exception:  # noqa: BLE001 - an unreadable file is left to the import to reject with a reason
+        return None
+    patient_id = str(ds.get("PatientID", "") or "").strip()
+    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    if patient_id != patient.mrn or (issuer and issuer != patient.issuer):
+        return "The PACS sent a file of another patient for this patient's study; not imported."
+    return None
+
+
+def pacs_patient_fetch_enqueue(*, patient: Patient) -> bool:
+    """Queue the background fetch of a newly activated patient's history (after commit).
+
+    Caller: ``accounts.services.patient_account_activate``. Does nothing (returns False) when
+    no PACS is configured. The home page shows the progress from the ``PacsPatientSync`` row.
+    """
+    if not pacs_configured():
+        return False
+    PacsPatientSync.objects.update_or_create(
+        patient=patient, defaults={"status": PacsPatientSync.Status.PENDING, "last_error": ""})
+    from imaging.tasks import pacs_fetch_patient
+
+    patient_id = patient.pk
+    transaction.on_commit(lambda: pacs_fetch_patient.delay(patient_id))
+    return True
+
+
+def pacs_sync_failed(*, error: str, patient_id: int | None = None) -> None:
+    """A sync failed for good (retries used up): tell the administrators.
+
+    Caller: the Celery tasks' final failure. The mail names no patient (only the internal
+    record number of a single-patient fetch), per STYLE.md: no clinical detail in emails.
+    """
+    if patient_id is not None:
+        PacsPatientSync.objects.filter(patient_id=patient_id).exclude(status=PacsPatientSync.Status.DONE).update(
+            status=PacsPatientSync.Status.FAILED, last_error=error[:300])
+    context = {"error": error[:300], "patient_id": patient_id, "url": settings.PACS_DICOMWEB_URL}
+    mail_admins(
+        "PACS sync failed",
+        render_to_string("imaging/email/pacs_failed.txt", context),
+        fail_silently=True,
+    )
+    logger.error("PACS sync failed after retries: %s", error)
+
+
+def pacs_health() -> dict[str, Any]:
+    """For /healthz: configured?, last completed sync, last error. Never raises."""
+    if not pacs_configured():
+        return {"ok": True, "configured": False}
+    try:
+        last = PacsSyncRun.objects.exclude(status=PacsSyncRun.Status.RUNNING).first()
+        last_ok = PacsSyncRun.objects.filter(status=PacsSyncRun.Status.OK).first()
+        last_failed = PacsSyncRun.objects.filter(status=PacsSyncRun.Status.FAILED).first()
+    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not fail
+        return {"ok": False, "configured": True, "error": exc.__class__.__name__}
+    return {
+        "ok": last is None or last.status == PacsSyncRun.Status.OK,
+        "configured": True,
+        "last_sync_at": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
+        "last_error": last_failed.error if last_failed else None,
+        "last_error_at": last_failed.finished_at.isoformat() if last_failed and last_failed.finished_at else None,
+    }
+
+
+def fetch_progress(patient: Patient | None) -> dict[str, Any] | None:
+    """The home page's "fetching your images" state, or None once the first fetch completed."""
+    if patient is None:
+        return None
+    state = PacsPatientSync.objects.filter(patient=patient, last_synced_at__isnull=True).first()
+    if state is None:
+        return None
+    total = state.instances_total
+    return {
+        "status": state.status,
+        "failed": state.status == PacsPatientSync.Status.FAILED,
+        "studies_done": state.studies_done,
+        "studies_total": state.studies_total,
+        "instances_done": state.instances_done,
+        "instances_total": total,
+        "percent": int(100 * state.instances_done / total) if total else 0,
+    }
