@@ -401,12 +401,18 @@ def _write_instance(path: Path, *, patient_id: str, issuer: str, rows: int, cols
     return path
 
 
+def _decode_all_elements(ds: pydicom.Dataset) -> None:
+    """Decode every raw element (pydicom decodes lazily, on access), so elements read as
+    implicit VR get a VR before the file is written back as explicit VR."""
+    for element in ds.iterall():
+        _ = element.value
+
+
 def with_identity(source: str | os.PathLike[str], target: Path, patient_id: str) -> Path:
     """Copy a sample file adding what ingest requires and it lacks (Patient ID, UIDs)."""
     with warnings_suppressed():
         ds = pydicom.dcmread(source, force=False)
-        for _ in ds.iterall():
-            pass  # converts every raw element, giving a VR to those read as implicit VR
+        _decode_all_elements(ds)
         ds.PatientID = patient_id
         for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
             if not str(ds.get(keyword, "")).strip():
