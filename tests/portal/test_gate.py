@@ -6,15 +6,13 @@ password-only session; a view that answers them must be on the reviewed lists be
 
 from __future__ import annotations
 
-import re
-import uuid
-
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.urls import resolve
 from django.urls.exceptions import Resolver404
 
 from tests.conftest import login_password_only
 from tests.factories import UserFactory
+from tests.routes import all_routes
 
 # Pages anyone may open. Reviewed: none of them shows patient data.
 PUBLIC = {
@@ -43,56 +41,8 @@ SECOND_FACTOR_STEPS = {
 }
 # Token-authenticated APIs: no session (verified or not) opens them, only a service token.
 API_PREFIX = "/api/v1/"
-# Sample values tried, in order, for each captured part of a URL.
-SAMPLES = ["1", "accounts", "user", "abc", "1-abc", str(uuid.UUID(int=1))]
-
-
-def _strip(regex: str) -> str:
-    return regex.removeprefix("^").removesuffix("\\Z").removesuffix("$")
-
-
-def _groups(regex: str):
-    """Yield (start, end, name, body) for each top-level named group."""
-    for match in re.finditer(r"\(\?P<(\w+)>", regex):
-        depth, i = 1, match.end()
-        while depth:
-            if regex[i] == "\\":
-                i += 2
-                continue
-            depth += {"(": 1, ")": -1}.get(regex[i], 0)
-            i += 1
-        yield match.start(), i, match.group(1), regex[match.end() : i - 1]
-
-
-def _sample_path(regex: str) -> str:
-    out, last = [], 0
-    for start, end, name, body in _groups(regex):
-        value = next((s for s in SAMPLES if re.fullmatch(body, s)), None)
-        assert value is not None, f"no sample value fits <{name}> in {regex!r}: add one to SAMPLES"
-        out += [regex[last:start], value]
-        last = end
-    out.append(regex[last:])
-    return "/" + re.sub(r"\\(.)", r"\1", "".join(out))
-
-
-def all_routes():
-    """(path, url_name, pattern) for every concrete view in the URLconf."""
-    def walk(patterns, prefix, namespace):
-        for p in patterns:
-            regex = prefix + _strip(p.pattern.regex.pattern)
-            if isinstance(p, URLResolver):
-                ns = f"{namespace}:{p.namespace}" if namespace and p.namespace else (p.namespace or namespace)
-                yield from walk(p.url_patterns, regex, ns)
-            elif isinstance(p, URLPattern):
-                name = f"{namespace}:{p.name}" if namespace and p.name else p.name
-                yield _sample_path(regex), name, regex
-
-    routes = list(walk(get_resolver().url_patterns, "", None))
-    assert len(routes) > 40, "the walk found too few routes; the URLconf walker is broken"
-    return routes
-
-
-ROUTES = all_routes()
+# (path, url_name, pattern) for every concrete view in the URLconf.
+ROUTES = [(route.sample_path, route.name, route.regex) for route in all_routes()]
 
 
 def _ids():
