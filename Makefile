@@ -11,13 +11,13 @@ TEST_ENV := LIGHTBOX_ENV=test \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/2}
 
-.PHONY: run test lint demo-code system-deps install install-dev clean
+.PHONY: run test lint demo-code system-deps node-deps install install-dev clean
 
 run: $(STAMP)
 	@mkdir -p var
 	@scripts/run.sh
 
-test: $(DEV_STAMP) system-deps
+test: $(DEV_STAMP) system-deps node-deps
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -51,6 +51,15 @@ system-deps:
 	    echo "Installing$$missing for the tests..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing fonts-dejavu-core >/dev/null; \
 	  else echo "The tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+
+# axe-core for the accessibility test (tests/e2e/test_accessibility.py), pinned in package-lock.json
+# and installed from the npm registry; the test injects it into Chromium from node_modules (no CDN).
+NODE_STAMP := node_modules/.installed
+node-deps: $(NODE_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "The accessibility test needs Node.js and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 install: $(STAMP)
 install-dev: $(DEV_STAMP)

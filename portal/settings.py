@@ -262,6 +262,7 @@ CSRF_COOKIE_NAME = "__Host-lightbox-csrf" if PRODUCTION else "lightbox-csrf"
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "portal.views.csrf_failure"
 
 # --- Security headers (SECURITY.md 15) ------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

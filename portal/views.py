@@ -90,5 +90,11 @@ def too_many_requests(request: HttpRequest, exception=None) -> HttpResponse:
     return _error(request, 429, "Too many attempts", "For your safety we paused this for a few minutes. Please wait and try again.")
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Our page for a form sent without a valid CSRF token (an old tab, cleared cookies); Django's
+    own page has an inline style the CSP blocks and no landmarks."""
+    return _error(request, 403, "This form has expired", "Go back, reload the page and try again.")
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     return _error(request, 500, "Something went wrong on our side", "We have been told about it. Please try again in a few minutes.")

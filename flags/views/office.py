@@ -88,7 +88,8 @@ def officer_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
         {
             "flag": flag,
             "ctx": ctx,
-            "note_form": NoteForm(),
+            # Notes and messages both have a "text" field: distinct ids keep each label on its own box.
+            "note_form": NoteForm(auto_id="note_%s"),
             "message_form": MessageForm(),
             "status_form": status_form if allowed else None,
             "assign_form": AssignForm(initial={"assignee": request.user.pk}),
