@@ -33,10 +33,25 @@ SUBTYPES = {
 ACTIONS = {"C": A.INGEST, "R": A.VIEW, "U": A.MODIFY, "D": A.DELETE, "E": A.QUERY}
 
 
+def _dict(value: Any) -> dict:
+    """``value`` if it is a JSON object, else an empty one: a sender's wrong type is a missing
+    value (the event is then rejected with a reason), never a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _code(coding: dict) -> str | None:
+    code = coding.get("code")
+    return code if isinstance(code, str) else None
+
+
 def _codings(concept: Any) -> list[dict]:
     if isinstance(concept, dict):
         if "coding" in concept:
-            return [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+            return [c for c in _list(concept.get("coding")) if isinstance(c, dict)]
         return [concept]  # a bare Coding (AuditEvent.type, .subtype)
     if isinstance(concept, list):
         return [c for item in concept for c in _codings(item)]
@@ -45,7 +60,7 @@ def _codings(concept: Any) -> list[dict]:
 
 def _purpose(resource: dict) -> str | None:
     for coding in _codings(resource.get("purposeOfEvent")):
-        code = coding.get("code")
+        code = _code(coding)
         if code in PURPOSES:
             return PURPOSES[code]
         if code in P.values:
@@ -55,12 +70,13 @@ def _purpose(resource: dict) -> str | None:
 
 def _action(resource: dict) -> str | None:
     for coding in _codings(resource.get("subtype")):
-        code = coding.get("code")
+        code = _code(coding)
         if code in SUBTYPES:
             return SUBTYPES[code]
         if code in A.values:
             return code
-    return ACTIONS.get(resource.get("action"))
+    action = resource.get("action")
+    return ACTIONS.get(action) if isinstance(action, str) else None
 
 
 def _outcome(resource: dict) -> str:
@@ -81,19 +97,19 @@ def _identifier(reference: Any) -> dict:
 
 def _entities(resource: dict) -> tuple[dict | None, str, str]:
     patient, study_uid, accession = None, "", ""
-    for entity in resource.get("entity") or []:
+    for entity in _list(resource.get("entity")):
         if not isinstance(entity, dict):
             continue
-        what = entity.get("what") or {}
+        what = _dict(entity.get("what"))
         ident = _identifier(what)
-        reference = str(what.get("reference") or "") if isinstance(what, dict) else ""
-        codes = {c.get("code") for c in _codings(ident.get("type"))}
+        reference = str(what.get("reference") or "")
+        codes = {_code(c) for c in _codings(ident.get("type"))}
         if ident.get("system") == "urn:dicom:uid":
             study_uid = str(ident.get("value") or "").removeprefix("urn:oid:")
         elif "ACSN" in codes:
             accession = str(ident.get("value") or "")
-        elif reference.startswith("Patient/") or (what.get("type") if isinstance(what, dict) else None) == "Patient" or (
-            (entity.get("type") or {}).get("code") == "1" and (entity.get("role") or {}).get("code") == "1"
+        elif reference.startswith("Patient/") or what.get("type") == "Patient" or (
+            _dict(entity.get("type")).get("code") == "1" and _dict(entity.get("role")).get("code") == "1"
         ):
             if ident:
                 patient = {"issuer": ident.get("system"), "mrn": ident.get("value")}
@@ -101,9 +117,9 @@ def _entities(resource: dict) -> tuple[dict | None, str, str]:
 
 
 def _actor(resource: dict, default_actor_type: str) -> dict:
-    agents = [a for a in resource.get("agent") or [] if isinstance(a, dict)]
+    agents = [a for a in _list(resource.get("agent")) if isinstance(a, dict)]
     requestor = next((a for a in agents if a.get("requestor")), agents[0] if agents else {})
-    who = requestor.get("who") or {}
+    who = _dict(requestor.get("who"))
     actor: dict[str, Any] = {
         "name": who.get("display") or requestor.get("name") or "",
         "ref": str(_identifier(who).get("value") or who.get("reference") or ""),
@@ -115,12 +131,12 @@ def _actor(resource: dict, default_actor_type: str) -> dict:
         elif coding.get("display") and not actor.get("role"):
             actor["role"] = coding["display"]
     for agent in agents:
-        agent_who = agent.get("who") or {}
+        agent_who = _dict(agent.get("who"))
         if str(agent_who.get("reference") or "").startswith("Organization/") or agent_who.get("type") == "Organization":
             actor["organization"] = agent_who.get("display") or ""
             break
     else:
-        observer = (resource.get("source") or {}).get("observer") or {}
+        observer = _dict(_dict(resource.get("source")).get("observer"))
         if str(observer.get("reference") or "").startswith("Organization/"):
             actor["organization"] = observer.get("display") or ""
     return actor
@@ -128,7 +144,7 @@ def _actor(resource: dict, default_actor_type: str) -> dict:
 
 def to_batch_event(resource: dict, *, default_actor_type: str) -> dict:
     """One AuditEvent as an event of the JSON batch format (still to be validated)."""
-    period = resource.get("period") or {}
+    period = _dict(resource.get("period"))
     patient, study_uid, accession = _entities(resource)
     return {
         "source_event_id": resource.get("id"),
@@ -144,13 +160,13 @@ def to_batch_event(resource: dict, *, default_actor_type: str) -> dict:
 
 
 def is_fhir(body: Any) -> bool:
-    return isinstance(body, dict) and body.get("resourceType") in {"AuditEvent", "Bundle"}
+    return isinstance(body, dict) and body.get("resourceType") in ("AuditEvent", "Bundle")
 
 
 def from_fhir(body: dict, *, default_actor_type: str, default_organization: str) -> tuple[list[Any], list[dict | Rejected]]:
     """Raw events (for their ids) and, per event, the normalised fields or the rejection."""
     if body.get("resourceType") == "Bundle":
-        resources = [(e or {}).get("resource") for e in body.get("entry") or [] if isinstance(e, dict)]
+        resources = [e.get("resource") for e in _list(body.get("entry")) if isinstance(e, dict)]
     else:
         resources = [body]
     raws: list[Any] = []

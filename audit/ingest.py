@@ -77,6 +77,8 @@ def _text(data: dict, key: str, *, required: bool = False, limit: int = 200) -> 
         return ""
     if not isinstance(value, str):
         raise Rejected(f"{key} must be a string")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; no real name or id contains one
+        raise Rejected(f"{key} contains a NUL character")
     value = value.strip()
     if len(value) > limit:
         raise Rejected(f"{key} is longer than {limit} characters")

@@ -24,9 +24,18 @@ def _scope(value: object) -> str:
     return str(value)
 
 
+def _no_nul(value: str, name: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no issuer, MRN or UID contains one.
+    if "\x00" in value:
+        raise ApiError(400, "invalid_parameter", f"{name} must not contain NUL characters.")
+    return value
+
+
 def _patient(issuer: str, mrn: str) -> Patient:
     if not issuer or not mrn:
         raise ApiError(400, "missing_patient", "Give the patient's issuer and mrn.")
+    _no_nul(issuer, "issuer")
+    _no_nul(mrn, "mrn")
     patient = Patient.objects.filter(issuer=issuer, mrn=mrn).first()
     if patient is None:
         raise ApiError(404, "unknown_patient", "No patient with this issuer and MRN.")
@@ -38,7 +47,7 @@ def check(request: HttpRequest) -> JsonResponse:
     scope = _scope(request.GET.get("scope"))
     patient = _patient(request.GET.get("issuer", "").strip(), request.GET.get("mrn", "").strip())
     study = None
-    study_uid = request.GET.get("study_uid", "").strip()
+    study_uid = _no_nul(request.GET.get("study_uid", "").strip(), "study_uid")
     if study_uid:
         # A study of another patient is "unknown" too: the answer must not link records.
         study = Study.objects.filter(study_uid=study_uid, patient=patient).first()
@@ -55,7 +64,7 @@ def cohort(request: HttpRequest) -> JsonResponse:
         raise ApiError(400, "invalid_body", 'Send {"scope": ..., "study_uids": [...]}.')
     scope = _scope(body.get("scope"))
     uids = body.get("study_uids")
-    if not isinstance(uids, list) or not all(isinstance(u, str) and u for u in uids):
+    if not isinstance(uids, list) or not all(isinstance(u, str) and u and "\x00" not in u for u in uids):
         raise ApiError(400, "invalid_study_uids", "study_uids must be a list of Study Instance UIDs.")
     if len(uids) > services.COHORT_MAX_STUDIES:
         raise ApiError(413, "too_many_studies", f"Ask about at most {services.COHORT_MAX_STUDIES} studies per request.")

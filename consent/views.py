@@ -55,7 +55,7 @@ def _study_param(request: HttpRequest, data) -> Study | None:
     raw = (data.get("study") or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # str.isdigit() is true for "²", which int() refuses
         raise Http404("No such study.")
     return selectors.study_for_user(request.user, int(raw))
 

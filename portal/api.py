@@ -59,6 +59,8 @@ def json_body(request: HttpRequest) -> Any:
         return json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # [[[[... a few thousand deep exhausts the parser's stack
+        raise ApiError(400, "invalid_json", "The body is nested too deeply.") from exc
 
 
 def api_endpoint(*, scope: str, methods: tuple[str, ...]) -> Callable:

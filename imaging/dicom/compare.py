@@ -22,6 +22,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from imaging.dicom.parse import valid_uid
+
 PIXEL_TAG = 0x7FE00010
 # Listing hundreds of changed attributes helps nobody; the count says how many more.
 MAX_CHANGES = 40
@@ -104,20 +106,25 @@ def inspect_upload(fileobj: IO[bytes]) -> UploadFacts:
     try:
         ds = _read(fileobj, pixels=False)
         sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, OverflowError):
+        series_uid, study_uid = _lookup_uid(ds, "SeriesInstanceUID"), _lookup_uid(ds, "StudyInstanceUID")
+    except Exception:  # noqa: BLE001 - pydicom raises many types on hostile input, some only when a value is read
         return UploadFacts(digest, size, False, reason="not_dicom")
     finally:
         fileobj.seek(0)
     if not sop_uid:
         return UploadFacts(digest, size, False, reason="no_identifier")
-    return UploadFacts(
-        digest,
-        size,
-        True,
-        sop_uid=sop_uid[:64],
-        series_uid=str(ds.get("SeriesInstanceUID", "") or "")[:64],
-        study_uid=str(ds.get("StudyInstanceUID", "") or "")[:64],
-    )
+    return UploadFacts(digest, size, True, sop_uid=_valid_or_empty(sop_uid), series_uid=series_uid, study_uid=study_uid)
+
+
+def _valid_or_empty(value: str) -> str:
+    """A UID to look originals up by: imported UIDs are all valid, so a malformed one (a NUL,
+    a path, 65 characters) can match nothing and becomes "" (PostgreSQL refuses NUL in queries)."""
+    value = value.strip().rstrip("\x00").strip()
+    return value if valid_uid(value) else ""
+
+
+def _lookup_uid(ds: Dataset, keyword: str) -> str:
+    return _valid_or_empty(str(ds.get(keyword, "") or ""))
 
 
 def _tag_text(tag: int) -> str:
@@ -203,14 +210,14 @@ def diff_files(upload_file: IO[bytes], original_file: IO[bytes]) -> Difference:
     try:
         upload = _read(upload_file, pixels=True)
         original = _read(original_file, pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        ts_a = str(getattr(original.file_meta, "TransferSyntaxUID", "") if hasattr(original, "file_meta") else "")
+        ts_b = str(getattr(upload.file_meta, "TransferSyntaxUID", "") if hasattr(upload, "file_meta") else "")
+        changes = _header_changes(upload, original)
+        pixels, fraction = _pixels(upload, original, ts_a != ts_b)
+    except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily: a hostile one raises while comparing
         raise CompareError(str(exc)[:200]) from exc
     finally:
         upload_file.seek(0)
-    ts_a = str(getattr(original.file_meta, "TransferSyntaxUID", "") if hasattr(original, "file_meta") else "")
-    ts_b = str(getattr(upload.file_meta, "TransferSyntaxUID", "") if hasattr(upload, "file_meta") else "")
-    changes = _header_changes(upload, original)
-    pixels, fraction = _pixels(upload, original, ts_a != ts_b)
     return Difference(
         changes=changes[:MAX_CHANGES],
         more_changes=max(0, len(changes) - MAX_CHANGES),

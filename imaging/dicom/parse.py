@@ -151,6 +151,15 @@ def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
         if "End of file reached" in text or "truncated" in text.lower():
             raise DicomRejected("The file is truncated (it ends inside an element).")
 
+    try:
+        return _inspect(ds, size)
+    except DicomRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily: a bad one raises here, not in dcmread
+        raise DicomRejected(f"Malformed DICOM: {_short(exc)}") from exc
+
+
+def _inspect(ds: Any, size: int) -> ParsedInstance | DicomDirIndex:
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = _uid_text(meta, "TransferSyntaxUID") if meta is not None else ""
     if not transfer_syntax:
@@ -163,12 +172,7 @@ def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
     media_class = _uid_text(meta, "MediaStorageSOPClassUID")
     if media_class == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
         return _dicomdir(ds)
-    try:
-        return _instance(ds, transfer_syntax, media_class)
-    except DicomRejected:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a value pydicom cannot convert is a bad file, not a crash
-        raise DicomRejected(f"Malformed DICOM: {_short(exc)}") from exc
+    return _instance(ds, transfer_syntax, media_class)
 
 
 # --- Structure ---------------------------------------------------------------------------
