@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -22,7 +23,7 @@ from audit import notifications, selectors
 from audit.charts import timeline_chart
 from audit.forms import AccessLogFilterForm, NotificationPreferenceForm
 from audit.services import record_portal_access
-from portal.reauth import require_recent_reauthentication
+from portal.reauth import DOWNLOAD_READY, download_ready, reauthenticate_before_download
 
 CSV_COLUMNS = [
     "occurred_at", "actor_type", "actor_name", "role", "organization", "purpose", "action", "outcome",
@@ -51,6 +52,7 @@ def access_log(request: HttpRequest) -> HttpResponse:
     summary = selectors.log_summary(request.user, last_visit_at=last_visit)
     query = request.GET.copy()
     query.pop("before", None)
+    query.pop(DOWNLOAD_READY, None)
     flag_url_query = query.urlencode()
     return render(
         request,
@@ -64,6 +66,7 @@ def access_log(request: HttpRequest) -> HttpResponse:
             "query": flag_url_query,
             "summary": summary,
             "chart": timeline_chart(summary),
+            "download_ready": download_ready(request),
         },
     )
 
@@ -101,7 +104,12 @@ def _csv_rows(events) -> Iterator[str]:
 @require_GET
 @never_cache
 def access_log_csv(request: HttpRequest) -> HttpResponse:
-    require_recent_reauthentication(request)  # SECURITY.md 6: downloads need a fresh password
+    # SECURITY.md 6: downloads need a fresh password; afterwards, back to the same filtered log.
+    query = request.GET.copy()
+    query.pop(DOWNLOAD_READY, None)
+    back = f"{reverse('audit-log')}?{query.urlencode()}" if query else reverse("audit-log")
+    if (confirm := reauthenticate_before_download(request, back=back)) is not None:
+        return confirm
     patient = selectors.patient_for_user(request.user)
     if patient is None:
         return render(request, "audit/no_record.html", status=404)

@@ -1,7 +1,8 @@
 """The patient's export pages: list, request (passphrase shown once), progress, cancel,
 download, revoke. Every view narrows through ``exports.selectors`` (another patient's export is
-a 404); requesting and downloading need a fresh reauthentication, checked here by allauth's
-decorator and again in the service (SECURITY.md 6).
+a 404); requesting and downloading need a fresh reauthentication, checked here (allauth's
+decorator; for the download, ``portal.reauth.reauthenticate_before_download``, which returns to
+this export's page) and again in the service (SECURITY.md 6).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from allauth.account.decorators import reauthentication_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from exports import selectors, services
 from exports.forms import ExportRequestForm
 from imaging.selectors import patient_for_user, studies_for_user
+from portal.reauth import download_ready, reauthenticate_before_download
 
 
 @require_GET
@@ -55,7 +58,9 @@ def export_new(request: HttpRequest) -> HttpResponse:
 def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
     export = selectors.export_for_user(request.user, export_id)
     services.export_mark_seen(actor=request.user, export=export)
-    return render(request, "exports/detail.html", {"export": export, "status": selectors.status_payload(export)})
+    return render(request, "exports/detail.html", {
+        "export": export, "status": selectors.status_payload(export), "download_ready": download_ready(request),
+    })
 
 
 @require_GET
@@ -83,9 +88,11 @@ def export_revoke(request: HttpRequest, export_id: int) -> HttpResponse:
 
 @require_POST
 @never_cache
-@reauthentication_required
 def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
     export = selectors.export_for_user(request.user, export_id)
+    back = reverse("exports-detail", args=[export.pk])
+    if (confirm := reauthenticate_before_download(request, back=back)) is not None:
+        return confirm
     try:
         export, fh = services.export_download(request=request, export=export)
     except services.ExportUnavailable as exc:

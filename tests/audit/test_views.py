@@ -13,6 +13,7 @@ from audit.models import AccessEvent, NotificationPreference
 from audit.selectors import PAGE_SIZE, events_for_patient
 from tests.audit.conftest import clinician_view, make_study
 from tests.conftest import login_verified, reauthenticate
+from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -162,10 +163,20 @@ def test_officer_without_a_record_sees_no_log(client, officer):
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def test_csv_needs_recent_reauthentication(patient_client, record):
-    response = patient_client.get(CSV)
+def test_csv_needs_recent_reauthentication_and_then_returns_to_the_same_filtered_log(patient_client, record):
+    response = patient_client.get(CSV + "?actor_type=patient")
     assert response.status_code == 302
-    assert "reauthenticate" in response["Location"]
+    assert response["Location"] == "/accounts/reauthenticate/?next=%2Faccess-log%2F%3Factor_type%3Dpatient%26download%3Dready"
+    assert not AccessEvent.objects.filter(action="download").exists()
+    # After the password the patient lands on the log (not in the file, which would leave the
+    # password page on screen), told to download now; the CSV link keeps the filter only.
+    response = patient_client.post(response["Location"], {"password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == "/access-log/?actor_type=patient&download=ready"
+    page = patient_client.get(response["Location"])
+    assert "Your password is confirmed" in page.content.decode()
+    assert page.context["query"] == "actor_type=patient"
+    assert "Your password is confirmed" not in patient_client.get(LOG).content.decode()
+    assert patient_client.get(CSV + "?actor_type=patient")["Content-Type"].startswith("text/csv")
 
 
 def test_csv_download_is_filtered_logged_and_safe(patient_client, record):

@@ -4,6 +4,7 @@ download limits and expiry, revoke, and one access event per request and per dow
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -141,9 +142,16 @@ def test_status_endpoint_reports_progress_without_patient_data(patient_client: C
 def test_download_needs_reauthentication_counts_and_is_logged(patient_client: Client, patient, ready_export):
     url = f"/exports/{ready_export.pk}/download/"
     response = patient_client.post(url)
-    assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
+    assert response.status_code == 302
+    back = f"/exports/{ready_export.pk}/?download=ready"
+    assert response["Location"] == "/accounts/reauthenticate/?" + urlencode({"next": back})
     assert downloads(ready_export) == 0
-    reauthenticate(patient_client)
+    # After the password: back on the export's page, told to download now (the file itself would
+    # leave the password page on screen and invite a second, logged download).
+    response = patient_client.post(response["Location"], {"password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == back
+    assert "Your password is confirmed" in patient_client.get(back).content.decode()
+    assert downloads(ready_export) == 0
     response = patient_client.post(url)
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="lightbox-export-{ready_export.pk}.zip"'
