@@ -25,15 +25,12 @@ Used by the Celery job (``exports.services.export_package``) and by ``manage.py 
 
 from __future__ import annotations
 
-import array
 import contextlib
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import io
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,9 +39,6 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 import pyzipper
-from Cryptodome.Cipher import AES
-from Cryptodome.Util import Counter
-from Cryptodome.Util.strxor import strxor
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
@@ -184,41 +178,33 @@ def _derive(pwd: bytes) -> tuple[bytes, bytes]:
     return salt, kdf.derive(pwd)
 
 
-# WinZip AES counts its CTR blocks from 1 as 128-bit *little-endian* integers; OpenSSL's CTR
-# mode counts big-endian, so the keystream is made as AES-ECB over the counter blocks themselves.
-# The counter blocks of an entry's first PREFETCH_MAX bytes are the same for every entry: they
-# are made once per process (4 MiB) and sliced, so sealing a file costs no counter arithmetic.
-@functools.cache
-def _counter_blocks() -> memoryview:
-    blocks = array.array("Q", bytes(PREFETCH_MAX // 16 * 16))  # two 64-bit words per 16-byte block
-    blocks[0::2] = array.array("Q", range(1, PREFETCH_MAX // 16 + 1))
-    if sys.byteorder == "big":
-        blocks.byteswap()
-    return memoryview(blocks).cast("B")
-
-
 def _keystream_into(ecb: object, first_counter: int, length: int, out: bytearray | memoryview) -> None:
-    """Write ``length`` bytes (a multiple of 16, or the end of the entry) of WinZip's keystream
-    for counters from ``first_counter`` into ``out``, in one OpenSSL call."""
-    start = (first_counter - 1) * 16
-    stop = start + (length + 15) // 16 * 16
-    ecb.update_into(_counter_blocks()[start:stop], out)  # type: ignore[attr-defined]
+    """Write ``length`` bytes of WinZip's CTR keystream (128-bit little-endian counters from
+    ``first_counter``) into ``out``: AES-ECB over the counter blocks, in one OpenSSL call."""
+    import numpy as np  # loaded with pydicom anyway; imported here so importing this module stays light
+
+    blocks = (length + 15) // 16
+    counters = np.zeros((blocks, 2), dtype="<u8")
+    counters[:, 0] = np.arange(first_counter, first_counter + blocks, dtype=np.uint64)
+    ecb.update_into(counters.data.cast("B"), out)  # type: ignore[attr-defined]
 
 
 def _xor_into(buf: bytearray | memoryview, data: bytes | bytearray | memoryview, length: int) -> memoryview:
-    """``buf[:length] ^= data[:length]`` in place and return that view. pycryptodome's strxor
-    (already loaded: pyzipper is built on it) runs in C through cffi, which releases the GIL."""
-    view = memoryview(buf)[:length]
-    strxor(view, memoryview(data)[:length], output=view)
-    return view
+    """``buf[:length] ^= data[:length]`` in place (numpy releases the GIL); returns that view."""
+    import numpy as np
+
+    view = np.frombuffer(buf, dtype=np.uint8, count=length)
+    np.bitwise_xor(view, np.frombuffer(data, dtype=np.uint8, count=length), out=view)
+    return memoryview(buf)[:length]
 
 
 class _Encrypter(AESZipEncrypter):
-    """WinZip AES-256 (AE-2) for entries streamed in chunks (big originals, de-identified files,
-    DICOMDIR, ...), byte-for-byte what pyzipper's encrypter produces: AES-CTR with WinZip's
-    little-endian counter from pycryptodome (which offers that counter), HMAC-SHA1 from hashlib
-    (OpenSSL, several times faster than pycryptodome's), key material from ``_derive``.
-    Small originals take the faster sealed path (``_seal``).
+    """WinZip AES-256 (AE-2), byte-for-byte what pyzipper's encrypter produces, but with the
+    primitives of OpenSSL (via ``cryptography`` and ``hashlib``): AES in CTR mode with WinZip's
+    little-endian counter, built from AES-ECB over the counter blocks; HMAC-SHA1; PBKDF2-SHA1
+    with 1,000 rounds as the format requires. pycryptodome's CTR and HMAC run at about a
+    third of this speed, which made packaging slower than 7-Zip (benchmarks/export_throughput.py).
+    Used for entries streamed in chunks (big originals, de-identified files, DICOMDIR, ...).
     """
 
     def __init__(self, salt: bytes, material: bytes) -> None:
@@ -228,13 +214,27 @@ class _Encrypter(AESZipEncrypter):
         self.salt_length, self.aes_strength = 16, 3  # 256-bit keys
         self.salt = salt
         self.encpwdverify = material[64:]
-        self._ctr = AES.new(material[:32], AES.MODE_CTR, counter=Counter.new(128, initial_value=1, little_endian=True))
+        # ECB only encrypts the counter blocks: this is CTR mode, with WinZip's counter layout.
+        self._ecb = Cipher(algorithms.AES(material[:32]), modes.ECB()).encryptor()  # noqa: S305
         self.hmac = hmac.new(material[32:64], digestmod=hashlib.sha1)
+        self._counter = 1
+        self._spare = b""
 
     def encrypt(self, data: bytes) -> bytes:
         if not data:
             return b""
-        encrypted = self._ctr.encrypt(data)
+        n = len(data)
+        take = min(n, len(self._spare))
+        head, self._spare = self._spare[:take], self._spare[take:]
+        buf = bytearray(head)
+        if n > take:
+            blocks = (n - take + 15) // 16
+            stream = bytearray(blocks * 16 + 15)  # update_into wants one block of headroom
+            _keystream_into(self._ecb, self._counter, blocks * 16, stream)
+            self._counter += blocks
+            buf += stream[: n - take]
+            self._spare = bytes(stream[n - take: blocks * 16])
+        encrypted = bytes(_xor_into(buf, data, n))
         self.hmac.update(encrypted)
         return encrypted
 
@@ -301,7 +301,7 @@ class _ZipFile(AESZipFile):
 
 
 # Files up to this size are read, hashed, keyed, encrypted and authenticated whole by helper
-# threads while earlier ones are written: file reads, SHA-256, PBKDF2, AES, the XOR and
+# threads while earlier ones are written: file reads, SHA-256, PBKDF2, AES, numpy's XOR and
 # HMAC all release the GIL, so both cores work. Each file in flight uses one reusable slot (a
 # buffer encrypted in place, plus a keystream piece), so memory is bounded by about SLOTS x the
 # largest such file, and reusing buffers spares the allocator (and the page-fault path) 300
@@ -342,8 +342,6 @@ def _seal(storage_path: str, size: int, pwd: bytes, slot: _Slot) -> _Loaded:
             length += n
     sha = hashlib.sha256(view[:length]).hexdigest()
     salt, material = _derive(pwd)
-    if length != size:  # changed since ingest: the caller refuses it on the hash; nothing to seal
-        return _Loaded(sha, length, _Sealed(salt, material, view[:0], b""), slot)
     ecb = Cipher(algorithms.AES(material[:32]), modes.ECB()).encryptor()  # noqa: S305 - CTR, see _Encrypter
     mac = hmac.new(material[32:64], digestmod=hashlib.sha1)
     # The keystream (and its counter blocks) is made a piece at a time, so it costs a piece of
