@@ -50,7 +50,7 @@ class MessageForm(forms.Form):
 
 
 class StatusForm(forms.Form):
-    status = forms.ChoiceField(label=_("New status"), choices=Flag.Status.choices)
+    status = forms.ChoiceField(label=_("New status"), choices=Flag.office_status_choices)
     resolution = forms.CharField(
         label=_("Outcome for the patient"),
         help_text=_("Required when resolving or dismissing. The patient reads this."),
@@ -96,7 +96,7 @@ class IncidentForm(forms.Form):
 class QueueFilterForm(forms.Form):
     status = forms.ChoiceField(
         label=_("Status"), required=False,
-        choices=[("active", _("Not closed")), ("all", _("All")), *Flag.Status.choices],
+        choices=[("active", _("Not closed")), ("all", _("All")), *Flag.office_status_choices()],
     )
     category = forms.ChoiceField(label=_("Category"), required=False, choices=[("", _("All")), *Flag.Category.choices])
     assignee = forms.ChoiceField(label=_("Held by"), required=False)

@@ -33,6 +33,8 @@ class Flag(models.Model):
         DISMISSED = "dismissed", _("Closed without action")
 
     CLOSED = (Status.RESOLVED, Status.DISMISSED)
+    # The choices speak to the patient; where the office's wording differs, it is here.
+    OFFICE_LABELS = {Status.NEEDS_INFO: _("Waiting for the patient")}
 
     patient = models.ForeignKey("imaging.Patient", on_delete=models.PROTECT, related_name="flags")
     study = models.ForeignKey("imaging.Study", null=True, blank=True, on_delete=models.PROTECT, related_name="flags")
@@ -70,6 +72,14 @@ class Flag(models.Model):
 
     def __str__(self) -> str:
         return f"Flag #{self.pk} ({self.get_category_display()}, {self.get_status_display()})"
+
+    @property
+    def office_status_label(self) -> str:
+        return str(self.OFFICE_LABELS.get(self.status, self.get_status_display()))
+
+    @classmethod
+    def office_status_choices(cls) -> list[tuple[str, str]]:
+        return [(value, cls.OFFICE_LABELS.get(value, label)) for value, label in cls.Status.choices]
 
     @property
     def is_closed(self) -> bool:
@@ -123,6 +133,10 @@ class FlagEvent(models.Model):
     @property
     def to_status_label(self) -> str:
         return Flag.Status(self.to_status).label if self.to_status else ""
+
+    @property
+    def to_status_office_label(self) -> str:
+        return Flag.OFFICE_LABELS.get(self.to_status, self.to_status_label) if self.to_status else ""
 
 
 class Incident(models.Model):

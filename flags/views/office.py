@@ -75,7 +75,7 @@ def officer_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
     )
     allowed = services.TRANSITIONS[flag.status]
     status_form = StatusForm()
-    status_form.fields["status"].choices = [(v, lbl) for v, lbl in Flag.Status.choices if v in allowed]
+    status_form.fields["status"].choices = [(v, lbl) for v, lbl in Flag.office_status_choices() if v in allowed]
     now = timezone.localtime()
     incident_initial = {
         "organization": ctx.event.organization if ctx.event else "",

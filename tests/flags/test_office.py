@@ -367,3 +367,17 @@ def test_consent_shown_is_the_state_at_the_time_of_the_access(officer_client: Cl
     body = officer_client.get(reverse("flags-officer-detail", args=[flag.pk])).content.decode()
     section = body[body.index("consent-heading"):body.index("study-heading")]
     assert "Granted" in section and "default" in section, section
+
+
+def test_the_office_reads_waiting_for_the_patient_where_the_patient_reads_waiting_for_your_reply(
+    officer, officer_client: Client, client: Client, patient, study
+):
+    flag = raise_flag(patient, study)
+    services.flag_claim(actor=officer, flag=flag)
+    services.flag_transition(actor=officer, flag=flag, to="needs_info")
+    for url in (reverse("flags-queue"), reverse("flags-officer-detail", args=[flag.pk])):
+        page = officer_client.get(url).content.decode()
+        assert "Waiting for the patient" in page and "Waiting for your reply" not in page, url
+    login_verified(client, patient)
+    page = client.get(reverse("flags-detail", args=[flag.pk])).content.decode()
+    assert "Waiting for your reply" in page and "Waiting for the patient" not in page
