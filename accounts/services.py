@@ -34,7 +34,6 @@ from accounts.models import (
 )
 from accounts.selectors import user_has_confirmed_factor
 from imaging.models import Patient
-from imaging.pacs import pacs_patient_fetch_enqueue
 from portal import crypto
 from portal.reauth import require_recent_reauthentication
 
@@ -109,7 +108,10 @@ def patient_account_activate(*, user: User, code: str, birth_date: dt.date) -> P
     patient.user = user
     patient.save(update_fields=["user"])
     # The patient's history is fetched from the PACS in the background (after commit, so a
-    # rolled-back signup fetches nothing); a no-op when no PACS is configured.
+    # rolled-back signup fetches nothing); a no-op when no PACS is configured. Imported here:
+    # the DICOMweb client brings pydicom, which processes that never fetch need not load.
+    from imaging.pacs import pacs_patient_fetch_enqueue
+
     pacs_patient_fetch_enqueue(patient=patient)
     return patient
 

@@ -37,12 +37,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydicom
-import requests
-from dicomweb_client.api import DICOMwebClient
-from dicomweb_client.session_utils import create_session_from_user_pass
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.db import connection, transaction
@@ -51,6 +47,13 @@ from django.utils import timezone
 
 from imaging.models import PacsInstance, PacsPatientSync, PacsSyncRun, Patient
 from imaging.services import dicom_import
+
+if TYPE_CHECKING:
+    from imaging.dicomweb import Client
+
+# The DICOMweb client, requests and pydicom (with numpy and Pillow, about 49 MB) are imported where a sync
+# uses them: /healthz, the patient's home page and every Celery worker load this module, and
+# the export worker must stay under 100 MB (tests/exports/test_worker_imports.py).
 
 logger = logging.getLogger(__name__)
 
@@ -101,44 +104,21 @@ class SyncResult:
             "patients", "studies", "fetched", "imported", "duplicate", "conflict", "rejected", "skipped_busy")}
 
 
-class _Client(DICOMwebClient):
-    """dicomweb-client, plus retrieval of an instance's bytes exactly as the PACS sends them.
-
-    ``retrieve_instance`` parses into a pydicom Dataset; re-encoding that would not give the
-    archive's bytes, and the integrity promise (byte-identical, SHA-256 at ingest) needs them.
-    This reuses the client's own URL building, session, retry and multipart decoding.
-    """
-
-    def retrieve_instance_bytes(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
-        url = self._get_instances_url(self._retrieve_transaction(), study_uid, series_uid, sop_uid)
-        # transfer-syntax=*: the stored encoding, not a transcoded Explicit VR Little Endian.
-        headers = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
-        response = self._http_get(url, headers=headers)
-        if response.headers.get("Content-Type", "").startswith("application/dicom"):
-            return response.content  # some archives send the single part unwrapped
-        parts = list(self._decode_multipart_message(response, stream=False))
-        if len(parts) != 1:
-            raise PacsError(f"The PACS sent {len(parts)} parts for one instance.")
-        return parts[0]
-
-    @staticmethod
-    def _retrieve_transaction() -> Any:
-        from dicomweb_client.web import _Transaction
-
-        return _Transaction.RETRIEVE
-
-
 def pacs_configured() -> bool:
     return bool(getattr(settings, "PACS_DICOMWEB_URL", ""))
 
 
-def _client() -> _Client:
+def _client() -> Client:
+    from dicomweb_client.session_utils import create_session_from_user_pass
+
+    from imaging.dicomweb import Client
+
     if not pacs_configured():
         raise PacsNotConfigured("PACS_DICOMWEB_URL is not set.")
     session = None
     if settings.PACS_USERNAME:
         session = create_session_from_user_pass(settings.PACS_USERNAME, settings.PACS_PASSWORD)
-    api = _Client(settings.PACS_DICOMWEB_URL.rstrip("/"), session=session,
+    api = Client(settings.PACS_DICOMWEB_URL.rstrip("/"), session=session,
                   timeout=(settings.PACS_CONNECT_TIMEOUT, settings.PACS_READ_TIMEOUT))
     # A couple of quick retries for a busy PACS (429/503); longer outages are the Celery
     # task's job, with its own backoff, so a worker is not held for minutes here.
@@ -155,6 +135,8 @@ def _value(item: dict[str, Any], tag: str) -> str:
 @contextmanager
 def _pacs_errors() -> Iterator[None]:
     """HTTP-level failures as PacsError with a message fit for /healthz (no patient data)."""
+    import requests  # loaded with the DICOMweb client, when the PACS is asked
+
     try:
         yield
     except requests.Timeout as exc:
@@ -232,7 +214,7 @@ def _counts(result: SyncResult) -> dict[str, int]:
             "rejected": result.rejected}
 
 
-def _find_studies(api: _Client, patient: Patient) -> list[dict[str, Any]]:
+def _find_studies(api: Client, patient: Patient) -> list[dict[str, Any]]:
     """QIDO-RS for the patient's studies, narrowed to the patient's issuer (see module doc)."""
     if any(ch in patient.mrn for ch in "*?\\"):
         # QIDO treats * and ? as wildcards: such an ID could match other patients' studies.
@@ -258,7 +240,7 @@ def _fingerprint(item: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(item, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _sync_patient(api: _Client, patient: Patient, result: SyncResult, *, recheck: bool) -> None:
+def _sync_patient(api: Client, patient: Patient, result: SyncResult, *, recheck: bool) -> None:
     state, _ = PacsPatientSync.objects.get_or_create(patient=patient)
     state.status, state.last_error = PacsPatientSync.Status.RUNNING, ""
     state.save(update_fields=["status", "last_error", "updated_at"])
@@ -283,7 +265,7 @@ def _sync_patient(api: _Client, patient: Patient, result: SyncResult, *, recheck
     state.save(update_fields=["status", "last_synced_at", "updated_at"])
 
 
-def _sync_study(api: _Client, patient: Patient, study_uid: str, result: SyncResult, *, recheck: bool) -> int:
+def _sync_study(api: Client, patient: Patient, study_uid: str, result: SyncResult, *, recheck: bool) -> int:
     """Fetch and import the study's new or changed instances; returns how many it has."""
     with _pacs_errors():
         metadata = api.retrieve_study_metadata(study_uid)
@@ -340,6 +322,8 @@ def _sync_study(api: _Client, patient: Patient, study_uid: str, result: SyncResu
 
 
 def _wrong_patient(path: Path, patient: Patient) -> str | None:
+    import pydicom
+
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
     except Exception:  # noqa: BLE001 - an unreadable file is left to the import to reject with a reason

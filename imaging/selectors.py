@@ -16,16 +16,22 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404
 
-from imaging.dicom import compare, reveal
 from imaging.models import Instance, IntegrityAlert, Patient, Series, Study
 from imaging.storage import open_stored
 from portal import crypto
+
+if TYPE_CHECKING:
+    from imaging.dicom import compare, reveal
+
+# imaging.dicom (pydicom, numpy, Pillow: about 49 MB) is imported inside the functions that
+# read headers, not here: this module is loaded by every process, the export worker included,
+# which must stay under 100 MB (benchmarks/export_memory.py, tests/exports/test_worker_imports.py).
 
 
 def patient_for_user(user) -> Patient | None:
@@ -123,6 +129,8 @@ def series_cards(study: Study) -> list[SeriesCard]:
         )
         .order_by("number", "pk")
     )
+    from imaging.dicom import reveal
+
     cards: list[SeriesCard] = []
     for series in rows:
         kind = "image" if series.image_n else reveal.object_kind(series.first_class or "", has_pixels=False)
@@ -136,6 +144,8 @@ def series_cards(study: Study) -> list[SeriesCard]:
 
 
 def _report_text(instance: Instance) -> list[tuple[str, str]] | None:
+    from imaging.dicom import reveal
+
     try:
         with open_stored(instance.storage_path) as fh:
             return reveal.report_text(fh)
@@ -187,6 +197,8 @@ REVEAL_CACHE_SECONDS = 60 * 60
 
 def header_report_for_study(study: Study) -> tuple[dict, list[reveal.Group]]:
     """What the headers of the study's files reveal, grouped for the patient (cached)."""
+    from imaging.dicom import reveal
+
     instances = list(
         Instance.objects.filter(series__study=study).order_by("series__number", "series_id", "number", "pk")
         .values_list("pk", "series_id", "sha256", "storage_path")
@@ -253,6 +265,8 @@ def verify_copies_for_user(user, uploads: Iterable[tuple[str, IO[bytes]]]) -> li
     we never had: the answer must not reveal that someone else's scan exists. The uploads are
     read, never stored.
     """
+    from imaging.dicom import compare
+
     own_instances = Instance.objects.filter(series__study__in=Study.objects.filter(_own(user)))
     results: list[CopyResult] = []
     for name, fileobj in uploads:

@@ -18,7 +18,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,10 +28,17 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import record_access
-from imaging import sources, storage
-from imaging.dicom import parse, render
-from imaging.dicom.render import RenderError
+from imaging import storage
+from imaging.errors import FORMATS, RenderError
 from imaging.models import Instance, IntegrityAlert, Patient, Series, Study
+
+if TYPE_CHECKING:
+    from imaging import sources
+    from imaging.dicom import parse
+
+# imaging.dicom (pydicom, numpy, Pillow: about 49 MB) is imported by the functions that parse or
+# decode, not here: every process loads this module, and the export worker, which needs
+# neither, must stay under 100 MB (tests/exports/test_worker_imports.py).
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +173,9 @@ def dicom_import(*, paths: list[str | Path], issuer: str | None = None) -> Impor
 
 
 def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list[_Staged]:
+    from imaging import sources
+    from imaging.dicom import parse
+
     """Pass 1: find, parse and hash every file. Outcomes of rejected files are final here;
     the others get a slot that the per-study pass fills in, so the report keeps file order."""
     staged: list[_Staged] = []
@@ -395,6 +405,8 @@ def _cached_or_render(name: str, instance: Instance, **kwargs: Any) -> bytes:
         fh = storage.open_stored(instance.storage_path)
     except FileNotFoundError as exc:
         raise RenderError("The stored file is missing.") from exc
+    from imaging.dicom import render
+
     with fh:
         data = render.render(fh, **kwargs)
     cache.save(name, ContentFile(data))
@@ -410,7 +422,7 @@ def render_frame(
     The caller has checked that the user may see ``instance`` and audits the view, not each
     frame. Raises ``RenderError`` (with ``reason``) for bad arguments or undecodable data.
     """
-    if fmt not in render.FORMATS:
+    if fmt not in FORMATS:
         raise RenderError(f"Unsupported image format {fmt!r}.")
     _check_window(center, width)
     if not isinstance(frame, int) or not 0 <= frame < max(instance.frames, 1):
@@ -428,7 +440,7 @@ def _middle_image(series: Series) -> Instance | None:
 def render_thumbnail(series_or_instance: Series | Instance, *, size: int = THUMBNAIL_SIZE, fmt: str = "png") -> bytes:
     """A small image (``size`` px square at most) of the middle slice of a series, or of the
     middle frame of an instance, at the file's default window. Cached like ``render_frame``."""
-    if fmt not in render.FORMATS:
+    if fmt not in FORMATS:
         raise RenderError(f"Unsupported image format {fmt!r}.")
     if not 16 <= size <= 1024:
         raise RenderError("Thumbnail size must be between 16 and 1024 pixels.")
@@ -449,6 +461,8 @@ def viewer_metadata(instance: Instance) -> dict[str, Any]:
     before the metadata was stored."""
     meta = instance.meta or {}
     if not meta and instance.is_image:
+        from imaging.dicom import render
+
         try:
             with storage.open_stored(instance.storage_path) as fh:
                 meta = render.header_viewer_info(fh)

@@ -19,21 +19,12 @@ from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
 from imaging.dicom.parse import viewer_info
+from imaging.errors import FORMATS, RenderError
 
-FORMATS = {"png": "PNG", "webp": "WEBP"}
-CONTENT_TYPES = {"png": "image/png", "webp": "image/webp"}
 # Frames above 64 M pixels (8k x 8k) are not rendered for the browser: decoding one takes
 # over 500 MB as float32 on a two-core worker, and no screen shows that many pixels.
 MAX_RENDER_PIXELS = 8192 * 8192
 _DEFLATED = "1.2.840.10008.1.2.1.99"
-
-
-class RenderError(Exception):
-    """The frame cannot be rendered; ``reason`` is a short human-readable sentence."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def read_header(stream: BinaryIO) -> Any:

@@ -100,3 +100,37 @@ def test_broker_outage_keeps_the_request_and_the_reconciler_dispatches_it(client
     assert open_with_7z(services.archive_path(done), passphrase, out).returncode == 0
     verify_archive(out, [study], deidentified=False)
     services.archive_path(done).unlink()
+
+
+def _pixel_libraries(pid: int) -> set[str]:
+    """The native parts of numpy, Pillow and pylibjpeg that process ``pid`` has loaded (each
+    comes with ``import pydicom``, which is pure Python and so not seen in the maps itself)."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    names = {Path(line.split()[-1]).name for line in maps if ".so" in line}
+    return {n for n in names if n.startswith(("_multiarray_umath", "_imaging.", "_libjpeg", "_openjpeg"))}
+
+
+def test_an_original_export_never_loads_the_pixel_stack(client, patient, tmp_path, celery_worker_process):
+    """The export worker's memory target (under 100 MB, benchmarks/export_memory.py) rests on
+    this: neither starting a worker nor packaging an original loads pydicom, numpy or Pillow
+    (49 MB together). A de-identified copy needs them, which shows the check can fail."""
+    make_study(patient, tmp_path / "s", slices=2)
+    login_verified(client, patient)
+    pid = celery_worker_process.proc.pid
+    assert _pixel_libraries(pid) == set()
+
+    archives = []
+    for kind in ("original", "deidentified"):
+        reauthenticate(client)
+        response = client.post("/exports/new/", {"scope": "all", "kind": kind})
+        assert response.status_code == 200, response.content[:300]
+        export = response.context["export"]
+        done = wait_for(lambda e=export: (x := _status(e.pk)).status not in ExportRequest.ACTIVE and x, timeout=60,
+                        what=f"the {kind} export")
+        assert done.status == "ready", done.error
+        archives.append(services.archive_path(done))
+        if kind == "original":
+            assert _pixel_libraries(pid) == set(), "packaging an original loaded the pixel stack"
+    assert any(name.startswith("_multiarray_umath") for name in _pixel_libraries(pid))
+    for archive in archives:
+        archive.unlink()  # the worker's export dir is shared with other runs
