@@ -323,6 +323,11 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = False
+# Packaging has a queue of its own, so a deployment can give it workers that never import,
+# render or de-identify (those load pydicom, numpy and Pillow for good: 49 MB), and that stay
+# under 100 MB however big the study (issue 6; README "Deploying"). Every worker started by
+# `make run` and the tests takes both queues.
+CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}}
 CELERY_BEAT_SCHEDULE = {
     # Re-hash every stored DICOM file nightly (issue 3 "Integrity"): silent corruption or
     # tampering is found within a day, and 03:15 keeps the disk reads away from clinic hours.
