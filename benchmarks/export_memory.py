@@ -1,13 +1,20 @@
 """Peak memory of export packaging for a ~150 MB and a ~1.5 GB study (streaming, not whole files).
 
-    .venv/bin/python benchmarks/export_memory.py [--sizes 150,1500] [--runs 3]
+    .venv/bin/python benchmarks/export_memory.py [--sizes 150,1500] [--runs 3] [--postgres URL]
 
 For each size: writes a CT series of 1024x1024 slices (2 MB each; one phantom slice, new UIDs per
 file, so generation is quick), imports it, then packages it ``--runs`` times, each in a fresh
 child process that first loads what a Celery worker loads (Django set up, the Celery app, every
 app's ``tasks`` module, the worker machinery) and reports its resident set size before
 ``build_archive`` and the peak during it (``VmHWM`` after resetting it through
-``/proc/self/clear_refs``; Linux only). Prints the median and the range of the runs.
+``/proc/self/clear_refs``; Linux only). Prints the median and the range of the runs. Then a
+real ``celery worker`` packages the study ``--runs`` times through the export task, and its peak
+over its whole life is printed after each: the worker's own machinery and the memory a Python
+process keeps after a job come on top of the children's figures.
+
+SQLite by default (the embedded default); ``--postgres postgres://user@host:5432`` runs on a
+fresh database made on that server (``lightbox_bench_exportmem``, dropped and made again each
+time), as production does: the PostgreSQL driver itself adds about 8 MB to every process.
 """
 
 from __future__ import annotations
@@ -84,15 +91,28 @@ def main() -> None:
     parser.add_argument("--sizes", default="150,1500", help="study sizes in MB, comma-separated")
     parser.add_argument("--deidentify", action="store_true")
     parser.add_argument("--runs", type=int, default=3, help="packaging runs per size (fresh process each)")
+    parser.add_argument("--postgres", default="", help="a PostgreSQL server URL, without database name")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         measure(args.one, args.deidentify, args.runs)
         return
     for megabytes in [int(s) for s in args.sizes.split(",")]:
+        env = dict(os.environ)
+        if args.postgres:
+            env["DATABASE_URL"] = fresh_database(args.postgres.rstrip("/"), "lightbox_bench_exportmem")
         # One process per size: Django is set up once per process, on that size's data dir.
         subprocess.run([sys.executable, __file__, "--one", str(megabytes), "--runs", str(args.runs)]  # noqa: S603
-                       + (["--deidentify"] if args.deidentify else []), check=True)
+                       + (["--deidentify"] if args.deidentify else []), check=True, env=env)
+
+
+def fresh_database(server: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
 
 
 def measure(megabytes: int, deidentify: bool, runs: int) -> None:
@@ -119,6 +139,56 @@ def measure(megabytes: int, deidentify: bool, runs: int) -> None:
         print(f"study {data['bytes'] / 1e6:7.0f} MB, {summary.imported} files: peak RSS while packaging "
               f"{peak:6.1f} MB (median of {runs}, {min(peaks):.1f}-{max(peaks):.1f}); before packaging, worker "
               f"imports loaded: {base:5.1f} MB ({min(bases):.1f}-{max(bases):.1f}); packaging added {peak - base:5.1f} MB")
+        idle, after = real_worker(env, patient_studies(), deidentify, runs)
+        print(f"  a real worker (celery --pool=solo -Q exports): {idle:5.1f} MB idle; peak over its life after "
+              + ", ".join(f"export {i + 1}: {mb:5.1f} MB" for i, mb in enumerate(after)))
+
+
+def patient_studies():
+    from imaging.models import Patient, Study
+
+    return Patient.objects.get(), list(Study.objects.all())
+
+
+def real_worker(env: dict[str, str], who, deidentify: bool, runs: int) -> tuple[float, list[float]]:
+    """The same study packaged ``runs`` times by a real ``celery worker`` process through the
+    export task (the job row, progress updates, the email), on the same data dir and broker.
+    Returns its RSS when idle and its peak (VmHWM, over its whole life) after each export: what
+    the child processes above measure, plus the consumer machinery and what a worker keeps."""
+    import time
+
+    from exports import services
+    from exports.models import ExportRequest
+
+    patient, studies = who
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "-Q", "exports",  # noqa: S603
+                             "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def status(key: str) -> float:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(key)
+
+    try:
+        time.sleep(8)  # started and connected: its RSS has settled
+        idle, peaks = status("VmRSS"), []
+        for _ in range(runs):
+            export = services._create(patient=patient, studies=studies, deidentify=deidentify, requested_by=None,
+                                      passphrase="bench-orbit-lantern-velvet-cactus-harbor")
+            services.export_dispatch(export_id=export.pk)
+            while (export := ExportRequest.objects.get(pk=export.pk)).status in ExportRequest.ACTIVE:
+                time.sleep(0.2)
+            if export.status != "ready":
+                raise RuntimeError(f"export {export.status}: {export.error}")
+            peaks.append(status("VmHWM"))
+            services.archive_path(export).unlink()
+        return idle, peaks
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 if __name__ == "__main__":
