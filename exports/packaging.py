@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import hmac
 import io
+import mmap
 import os
 import tempfile
 import threading
@@ -228,14 +229,22 @@ _RUN = 1 << 14
 _COUNTER_TABLE = memoryview(b"".join(i.to_bytes(16, "little") for i in range(_RUN)))
 
 
+def _anonymous(size: int) -> mmap.mmap:
+    """A buffer of its own pages, given back to the system when it is freed. Buffers of a few
+    hundred KiB to a few MiB from malloc came from the heap once glibc had raised its mmap
+    threshold, and stayed there: a worker's next export then peaked 4 MB higher
+    (benchmarks/export_memory.py, "a real worker")."""
+    return mmap.mmap(-1, size)
+
+
 class _Scratch:
     """The reusable buffers for one piece of keystream: its counter blocks, a block repeated
     (the counters' higher bits), and the keystream, with the block of headroom OpenSSL wants."""
 
     def __init__(self) -> None:
-        self.counters = memoryview(bytearray(SEAL_PIECE))
-        self.pattern = memoryview(bytearray(SEAL_PIECE))
-        self.stream = memoryview(bytearray(SEAL_PIECE + 16))
+        self.counters = memoryview(_anonymous(SEAL_PIECE))
+        self.pattern = memoryview(_anonymous(SEAL_PIECE))
+        self.stream = memoryview(_anonymous(SEAL_PIECE + 16))
 
 
 def _repeat_into(view: memoryview, block: bytes) -> None:
@@ -388,7 +397,7 @@ _thread_scratch = threading.local()
 
 @dataclass
 class _Slot:
-    data: bytearray  # the file, encrypted in place once hashed
+    data: mmap.mmap  # the file, encrypted in place once hashed
     reserved: int = 0  # the size the file was expected to have, counted against the budget
 
 
@@ -405,7 +414,7 @@ def _seal(storage_path: str, size: int, pwd: bytes, slot: _Slot) -> _Loaded:
     bytes gives the manifest's SHA-256 (also the integrity check against ingest), then the
     same buffer becomes the entry's ciphertext, so a file in flight costs its size once."""
     if len(slot.data) < size + 1:
-        slot.data = bytearray(size + 1)
+        slot.data = _anonymous(size + 1)
     view = memoryview(slot.data)
     with open_stored(storage_path) as fh:
         length = 0
@@ -447,7 +456,7 @@ class _Prefetch:
             return True
         if self._files >= 2 and self._bytes + inst.size > PREFETCH_BYTES:
             return False
-        slot = self._free.pop() if self._free else _Slot(bytearray())
+        slot = self._free.pop() if self._free else _Slot(_anonymous(1))
         slot.reserved = inst.size
         self._files, self._bytes = self._files + 1, self._bytes + inst.size
         self._pending[inst.pk] = self._pool.submit(_seal, inst.storage_path, inst.size, self._pwd, slot)
