@@ -8,7 +8,7 @@ child process that first loads what a Celery worker loads (Django set up, the Ce
 app's ``tasks`` module, the worker machinery) and reports its resident set size before
 ``build_archive`` and the peak during it (``VmHWM`` after resetting it through
 ``/proc/self/clear_refs``; Linux only). Prints the median and the range of the runs. Then a
-real ``celery worker`` packages the study ``--runs`` times through the export task, and its peak
+real worker (``python -m portal.worker``) packages the study ``--runs`` times through the export task, and its peak
 over its whole life is printed after each: the worker's own machinery and the memory a Python
 process keeps after a job come on top of the children's figures.
 
@@ -140,7 +140,7 @@ def measure(megabytes: int, deidentify: bool, runs: int) -> None:
               f"{peak:6.1f} MB (median of {runs}, {min(peaks):.1f}-{max(peaks):.1f}); before packaging, worker "
               f"imports loaded: {base:5.1f} MB ({min(bases):.1f}-{max(bases):.1f}); packaging added {peak - base:5.1f} MB")
         idle, after = real_worker(env, patient_studies(), deidentify, runs)
-        print(f"  a real worker (celery --pool=solo -Q exports): {idle:5.1f} MB idle; peak over its life after "
+        print(f"  a real worker (python -m portal.worker --pool=solo -Q exports): {idle:5.1f} MB idle; peak over its life after "
               + ", ".join(f"export {i + 1}: {mb:5.1f} MB" for i, mb in enumerate(after)))
 
 
@@ -151,7 +151,7 @@ def patient_studies():
 
 
 def real_worker(env: dict[str, str], who, deidentify: bool, runs: int) -> tuple[float, list[float]]:
-    """The same study packaged ``runs`` times by a real ``celery worker`` process through the
+    """The same study packaged ``runs`` times by a real worker process (``portal.worker``) through the
     export task (the job row, progress updates, the email), on the same data dir and broker.
     Returns its RSS when idle and its peak (VmHWM, over its whole life) after each export: what
     the child processes above measure, plus the consumer machinery and what a worker keeps."""
@@ -162,8 +162,8 @@ def real_worker(env: dict[str, str], who, deidentify: bool, runs: int) -> tuple[
 
     patient, studies = who
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "-Q", "exports",  # noqa: S603
-                             "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
+    proc = subprocess.Popen([sys.executable, "-m", "portal.worker", "--pool=solo", "-Q", "exports",  # noqa: S603
+                             "--loglevel=WARNING"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def status(key: str) -> float:

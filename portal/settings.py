@@ -325,8 +325,8 @@ if CELERY_BROKER_URL == "filesystem://":
 CELERY_TASK_ALWAYS_EAGER = False
 # Packaging has a queue of its own, so a deployment can give it workers that never import,
 # render or de-identify (those load pydicom, numpy and Pillow for good: 49 MB), and that stay
-# under 100 MB however big the study (issue 6; README "Deploying"). Every worker started by
-# `make run` and the tests takes both queues.
+# as small as they can be however big the study (issue 6; README "Deploying"). Every worker
+# started by `make run` and the tests takes both queues.
 CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}}
 CELERY_BEAT_SCHEDULE = {
     # Re-hash every stored DICOM file nightly (issue 3 "Integrity"): silent corruption or

@@ -115,8 +115,8 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "--loglevel=INFO", "-Q", "celery,exports",
-             "--without-gossip", "--without-mingle", "--hostname=test@%h"],
+            [sys.executable, "-m", "portal.worker", "--pool=solo", "--loglevel=INFO", "-Q", "celery,exports",
+             "--hostname=test@%h"],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
