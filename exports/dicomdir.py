@@ -3,9 +3,9 @@
 Written by hand, without pydicom, on purpose: the export worker must stay under 100 MB while it
 packages (issue 6, benchmarks/export_memory.py), and ``import pydicom`` alone loads numpy, Pillow
 and the pylibjpeg plugins, about 49 MB. A DICOMDIR needs only a dozen element types in explicit
-VR little endian, so a small encoder does it, and it is about 50 times faster than building
-pydicom datasets. tests/exports/test_dicomdir.py reads what it writes with pydicom's ``FileSet``
-(which checks every record offset) and compares it element by element.
+VR little endian, so a small encoder does it (8 ms for 300 files, against 0.1 s with pydicom).
+tests/exports/test_dicomdir.py reads what it writes with pydicom's ``FileSet`` (which follows
+every record offset) and checks each record against pydicom's own encoding of it.
 
 The records (PATIENT > STUDY > SERIES > IMAGE) are built from facts the packager already has
 (our rows for an original, the rewritten header for a de-identified copy), so the DICOMDIR never

@@ -11,7 +11,7 @@ Used by the Celery job (``exports.services.export_package``) and by ``manage.py 
   into their entry in 1 MiB chunks, hashed on the way; a de-identified file is rewritten one
   instance at a time, spooled to disk beyond 16 MiB. Packaging an original imports neither
   pydicom nor numpy nor Pillow (49 MB; the DICOMDIR is written by exports/dicomdir.py), so the
-  worker stays under 100 MB: benchmarks/export_memory.py measures 150 MB and 1.5 GB studies.
+  worker stays small: benchmarks/export_memory.py measures 150 MB and 1.5 GB studies.
 - Speed (benchmarks/export_throughput.py): one read of each file serves the manifest's SHA-256,
   the integrity check against ingest and the encryption; the work that dominates (PBKDF2, AES,
   HMAC-SHA1, SHA-256) runs in OpenSSL, which releases the GIL, so both cores share it while the
@@ -555,7 +555,7 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
     deidentifier = None
     if deidentify:
         # pydicom and dicognito are loaded only for a de-identified copy: an original's archive
-        # needs neither, and without them the export worker stays under 100 MB.
+        # needs neither, and without them the export worker stays small.
         from imaging.dicom import deidentify as deid
 
         deidentifier = deid.Deidentifier()

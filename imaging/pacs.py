@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 # The DICOMweb client, requests and pydicom (with numpy and Pillow, about 49 MB) are imported where a sync
 # uses them: /healthz, the patient's home page and every Celery worker load this module, and
-# the export worker must stay under 100 MB (tests/exports/test_worker_imports.py).
+# the export worker must stay under 100 MB (tests/exports/test_worker.py).
 
 logger = logging.getLogger(__name__)
 

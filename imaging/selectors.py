@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # imaging.dicom (pydicom, numpy, Pillow: about 49 MB) is imported inside the functions that
 # read headers, not here: this module is loaded by every process, the export worker included,
-# which must stay under 100 MB (benchmarks/export_memory.py, tests/exports/test_worker_imports.py).
+# which must stay under 100 MB (benchmarks/export_memory.py, tests/exports/test_worker.py).
 
 
 def patient_for_user(user) -> Patient | None:

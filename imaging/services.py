@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # imaging.dicom (pydicom, numpy, Pillow: about 49 MB) is imported by the functions that parse or
 # decode, not here: every process loads this module, and the export worker, which needs
-# neither, must stay under 100 MB (tests/exports/test_worker_imports.py).
+# neither, must stay under 100 MB (tests/exports/test_worker.py).
 
 logger = logging.getLogger(__name__)
 
