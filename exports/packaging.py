@@ -5,13 +5,12 @@ Used by the Celery job (``exports.services.export_package``) and by ``manage.py 
 - Encryption: WinZip AES-256 (AE-2) through pyzipper, never ZipCrypto. Entries are stored, not
   deflated: DICOM pixel data is mostly noise or already compressed, and deflate would cost far
   more CPU than it saves bytes.
-- Memory stays flat: small originals (up to 4 MiB, e.g. CT slices) are read, hashed, keyed,
-  encrypted and authenticated whole by two helper threads, a few files ahead within a 4 MiB
-  budget, each in a reusable buffer encrypted in place (``_Prefetch``); bigger ones are copied
-  into their entry in 1 MiB chunks, hashed on the way; a de-identified file is rewritten one
-  instance at a time, spooled to disk beyond 16 MiB. Packaging an original imports neither
-  pydicom nor numpy nor Pillow (49 MB; the DICOMDIR is written by exports/dicomdir.py), so the
-  worker stays small: benchmarks/export_memory.py measures 150 MB and 1.5 GB studies.
+- Memory stays flat: originals are read, hashed, keyed, encrypted and authenticated by two
+  helper threads and handed to the writer in 128 KiB pieces, a few files ahead within a 2 MiB
+  budget of reusable buffers (``_Prefetch``); a de-identified file is rewritten one instance at
+  a time, spooled to disk beyond 16 MiB. Packaging an original imports neither pydicom nor
+  numpy nor Pillow (49 MB; the DICOMDIR is written by exports/dicomdir.py), so the worker stays
+  small: benchmarks/export_memory.py measures 150 MB and 1.5 GB studies.
 - Speed (benchmarks/export_throughput.py): one read of each file serves the manifest's SHA-256,
   the integrity check against ingest and the encryption; the work that dominates (PBKDF2, AES,
   HMAC-SHA1, SHA-256) runs in OpenSSL, which releases the GIL, so both cores share it while the
@@ -33,10 +32,11 @@ import hmac
 import io
 import mmap
 import os
+import queue
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -161,7 +161,7 @@ class _HashingWriter:
     back into entries already written, so the SHA-256 of the archive is known the moment the
     last byte is written, without reading 1.5 GB back from disk. Hashing runs in the writing
     thread, without copying: hashlib releases the GIL, so the helper threads keep encrypting
-    meanwhile, and a buffer is never hashed after its slot has been handed back for reuse.
+    meanwhile, and a buffer is never hashed after it has been handed back for reuse.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -319,29 +319,26 @@ class _Encrypter(AESZipEncrypter):
 
 
 class _Sealed(AESZipEncrypter):
-    """An entry already encrypted and authenticated by a helper thread (``_seal``): hands
-    zipfile its ciphertext (a view of a reusable slot buffer) and its HMAC."""
+    """An entry encrypted and authenticated by a helper thread (``_seal``): zipfile is handed
+    the ciphertext piece by piece as if it were the plaintext (CTR keeps lengths), and the
+    HMAC once the helper has finished."""
 
-    def __init__(self, salt: bytes, material: bytes, ciphertext: memoryview, mac: bytes) -> None:
+    def __init__(self, salt: bytes, material: bytes) -> None:
         self.force_wz_aes_version = WZ_AES_V2
         self.conditionally_include_crc = None
         self.min_bytes_to_include_crc = None
         self.salt_length, self.aes_strength = 16, 3
         self.salt = salt
         self.encpwdverify = material[64:]
-        self._ciphertext: memoryview | None = ciphertext
-        self._mac = mac
+        self.mac = b""
 
     def encrypt(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        if self._ciphertext is None or len(data) != len(self._ciphertext):
-            raise RuntimeError("a sealed entry must be written in one piece")
-        ciphertext, self._ciphertext = self._ciphertext, None
-        return ciphertext  # type: ignore[return-value] - a memoryview; the writer only needs len() and bytes
+        return data  # already ciphertext
 
     def flush(self) -> bytes:
-        return self._mac[:10]
+        if not self.mac:
+            raise RuntimeError("a sealed entry was closed before its HMAC was known")
+        return self.mac[:10]
 
 
 class _AE2WriteFile(_ZipWriteFile):
@@ -379,103 +376,179 @@ class _ZipFile(AESZipFile):
         return _Encrypter(*_derive(self.pwd))
 
 
-# Files up to PREFETCH_MAX are read, hashed, keyed, encrypted and authenticated whole by helper
-# threads while earlier ones are written: file reads, SHA-256, PBKDF2, AES, the XOR and HMAC
-# all release the GIL, so both cores work. Each file in flight (being sealed, sealed, or being
-# written) holds one reusable buffer, encrypted in place. In flight at once: two files at least
-# (one written while the next is sealed), and more while they fit in PREFETCH_BYTES, so memory
-# is bounded by about max(PREFETCH_BYTES, 2 x the largest such file) whatever the study's size.
-# Reusing buffers spares the allocator (and the page-fault path) a large allocation per file.
-# Bigger files are streamed in 1 MiB chunks instead.
-PREFETCH_MAX = 4 * 1024 * 1024
-PREFETCH_BYTES = 4 * 1024 * 1024
+# Originals are read, hashed, keyed, encrypted and authenticated by two helper threads, each on
+# its own file, while the archive is written by one thread, in order: file reads, SHA-256,
+# PBKDF2, AES, the XOR and HMAC all release the GIL, so both cores work. A helper hands its
+# file to the writer through a queue, encrypted in place in reusable buffers: a file under
+# WHOLE_MAX in one buffer, so it can be sealed whole ahead of its turn; a bigger one in
+# FILE_PIECES buffers of BIG_PIECE that the writer hands back as it writes them, so its helper
+# waits for the writer after its first megabyte. Files are started ahead while their buffers
+# fit in AHEAD_BYTES, and at most two big ones at a time, so memory stays bounded whatever the
+# size of the files or of the study: about 4 MiB for CT slices, 2 MiB for 2 MB slices
+# (benchmarks/export_memory.py).
+AHEAD_BYTES = 4 * 1024 * 1024
+WHOLE_MAX = 1024 * 1024
+BIG_PIECE = 512 * 1024
+FILE_PIECES = 2
 WORKERS = 2
-
+_POLL_SECONDS = 0.2  # how often a waiting helper checks whether packaging was abandoned
 
 _thread_scratch = threading.local()
 
 
-@dataclass
-class _Slot:
-    data: mmap.mmap  # the file, encrypted in place once hashed
-    reserved: int = 0  # the size the file was expected to have, counted against the budget
+class _Abandoned(Exception):  # noqa: N818 - a signal for the helper threads, never seen outside
+    pass
 
 
-@dataclass
-class _Loaded:
-    sha256: str
-    size: int
-    encrypter: _Sealed
-    slot: _Slot
+class _Stream:
+    """One original on its way from a helper thread to the writer: its key, then its pieces of
+    ciphertext, then its SHA-256, length and HMAC (or the helper's exception)."""
+
+    def __init__(self, buffers: list[memoryview], abandon: threading.Event, big: bool = False) -> None:
+        self.buffers = buffers
+        self.big = big
+        self._abandon = abandon
+        self._empty: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        for buf in buffers:
+            self._empty.put(buf)
+
+    # The helper's side.
+    def empty_buffer(self) -> memoryview:
+        while True:
+            try:
+                return self._empty.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if self._abandon.is_set():
+                    raise _Abandoned from None
+
+    def send(self, *item: object) -> None:
+        self._full.put(item)
+
+    # The writer's side.
+    def receive(self) -> tuple:
+        item = self._full.get()
+        if item[0] == "error":
+            raise item[1]
+        return item
+
+    def give_back(self, buf: memoryview) -> None:
+        self._empty.put(buf)
 
 
-def _seal(storage_path: str, size: int, pwd: bytes, slot: _Slot) -> _Loaded:
-    """Read one small original into ``slot`` and encrypt it there, in place: one read of the
-    bytes gives the manifest's SHA-256 (also the integrity check against ingest), then the
-    same buffer becomes the entry's ciphertext, so a file in flight costs its size once."""
-    if len(slot.data) < size + 1:
-        slot.data = _anonymous(size + 1)
-    view = memoryview(slot.data)
-    with open_stored(storage_path) as fh:
-        length = 0
-        while length < len(view):  # up to one byte more than expected: a file that grew shows
-            n = fh.readinto(view[length:])
-            if not n:
-                break
-            length += n
-    sha = hashlib.sha256(view[:length]).hexdigest()
-    salt, material = _derive(pwd)
-    ecb = Cipher(algorithms.AES(material[:32]), modes.ECB()).encryptor()  # noqa: S305 - CTR, see _Encrypter
-    mac = hmac.new(material[32:64], digestmod=hashlib.sha1)
-    # The keystream (and its counter blocks) is made a piece at a time, so it costs a piece of
-    # memory, not the file's size; pieces are multiples of 16 bytes, so counters just continue.
-    scratch = getattr(_thread_scratch, "scratch", None) or _Scratch()
-    _thread_scratch.scratch = scratch  # one per helper thread, kept for its next files
-    for start in range(0, length, SEAL_PIECE):
-        n = min(SEAL_PIECE, length - start)
-        piece = view[start:start + n]
-        strxor(piece, _keystream(ecb, 1 + start // 16, n, scratch), output=piece)
-        mac.update(piece)
-    return _Loaded(sha, length, _Sealed(salt, material, view[:length], mac.digest()), slot)
+def _seal(storage_path: str, pwd: bytes, stream: _Stream) -> None:
+    """Seal one original into ``stream``: one read of the bytes gives the manifest's SHA-256
+    (also the integrity check against ingest) and the entry's ciphertext and HMAC."""
+    try:
+        salt, material = _derive(pwd)
+        stream.send("key", salt, material)
+        ecb = Cipher(algorithms.AES(material[:32]), modes.ECB()).encryptor()  # noqa: S305 - CTR, see _Encrypter
+        mac = hmac.new(material[32:64], digestmod=hashlib.sha1)
+        sha = hashlib.sha256()
+        scratch = getattr(_thread_scratch, "scratch", None) or _Scratch()
+        _thread_scratch.scratch = scratch  # one per helper thread, kept for its next files
+        counter, length = 1, 0
+        with open_stored(storage_path) as fh:
+            while True:
+                buf = stream.empty_buffer()
+                n = 0
+                while n < len(buf) and (got := fh.readinto(buf[n:])):
+                    n += got  # full pieces (multiples of 16) until the last: the counter just goes on
+                if not n:
+                    stream.give_back(buf)
+                    break
+                piece = buf[:n]
+                sha.update(piece)
+                for start in range(0, n, SEAL_PIECE):  # the keystream is made SEAL_PIECE at a time
+                    part = piece[start:start + SEAL_PIECE]
+                    strxor(part, _keystream(ecb, counter, len(part), scratch), output=part)
+                    counter += (len(part) + 15) // 16
+                mac.update(piece)
+                length += n
+                stream.send("piece", piece, buf)
+                if n < len(buf):
+                    break  # the file ended inside this buffer
+        stream.send("end", sha.hexdigest(), length, mac.digest())
+    except _Abandoned:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it
+        stream.send("error", exc)
 
 
 class _Prefetch:
-    """Seals the next small originals in helper threads, in archive order, within the budget."""
+    """Starts sealing the next originals in helper threads, in archive order, within the budget."""
 
     def __init__(self, pwd: bytes) -> None:
         self._pwd = pwd
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="export-seal")
-        self._pending: dict[int, Future] = {}
-        self._free: list[_Slot] = []
-        self._files = 0  # in flight: handed to the pool and not yet released
-        self._bytes = 0
+        self._abandon = threading.Event()
+        self._pending: dict[int, _Stream] = {}
+        self._free: list[memoryview] = []  # piece buffers, reused from file to file
+        self._reserved = 0  # bytes of buffers held by files in flight
+        self._big = 0  # files in flight handed over in several pieces
 
     def start(self, inst: _File) -> bool:
-        """Start sealing ``inst`` if it is small and fits the budget; False when it must wait."""
-        if inst.pk in self._pending or inst.size > PREFETCH_MAX:
-            return True
-        if self._files >= 2 and self._bytes + inst.size > PREFETCH_BYTES:
+        """Start sealing ``inst`` if its buffers fit the budget; False when it must wait."""
+        # A file of up to WHOLE_MAX goes in one buffer, one byte longer than the file so that the
+        # read ends inside it (and a file that grew shows); a bigger one gets FILE_PIECES.
+        # Only two helpers seal at a time, so more than two big files in flight would only hold
+        # buffers.
+        big = inst.size >= WHOLE_MAX
+        sizes = [BIG_PIECE] * FILE_PIECES if big else [inst.size + 1]
+        if self._pending and (self._reserved + sum(sizes) > AHEAD_BYTES or (big and self._big >= WORKERS)):
             return False
-        slot = self._free.pop() if self._free else _Slot(_anonymous(1))
-        slot.reserved = inst.size
-        self._files, self._bytes = self._files + 1, self._bytes + inst.size
-        self._pending[inst.pk] = self._pool.submit(_seal, inst.storage_path, inst.size, self._pwd, slot)
+        buffers = [self._buffer(size) for size in sizes]
+        self._reserved += sum(len(b) for b in buffers)
+        self._big += big
+        stream = self._pending[inst.pk] = _Stream(buffers, self._abandon, big)
+        self._pool.submit(_seal, inst.storage_path, self._pwd, stream)
         return True
 
-    def take(self, inst: _File) -> _Loaded | None:
-        future = self._pending.pop(inst.pk, None)
-        return None if future is None else future.result()
+    def take(self, inst: _File) -> _Stream:
+        return self._pending[inst.pk]
 
-    def release(self, loaded: _Loaded) -> None:
-        """The entry is written (and hashed into the archive digest): its buffer may be reused."""
-        self._files, self._bytes = self._files - 1, self._bytes - loaded.slot.reserved
-        self._free.append(loaded.slot)
+    def release(self, inst: _File) -> None:
+        """The entry is written (and hashed into the archive digest): its buffers may be reused."""
+        stream = self._pending.pop(inst.pk)
+        self._reserved -= sum(len(b) for b in stream.buffers)
+        self._big -= stream.big
+        self._free.extend(stream.buffers)
+        # Files of ever new sizes would leave ever more buffers too small to reuse: keep at most
+        # a budget's worth, the biggest (a dropped buffer's pages go back to the system).
+        self._free.sort(key=len, reverse=True)
+        while sum(len(b) for b in self._free) > AHEAD_BYTES and len(self._free) > 1:
+            self._free.pop()
+
+    def _buffer(self, size: int) -> memoryview:
+        """A free buffer of at least ``size`` bytes (the smallest that fits), else a new one. All
+        are whole blocks long, so that every piece but a file's last keeps the counter aligned."""
+        size = -(-size // 16) * 16
+        fits = [b for b in self._free if len(b) >= size]
+        if not fits:
+            return memoryview(_anonymous(size))
+        best = min(fits, key=len)
+        self._free.remove(best)
+        return best
 
     def __enter__(self) -> _Prefetch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._abandon.set()  # helpers waiting for a buffer give up; the others finish their file
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_sealed(zf: AESZipFile, zinfo: AESZipInfo, stream: _Stream, size: int) -> tuple[str, int]:
+    """Write one sealed original as its entry, piece by piece as the helper hands them over."""
+    _, salt, material = stream.receive()
+    encrypter = _Sealed(salt, material)
+    zf.preset_encrypter(encrypter)
+    with zf.open(zinfo, "w", force_zip64=size >= ZIP64_FROM) as dst:
+        while (item := stream.receive())[0] == "piece":
+            dst.write(item[1])  # a view of the buffer, never copied
+            stream.give_back(item[2])
+        _, sha, length, encrypter.mac = item
+    return sha, length
 
 
 def _entries_from_rows(patient: Patient, files: list[_File], file_ids: list[tuple[str, ...]]) -> list[Entry]:
@@ -562,7 +635,7 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
     file_ids = _file_ids(instances)
     total = len(instances)
     entries: list[Entry] = []
-    ahead = 0  # instances[:ahead] have been handed to the prefetcher (or are too big for it)
+    ahead = 0  # instances[:ahead] have been handed to the helper threads
     with contextlib.ExitStack() as stack:
         prefetch = stack.enter_context(_Prefetch(passphrase.encode("utf-8")))
 
@@ -580,20 +653,9 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
         for done, (inst, file_id) in enumerate(zip(instances, file_ids, strict=True), start=1):
             name = "/".join(file_id)
             if deidentifier is None:
-                loaded = prefetch.take(inst)
-                if loaded is not None:
-                    sha, size = loaded.sha256, loaded.size
-                    zf.preset_encrypter(loaded.encrypter)
-                    # zipfile needs only the length of the plaintext; the sealed entry supplies
-                    # the ciphertext. A view of the ciphertext stands in for it, never copied.
-                    with zf.open(_zipinfo(name, when), "w", force_zip64=size >= ZIP64_FROM) as dst:
-                        dst.write(loaded.encrypter._ciphertext)  # type: ignore[arg-type]
-                    prefetch.release(loaded)
-                    del loaded
-                    fill()
-                else:
-                    with open_stored(inst.storage_path) as fh:
-                        sha, size = _copy_into(zf, name, fh, inst.size, when)
+                fill()  # the writer's own file at least is always under way
+                sha, size = _write_sealed(zf, _zipinfo(name, when), prefetch.take(inst), inst.size)
+                prefetch.release(inst)
                 if sha != inst.sha256:
                     # The stored file changed since ingest: never hand out a copy we cannot vouch for.
                     raise PackagingError("A stored file no longer matches its fingerprint; the privacy office has been told.")

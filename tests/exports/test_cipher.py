@@ -40,17 +40,57 @@ def test_streamed_encryption_matches_pycryptodome(chunks):
 
 
 def test_a_sealed_file_matches_pycryptodome(tmp_path, settings):
-    """A file sealed whole by a helper thread, long enough for the counter's higher bits."""
+    """A file sealed by a helper thread and handed over in pieces through two reused buffers,
+    long enough for the counter's higher bits."""
+    import threading
+
     settings.STORAGES = {**settings.STORAGES, "dicom": {**settings.STORAGES["dicom"],
                                                         "OPTIONS": {"location": str(tmp_path)}}}
-    data = os.urandom(packaging.SEAL_PIECE * 5 + 9)  # counters past 2**16
+    data = os.urandom(packaging.SEAL_PIECE * 17 + 9)  # counters past 2**16
     (tmp_path / "f.dcm").write_bytes(data)
-    loaded = packaging._seal("f.dcm", len(data), b"orbit-lantern-velvet", packaging._Slot(packaging._anonymous(1)))
-    material = hashlib.pbkdf2_hmac("sha1", b"orbit-lantern-velvet", loaded.encrypter.salt, 1000, 66)
-    expected, mac = reference(material, data)
-    assert loaded.sha256 == hashlib.sha256(data).hexdigest() and loaded.size == len(data)
-    assert bytes(loaded.encrypter._ciphertext) == expected
-    assert loaded.encrypter.flush() == mac[:10]
+    stream = packaging._Stream([memoryview(packaging._anonymous(packaging.SEAL_PIECE)) for _ in range(2)],
+                               threading.Event())
+    helper = threading.Thread(target=packaging._seal, args=("f.dcm", b"orbit-lantern-velvet", stream))
+    helper.start()
+    kind, salt, material = stream.receive()
+    assert kind == "key" and material == hashlib.pbkdf2_hmac("sha1", b"orbit-lantern-velvet", salt, 1000, 66)
+    ciphertext = b""
+    while (item := stream.receive())[0] == "piece":
+        ciphertext += bytes(item[1])
+        stream.give_back(item[2])
+    helper.join()
+    _, sha, length, mac = item
+    expected, expected_mac = reference(material, data)
+    assert (sha, length) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert ciphertext == expected and mac == expected_mac
+
+
+def test_a_helper_waiting_for_a_buffer_gives_up_when_packaging_is_abandoned(tmp_path, settings):
+    import threading
+
+    settings.STORAGES = {**settings.STORAGES, "dicom": {**settings.STORAGES["dicom"],
+                                                        "OPTIONS": {"location": str(tmp_path)}}}
+    (tmp_path / "f.dcm").write_bytes(os.urandom(packaging.SEAL_PIECE * 3))
+    abandon = threading.Event()
+    stream = packaging._Stream([memoryview(packaging._anonymous(packaging.SEAL_PIECE))], abandon)
+    helper = threading.Thread(target=packaging._seal, args=("f.dcm", b"pw", stream))
+    helper.start()
+    assert stream.receive()[0] == "key" and stream.receive()[0] == "piece"  # then it waits for the buffer
+    abandon.set()
+    helper.join(timeout=5)
+    assert not helper.is_alive()
+
+
+def test_a_helper_error_reaches_the_writer(tmp_path, settings):
+    import threading
+
+    settings.STORAGES = {**settings.STORAGES, "dicom": {**settings.STORAGES["dicom"],
+                                                        "OPTIONS": {"location": str(tmp_path)}}}
+    stream = packaging._Stream([memoryview(packaging._anonymous(packaging.SEAL_PIECE))], threading.Event())
+    packaging._seal("missing.dcm", b"pw", stream)
+    assert stream.receive()[0] == "key"
+    with pytest.raises(FileNotFoundError):
+        stream.receive()
 
 
 def test_counter_blocks_cross_the_table_runs():
@@ -63,3 +103,22 @@ def test_counter_blocks_cross_the_table_runs():
     plain = b"".join((first + i).to_bytes(16, "little") for i in range(8))
     direct = Cipher(algorithms.AES(ecb_key), modes.ECB()).encryptor().update(plain)  # noqa: S305
     assert stream == direct
+
+
+def test_buffers_kept_for_reuse_stay_within_the_budget():
+    """Files of ever new sizes must not leave ever more buffers behind."""
+    prefetch = packaging._Prefetch(b"pw")
+    with prefetch:
+        for i, size in enumerate(range(100_000, 3_000_000, 150_000)):
+            row = packaging._File(pk=i, storage_path="missing.dcm", size=size, sha256="", series_id=1, study_id=1,
+                                  number=i, sop_class="", sop_uid="", transfer_syntax="")
+            assert prefetch.start(row)  # nothing else in flight: always started
+            with pytest.raises(FileNotFoundError):
+                _write_nothing(prefetch.take(row))
+            prefetch.release(row)
+            assert sum(len(b) for b in prefetch._free) <= packaging.AHEAD_BYTES
+
+
+def _write_nothing(stream):
+    while stream.receive()[0] != "end":
+        pass
