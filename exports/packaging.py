@@ -6,9 +6,9 @@ Used by the Celery job (``exports.services.export_package``) and by ``manage.py 
   deflated: DICOM pixel data is mostly noise or already compressed, and deflate would cost far
   more CPU than it saves bytes.
 - Memory stays flat: originals are read, hashed, keyed, encrypted and authenticated by two
-  helper threads and handed to the writer in 128 KiB pieces, a few files ahead within a 2 MiB
-  budget of reusable buffers (``_Prefetch``); a de-identified file is rewritten one instance at
-  a time, spooled to disk beyond 16 MiB. Packaging an original imports neither pydicom nor
+  helper threads and handed to the writer in reusable buffers, small files whole and a few
+  ahead (4 MiB at most), big ones 512 KiB at a time (``_Prefetch``); a de-identified file is
+  rewritten one instance at a time, spooled to disk beyond 16 MiB. Packaging an original imports neither pydicom nor
   numpy nor Pillow (49 MB; the DICOMDIR is written by exports/dicomdir.py), so the worker stays
   small: benchmarks/export_memory.py measures 150 MB and 1.5 GB studies.
 - Speed (benchmarks/export_throughput.py): one read of each file serves the manifest's SHA-256,
