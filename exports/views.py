@@ -50,7 +50,9 @@ def export_new(request: HttpRequest) -> HttpResponse:
             # Rendered straight into this response, never stored in clear: shown once.
             return render(request, "exports/created.html",
                           {"export": requested.export, "passphrase": requested.passphrase})
-    return render(request, "exports/new.html", {"form": form, "has_studies": bool(studies)})
+    # A refused request is a 400 with its reasons on the form, like every other form here.
+    return render(request, "exports/new.html", {"form": form, "has_studies": bool(studies)},
+                  status=400 if request.method == "POST" else 200)
 
 
 @require_GET

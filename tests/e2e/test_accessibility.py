@@ -273,7 +273,7 @@ VISITS: list[Visit] = [
     Visit("consent-change", PATIENT, "/consent/change/ai_training/"),
     Visit("consent-change", PATIENT, "/consent/change/research/?decision=granted", "confirm yes"),
     Visit("exports-new", PATIENT, "/exports/new/"),
-    Visit("exports-new", PATIENT, "/exports/new/", "errors", act=_export_errors),
+    Visit("exports-new", PATIENT, "/exports/new/", "errors", act=_export_errors, status=400),
     Visit("exports-new", PATIENT, "/exports/new/", "passphrase shown once", act=_export_request),
     *[
         Visit("exports-detail", PATIENT, lambda w, s=s: f"/exports/{w.exports[s]}/", s, shot="export-progress" if s == "packaging" else "")

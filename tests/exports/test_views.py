@@ -129,7 +129,7 @@ def test_request_cannot_pick_another_patients_study(patient_client: Client, pati
     theirs = make_study(other_patient, tmp_path / "theirs", slices=1)
     reauthenticate(patient_client)
     response = patient_client.post("/exports/new/", {"scope": "selected", "studies": [str(theirs.pk)], "kind": "original"})
-    assert response.status_code == 200 and "passphrase" not in response.context
+    assert response.status_code == 400 and "passphrase" not in response.context
     assert ExportRequest.objects.count() == 0
 
 
@@ -216,6 +216,6 @@ def test_empty_state(patient_client: Client):
 def test_request_without_studies_is_a_form_error(patient_client: Client, patient):
     reauthenticate(patient_client)
     response = patient_client.post("/exports/new/", {"scope": "all", "kind": "original"})
-    assert response.status_code == 200 and "passphrase" not in response.context
+    assert response.status_code == 400 and "passphrase" not in response.context
     assert ExportRequest.objects.count() == 0
     assert AccessEvent.objects.filter(action="export").count() == 0

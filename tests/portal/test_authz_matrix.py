@@ -283,7 +283,7 @@ TABLE: dict[str, Entry] = {
     "exports-list": Entry(gate(OK)),
     "exports-new": Entry(
         gate(by_role(patient=OK, officer=FORBIDDEN)),
-        post=gate(owned(OK, missing=Expect(200, unchanged=True), others=Expect(200, like_missing=True, unchanged=True), officer=FORBIDDEN)),
+        post=gate(owned(OK, missing=Expect(400, unchanged=True), others=Expect(400, like_missing=True, unchanged=True), officer=FORBIDDEN)),
         ids="export_study",
         body=lambda w, v: {"scope": "selected", "kind": "original", "studies": w.value(v, "export_study")},
     ),
