@@ -7,7 +7,7 @@ Used by the Celery job (``exports.services.export_package``) and by ``manage.py 
   more CPU than it saves bytes.
 - Memory stays flat: originals are read, hashed, keyed, encrypted and authenticated by two
   helper threads and handed to the writer in reusable buffers, small files whole and a few
-  ahead (4 MiB at most), big ones 512 KiB at a time (``_Prefetch``); a de-identified file is
+  ahead (4 MiB at most), big ones 256 KiB at a time (``_Prefetch``); a de-identified file is
   rewritten one instance at a time, spooled to disk beyond 16 MiB. Packaging an original imports neither pydicom nor
   numpy nor Pillow (49 MB; the DICOMDIR is written by exports/dicomdir.py), so the worker stays
   small: benchmarks/export_memory.py measures 150 MB and 1.5 GB studies.
@@ -382,13 +382,13 @@ class _ZipFile(AESZipFile):
 # file to the writer through a queue, encrypted in place in reusable buffers: a file under
 # WHOLE_MAX in one buffer, so it can be sealed whole ahead of its turn; a bigger one in
 # FILE_PIECES buffers of BIG_PIECE that the writer hands back as it writes them, so its helper
-# waits for the writer after its first megabyte. Files are started ahead while their buffers
+# waits for the writer after its first 512 KiB. Files are started ahead while their buffers
 # fit in AHEAD_BYTES, and at most two big ones at a time, so memory stays bounded whatever the
-# size of the files or of the study: about 4 MiB for CT slices, 2 MiB for 2 MB slices
+# size of the files or of the study: about 4 MiB for CT slices, 1 MiB for 2 MB slices
 # (benchmarks/export_memory.py).
 AHEAD_BYTES = 4 * 1024 * 1024
 WHOLE_MAX = 1024 * 1024
-BIG_PIECE = 512 * 1024
+BIG_PIECE = 256 * 1024
 FILE_PIECES = 2
 WORKERS = 2
 _POLL_SECONDS = 0.2  # how often a waiting helper checks whether packaging was abandoned
