@@ -36,6 +36,18 @@ def setup_lightbox(data_dir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
+def write_ct(directory: Path, *, slices: int, size: int = 512) -> list[Path]:
+    """The benchmarks' generated CT series (``imaging.dicom.synth``; call after ``setup_lightbox``)."""
+    import datetime as dt
+
+    from imaging.dicom import synth
+
+    identity = synth.Identity("Bench", "Mark", "BENCH1", "BENCH", dt.date(1970, 1, 1))
+    study = synth.StudyHeader(description="CT CHEST", date=dt.date(2025, 1, 1), time=dt.time(9, 0),
+                              institution="Bench", referring_physician="", accession="B1", modality="CT")
+    return synth.write_ct_series(directory, identity, study, slices=slices, size=size)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

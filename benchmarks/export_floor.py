@@ -28,7 +28,6 @@ CPU time (user + system, from ``wait4``) is shown too. The script prints the flo
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import hmac
 import os
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import setup_lightbox  # noqa: E402
+from _common import setup_lightbox, write_ct  # noqa: E402
 
 PASSPHRASE = "bench-orbit-lantern-velvet-cactus-harbor"
 PIECE = 512 * 1024
@@ -67,13 +66,8 @@ def main() -> None:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         from exports.packaging import _derive
-        from imaging.dicom import synth
 
-        identity = synth.Identity("Bench", "Mark", "BENCH1", "BENCH", dt.date(1970, 1, 1))
-        header = synth.StudyHeader(description="CT CHEST", date=dt.date(2025, 1, 1), time=dt.time(9, 0),
-                                   institution="Bench", referring_physician="", accession="B1", modality="CT")
-        files = [str(p) for p in synth.write_ct_series(tmp_path / "study", identity, header, slices=args.slices,
-                                                       size=args.size)]
+        files = [str(p) for p in write_ct(tmp_path / "study", slices=args.slices, size=args.size)]
         total = sum(Path(p).stat().st_size for p in files)
         entries = len(files) + EXTRA_ENTRIES
         print(f"{len(files)} slices {args.size}x{args.size}, {total / 1e6:.0f} MB, {entries} entries, "

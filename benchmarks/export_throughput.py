@@ -17,7 +17,6 @@ de-identified archive (dicognito per instance) once, for information.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import setup_lightbox  # noqa: E402
+from _common import setup_lightbox, write_ct  # noqa: E402
 
 PASSPHRASE = "bench-orbit-lantern-velvet-cactus-harbor"
 # 7-Zip's own SHA-256 (SHA-NI, like OpenSSL's); coreutils' sha256sum runs at a quarter of its speed here.
@@ -47,14 +46,10 @@ def main() -> None:
         from django.conf import settings
 
         from exports.packaging import build_archive
-        from imaging.dicom import synth
         from imaging.models import Instance, Patient, Study
         from imaging.services import dicom_import
 
-        identity = synth.Identity("Bench", "Mark", "BENCH1", "BENCH", dt.date(1970, 1, 1))
-        header = synth.StudyHeader(description="CT CHEST", date=dt.date(2025, 1, 1), time=dt.time(9, 0),
-                                   institution="Bench", referring_physician="", accession="B1", modality="CT")
-        files = synth.write_ct_series(tmp_path / "study", identity, header, slices=args.slices, size=args.size)
+        files = write_ct(tmp_path / "study", slices=args.slices, size=args.size)
         summary = dicom_import(paths=[tmp_path / "study"])
         assert summary.imported == len(files)
         study = Study.objects.get()

@@ -11,14 +11,13 @@ Prints instances per second for each and the ratio.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import orthanc, post, setup_lightbox  # noqa: E402
+from _common import orthanc, post, setup_lightbox, write_ct  # noqa: E402
 
 
 def main() -> None:
@@ -30,14 +29,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         tmp_path = Path(tmp)
         setup_lightbox(tmp_path / "lightbox")
-        from imaging.dicom import synth
         from imaging.services import dicom_import
 
-        identity = synth.Identity("Bench", "Mark", "BENCH1", "BENCH", dt.date(1970, 1, 1))
-        study = synth.StudyHeader(description="CT CHEST", date=dt.date(2025, 1, 1), time=dt.time(9, 0),
-                                  institution="Bench", referring_physician="", accession="B1", modality="CT")
         t0 = time.perf_counter()
-        files = synth.write_ct_series(tmp_path / "study", identity, study, slices=args.slices, size=args.size)
+        files = write_ct(tmp_path / "study", slices=args.slices, size=args.size)
         size_mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"generated {len(files)} slices {args.size}x{args.size} ({size_mb:.0f} MB) in {time.perf_counter() - t0:.1f}s")
 

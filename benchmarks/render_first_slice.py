@@ -11,7 +11,6 @@ include a local round trip of roughly a millisecond or less.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import get, median_ms, orthanc, post, setup_lightbox  # noqa: E402
+from _common import get, median_ms, orthanc, post, setup_lightbox, write_ct  # noqa: E402
 
 
 def main() -> None:
@@ -32,14 +31,10 @@ def main() -> None:
         setup_lightbox(tmp_path / "lightbox")
         from django.conf import settings
 
-        from imaging.dicom import synth
         from imaging.models import Instance
         from imaging.services import dicom_import, render_frame
 
-        identity = synth.Identity("Bench", "Mark", "BENCH1", "BENCH", dt.date(1970, 1, 1))
-        study = synth.StudyHeader(description="CT CHEST", date=dt.date(2025, 1, 1), time=dt.time(9, 0),
-                                  institution="Bench", referring_physician="", accession="B1", modality="CT")
-        files = synth.write_ct_series(tmp_path / "study", identity, study, slices=args.slices, size=512)
+        files = write_ct(tmp_path / "study", slices=args.slices)
         dicom_import(paths=[tmp_path / "study"])
         instances = list(Instance.objects.order_by("number"))
 
