@@ -48,6 +48,25 @@ def write_ct(directory: Path, *, slices: int, size: int = 512) -> list[Path]:
     return synth.write_ct_series(directory, identity, study, slices=slices, size=size)
 
 
+# The export benchmarks' passphrase, and the peer they are measured against: 7-Zip's AES-256 ZIP,
+# stored (issue 6).
+PASSPHRASE = "bench-orbit-lantern-velvet-cactus-harbor"
+
+
+def sevenzip_zip(target: Path, files: list[str]) -> None:
+    """``7z a -tzip -mem=AES256 -mx0`` of ``files`` into ``target``."""
+    subprocess.run(["7z", "a", "-tzip", "-mem=AES256", "-mx0", f"-p{PASSPHRASE}", str(target), *files],  # noqa: S603, S607
+                   check=True, capture_output=True)
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,6 @@ de-identified archive (dicognito per instance) once, for information.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -26,9 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import setup_lightbox, write_ct  # noqa: E402
+from _common import PASSPHRASE, fsync_path, setup_lightbox, sevenzip_zip, write_ct  # noqa: E402
 
-PASSPHRASE = "bench-orbit-lantern-velvet-cactus-harbor"
 # 7-Zip's own SHA-256 (SHA-NI, like OpenSSL's); coreutils' sha256sum runs at a quarter of its speed here.
 SHA256 = ["7z", "h", "-scrcSHA256"]
 
@@ -72,14 +70,9 @@ def main() -> None:
             target = tmp_path / "out" / "7z.zip"
             target.unlink(missing_ok=True)
             t0 = time.perf_counter()
-            subprocess.run(["7z", "a", "-tzip", "-mem=AES256", "-mx0", f"-p{PASSPHRASE}", str(target), *stored],  # noqa: S603, S607
-                           check=True, capture_output=True)
+            sevenzip_zip(target, stored)
             elapsed = time.perf_counter() - t0
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(target)
             synced = time.perf_counter() - t0
             target.unlink()
             return elapsed, synced
@@ -91,14 +84,9 @@ def main() -> None:
             target.unlink(missing_ok=True)
             t0 = time.perf_counter()
             hashing = subprocess.Popen([*SHA256, *stored], stdout=subprocess.DEVNULL)  # noqa: S603, S607
-            subprocess.run(["7z", "a", "-tzip", "-mem=AES256", "-mx0", f"-p{PASSPHRASE}", str(target), *stored],  # noqa: S603, S607
-                           check=True, capture_output=True)
+            sevenzip_zip(target, stored)
             subprocess.run([*SHA256, str(target)], check=True, stdout=subprocess.DEVNULL)  # noqa: S603, S607
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(target)
             if hashing.wait() != 0:
                 raise SystemExit("7z h failed")
             elapsed = time.perf_counter() - t0
