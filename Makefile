@@ -41,8 +41,10 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(VENV)/bin/python
 	@touch $@ $(STAMP)
 
 # Debian packages the tests drive: Chromium for browser tests (Playwright's own browser download
-# is not available), 7-Zip to open encrypted exports as a patient would.
-SYSTEM_PACKAGES := chromium:chromium 7z:p7zip-full Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb
+# is not available), 7-Zip to open encrypted exports as a patient would, Tesseract to read text
+# burned into pixels (imaging/dicom/ocr.py).
+SYSTEM_PACKAGES := chromium:chromium 7z:p7zip-full Orthanc:orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so:orthanc-dicomweb \
+	tesseract:tesseract-ocr
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

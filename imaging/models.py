@@ -68,6 +68,12 @@ class Series(models.Model):
         return f"Series {self.number or '?'} {self.modality} {self.description}".strip()
 
 
+class PixelStatus(models.TextChoices):
+    OK = "ok", _("Pixels can be shown")
+    NONE = "none", _("No pixel data (a report or document)")
+    UNDECODABLE = "undecodable", _("Pixels cannot be decoded")
+
+
 class Instance(models.Model):
     series = models.ForeignKey(Series, on_delete=models.PROTECT, related_name="instances")
     sop_uid = models.CharField("SOP Instance UID", max_length=64, unique=True)
@@ -86,6 +92,10 @@ class Instance(models.Model):
     # Taken from the header at ingest so the viewer needs no file read per slice: window,
     # rescale, photometric, pixel spacing, position/orientation, frame time, SOP class name.
     meta = models.JSONField(default=dict, blank=True)
+    # Set at ingest by trying to decode the first frame: an undecodable file is still the
+    # patient's record and is stored, but its pages say why it cannot be shown.
+    pixel_status = models.CharField(max_length=16, choices=PixelStatus.choices, default=PixelStatus.OK)
+    pixel_error = models.CharField(max_length=300, blank=True, help_text="Why the pixels cannot be decoded.")
 
     class Meta:
         ordering = ["number", "pk"]
@@ -201,3 +211,55 @@ class PacsSyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+
+class PixelText(models.Model):
+    """What OCR read in one instance's pixels (text burned into the image), cached per instance.
+
+    Written by :func:`imaging.services.pixel_text_for` (the only writer); read by "What this scan
+    reveals" and by de-identified exports, which mask the ``regions``. The text read is the
+    patient's data, like the file it came from, and is shown only through patient selectors.
+    """
+
+    class Status(models.TextChoices):
+        FOUND = "found", _("Text found in the image")
+        NONE = "none", _("No text found")
+        NOT_CHECKED = "not_checked", _("Could not be checked")
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, related_name="pixel_text")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    engine = models.CharField(max_length=64, blank=True, help_text="OCR engine and version, e.g. 'tesseract 5.3.0'.")
+    frames_checked = models.PositiveIntegerField(default=0)
+    # [{"frame": 0, "box": [x, y, w, h], "text": "...", "kinds": ["patient_id"]}, ...]
+    regions = models.JSONField(default=list, blank=True)
+    # Which of the header's identifiers the text matched: ["name", "patient_id", "birth_date", "date"].
+    kinds = models.JSONField(default=list, blank=True)
+    reason = models.CharField(max_length=200, blank=True, help_text="Why it could not be checked.")
+    checked_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()} ({self.instance_id})"
+
+
+class DeidentifiedCopy(models.Model):
+    """Which original a file in a patient's de-identified copy came from.
+
+    Kept server side only (the copy itself names nothing), so "Verify a copy" can tell a patient
+    that a file is from their own de-identified copy. Written by
+    :func:`imaging.services.deidentified_copies_record` when an export is packaged.
+    """
+
+    sop_uid = models.CharField("De-identified SOP Instance UID", max_length=64, unique=True)
+    original = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="deidentified_copies")
+    # The archive it was packaged in (exports.ExportRequest id, or 0 for a paper request); not a
+    # foreign key because imaging sits below exports in the layers.
+    export_ref = models.BigIntegerField(default=0)
+    made_at = models.DateTimeField()
+    pixel_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the copy's Pixel Data bytes.")
+    pixels_masked = models.BooleanField(default=False, help_text="Text regions were masked in the copy.")
+
+    class Meta:
+        indexes = [models.Index(fields=["original"])]
+
+    def __str__(self) -> str:
+        return self.sop_uid
