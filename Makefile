@@ -11,11 +11,19 @@ TEST_ENV := LIGHTBOX_ENV=test \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/1} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/2}
 
-.PHONY: run test lint demo-code system-deps node-deps install install-dev clean
+.PHONY: run test lint demo-code system-deps ocr-deps node-deps install install-dev clean
 
-run: $(STAMP)
+run: $(STAMP) ocr-deps
 	@mkdir -p var
 	@scripts/run.sh
+
+# De-identified copies read every image with Tesseract (imaging/dicom/ocr.py). Without it the
+# portal still runs, and every image is reported as "could not be checked for text".
+ocr-deps:
+	@command -v tesseract >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "Installing tesseract-ocr (text in images)..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
+	  else echo "Note: tesseract-ocr is not installed (sudo apt-get install tesseract-ocr); images will be reported as not checked for text."; fi; }
 
 test: $(DEV_STAMP) system-deps node-deps
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py

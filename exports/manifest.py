@@ -97,12 +97,23 @@ def sign(manifest_bytes: bytes) -> bytes:
     return private_key().sign(manifest_bytes)
 
 
-def readme(*, deidentified: bool, burned_in: list[str], site_url: str, hospital: str) -> bytes:
+def readme(*, deidentified: bool, burned_in: list[str], site_url: str, hospital: str,
+           pixel_text: dict[str, list[str]] | None = None, options: list[str] | None = None,
+           faces: list[str] | None = None) -> bytes:
+    """README.txt of an archive: how to open and check it and, for a de-identified copy, what
+    was done (``options``, in plain words), which images had text in their pixels (masked,
+    could not be checked, flagged by the scanner only) and which folders are head volumes."""
+    pixel_text = pixel_text or {}
     text = render_to_string(
         "exports/archive_readme.txt",
         {
             "deidentified": deidentified,
             "burned_in": burned_in,
+            "masked": pixel_text.get("masked", []),
+            "not_checked": pixel_text.get("not_checked", []),
+            "flagged": pixel_text.get("flagged", []),
+            "options": options or [],
+            "faces": faces or [],
             "site_url": site_url.rstrip("/"),
             "public_key_path": PUBLIC_KEY_PATH,
             "hospital": hospital,

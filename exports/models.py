@@ -35,6 +35,10 @@ class ExportRequest(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     file_count = models.PositiveIntegerField(default=0)
     burned_in_count = models.PositiveIntegerField(default=0)
+    # De-identified copies: entry names by what was done about text in the pixels
+    # ({"masked": [...], "not_checked": [...], "flagged": [...]}, exports.packaging.PixelReport).
+    # Names are ours (DICOM/ST0001/SE0001/IM000001), never header values.
+    pixel_report = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True, help_text="Last time the job was sent to the queue.")
     started_at = models.DateTimeField(null=True, blank=True)

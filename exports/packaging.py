@@ -37,7 +37,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -53,7 +53,8 @@ from pyzipper.zipfile_aes import WZ_AES_V2, AESZipEncrypter, AESZipFile, AESZipI
 
 from exports.dicomdir import Entry, entry_from_header, write_dicomdir
 from exports.manifest import FileRecord, Manifest, readme, sign
-from imaging.models import Instance, Patient, Series, Study
+from imaging.copies import CopyRecord
+from imaging.models import Instance, PixelStatus, Patient, Series, Study
 from imaging.storage import CHUNK, open_stored
 
 # ZIP64 extra fields are needed past 2 GiB; deciding per entry keeps small files readable by
@@ -71,12 +72,27 @@ class Cancelled(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a progress callback to stop packaging (the patient cancelled)."""
 
 
+@dataclass
+class PixelReport:
+    """Entry names of a de-identified archive's images, by what was done about text in pixels
+    (the README and the export page list them). Originals are never read by OCR."""
+
+    masked: list[str] = field(default_factory=list)  # OCR found text; it was masked in the copy
+    not_checked: list[str] = field(default_factory=list)  # OCR could not read the image
+    flagged: list[str] = field(default_factory=list)  # the scanner says "burned-in text", OCR found none
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"masked": self.masked, "not_checked": self.not_checked, "flagged": self.flagged}
+
+
 @dataclass(frozen=True)
 class Result:
     size: int
     sha256: str
     file_count: int
     burned_in: list[str]
+    pixel_text: PixelReport = field(default_factory=PixelReport)
+    copies: list[CopyRecord] = field(default_factory=list)  # de-identified copies only
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -98,6 +114,8 @@ class _File:
     sop_class: str
     sop_uid: str
     transfer_syntax: str
+    rows: int | None
+    pixel_status: str
 
 
 def instances_of(studies: Iterable[Study]) -> list[_File]:
@@ -107,7 +125,7 @@ def instances_of(studies: Iterable[Study]) -> list[_File]:
         Instance.objects.filter(series__study_id__in=ids)
         .order_by("series__study__study_date", "series__study_id", "series__number", "series_id", "number", "pk")
         .values_list("pk", "storage_path", "size", "sha256", "series_id", "series__study_id", "number", "sop_class",
-                     "sop_uid", "transfer_syntax")
+                     "sop_uid", "transfer_syntax", "rows", "pixel_status")
     )
     return [_File(*row) for row in rows.iterator(chunk_size=2000)]
 
@@ -138,17 +156,21 @@ def build_archive(
     os.close(fd)
     tmp = Path(tmp_name)
     burned: list[str] = []
+    pixel_text = PixelReport()
+    copies: list[CopyRecord] = []
     try:
         with open(tmp, "wb") as raw:
             out = _HashingWriter(raw)
             try:
                 _write(out, patient=patient, instances=instances, deidentify=deidentify, passphrase=passphrase,
-                       on_progress=on_progress or (lambda done, total: None), burned=burned)
+                       on_progress=on_progress or (lambda done, total: None), burned=burned,
+                       pixel_text=pixel_text, copies=copies)
             finally:
                 sha = out.finish()
             raw.flush()
             os.fsync(raw.fileno())
-        return tmp, Result(size=out.size, sha256=sha, file_count=len(instances), burned_in=burned)
+        return tmp, Result(size=out.size, sha256=sha, file_count=len(instances), burned_in=burned,
+                           pixel_text=pixel_text, copies=copies)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -606,6 +628,23 @@ def _file_ids(instances: list[_File]) -> list[tuple[str, ...]]:
     return ids
 
 
+def _face_series(instances: list[_File]) -> list[str]:
+    """Folders (``DICOM/ST0001/SE0002``) of the head volumes a face can be rebuilt from."""
+    from imaging.faces import face_series
+
+    folders: dict[int, str] = {}
+    for inst, file_id in zip(instances, _file_ids(instances), strict=True):
+        folders.setdefault(inst.series_id, "/".join(file_id[:3]))
+    heads = face_series(Series.objects.filter(pk__in=folders))
+    return sorted(folders[s.pk] for s in heads)
+
+
+def _options_described() -> list[str]:
+    from imaging.dicom.deidentify import describe_options
+
+    return [str(line) for line in describe_options()]
+
+
 def _dicomdir_bytes(entries: list[Entry]) -> bytes:
     out = io.BytesIO()
     write_dicomdir(out, entries)
@@ -613,7 +652,8 @@ def _dicomdir_bytes(entries: list[Entry]) -> bytes:
 
 
 def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], deidentify: bool, passphrase: str,
-           on_progress: ProgressCallback, burned: list[str]) -> None:
+           on_progress: ProgressCallback, burned: list[str], pixel_text: PixelReport,
+           copies: list[CopyRecord]) -> None:
     when = timezone.localtime()
     manifest = Manifest(
         created_at=timezone.now().isoformat(timespec="seconds"),
@@ -627,9 +667,10 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
     )
     deidentifier = None
     if deidentify:
-        # pydicom and dicognito are loaded only for a de-identified copy: an original's archive
-        # needs neither, and without them the export worker stays small.
+        # pydicom, numpy and the OCR binding are loaded only for a de-identified copy: an
+        # original's archive needs none of them, and without them the export worker stays small.
         from imaging.dicom import deidentify as deid
+        from imaging.pixel_text import pixel_text_for, regions_for_masking
 
         deidentifier = deid.Deidentifier()
     file_ids = _file_ids(instances)
@@ -662,15 +703,30 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
                 entry = entries[done - 1]
                 is_burned = False  # flagged for de-identified copies only (README warning)
             else:
+                regions: list[dict] = []
+                checked = None
+                if inst.rows and inst.pixel_status == PixelStatus.OK:
+                    # Every image is read by OCR, whatever its header says (results are cached
+                    # per instance, so a second export of the same study reads nothing again).
+                    checked = pixel_text_for(instance=Instance.objects.get(pk=inst.pk))
+                    regions = regions_for_masking(checked)
                 with open_stored(inst.storage_path) as fh:
-                    out = deidentifier.deidentify(fh)
+                    out = deidentifier.deidentify(fh, text_regions=regions or None)
                 with out.file as spooled:
                     header = deid.header(spooled)
                     spooled.seek(0, io.SEEK_END)
                     length = spooled.tell()
                     spooled.seek(0)
                     sha, size = _copy_into(zf, name, spooled, length, when)
-                is_burned = out.burned_in_annotation
+                if out.pixels_masked:
+                    pixel_text.masked.append(name)
+                elif inst.rows and (checked is None or checked.status == checked.Status.NOT_CHECKED):
+                    pixel_text.not_checked.append(name)
+                elif out.burned_in_annotation:
+                    pixel_text.flagged.append(name)
+                copies.append(CopyRecord(out.sop_uid, inst.pk, out.pixel_sha256, out.pixels_masked))
+                # Flagged by the scanner and not cleaned by us: the README still warns about it.
+                is_burned = out.burned_in_annotation and not out.pixels_masked
                 entry = entry_from_header(header, file_id)
                 entries.append(entry)
             if is_burned:
@@ -683,7 +739,9 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
 
         dicomdir = _dicomdir_bytes(entries)  # 8 ms for 300 files (exports/dicomdir.py)
         readme_bytes = readme(deidentified=deidentify, burned_in=burned, site_url=settings.SITE_URL,
-                              hospital=settings.HOSPITAL_NAME)
+                              hospital=settings.HOSPITAL_NAME, pixel_text=pixel_text.as_dict(),
+                              options=_options_described() if deidentify else [],
+                              faces=_face_series(instances) if deidentify else [])
         for name, data in (("DICOMDIR", dicomdir), ("README.txt", readme_bytes)):
             zf.writestr(_zipinfo(name, when), data)
             manifest.files.append(FileRecord(path=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data)))

@@ -38,6 +38,7 @@ from audit.models import AccessEvent
 from audit.services import record_access, record_portal_access
 from exports import packaging
 from exports.models import ExportRequest
+from imaging.copies import deidentified_copies_record
 from imaging.models import Patient, Study
 from imaging.selectors import patient_for_user
 from portal.crypto import decrypt, encrypt
@@ -230,10 +231,13 @@ def export_package(*, export_id: int) -> str:
         export.progress = 100
         export.size, export.sha256 = result.size, result.sha256
         export.file_count, export.burned_in_count = result.file_count, len(result.burned_in)
+        export.pixel_report = result.pixel_text.as_dict() if export.deidentify else {}
         export.passphrase_encrypted = ""
         export.finished_at = now
         export.expires_at = now + dt.timedelta(days=settings.EXPORTS_EXPIRY_DAYS)
         export.save()
+        if result.copies:
+            deidentified_copies_record(records=result.copies, export_ref=export.pk, made_at=now)
         transaction.on_commit(lambda: _notify_ready(export))
     return export.status
 
@@ -403,6 +407,8 @@ def export_for_paper_request(*, patient: Patient, studies: list[Study], deidenti
                 details={"channel": "paper", "studies": len(studies), "deidentified": deidentify,
                          "sha256": result.sha256},
             )
+            if result.copies:
+                deidentified_copies_record(records=result.copies, export_ref=0, made_at=timezone.now())
             os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -51,8 +51,16 @@ def export_new(request: HttpRequest) -> HttpResponse:
             return render(request, "exports/created.html",
                           {"export": requested.export, "passphrase": requested.passphrase})
     # A refused request is a 400 with its reasons on the form, like every other form here.
-    return render(request, "exports/new.html", {"form": form, "has_studies": bool(studies)},
+    return render(request, "exports/new.html", {"form": form, "has_studies": bool(studies),
+                                                "deidentify_options": _deidentify_options()},
                   status=400 if request.method == "POST" else 200)
+
+
+def _deidentify_options() -> list[str]:
+    # Imported here: the de-identifier loads pydicom, which the other export pages never need.
+    from imaging.dicom.deidentify import describe_options
+
+    return [str(line) for line in describe_options()]
 
 
 @require_GET
