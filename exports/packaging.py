@@ -142,8 +142,12 @@ def build_archive(
     passphrase: str,
     final_path: Path,
     on_progress: ProgressCallback | None = None,
+    ocr: bool = True,
 ) -> tuple[Path, Result]:
     """Write the archive to a temporary file beside ``final_path`` and return (temp path, result).
+
+    ``ocr=False`` skips reading pixels for text (every image is then listed as not checked);
+    only benchmarks use it, to measure OCR's share of a de-identified export.
 
     The caller publishes it with ``os.replace(temp, final_path)`` once it knows it still owns
     the job; on any exception the temporary file is removed here.
@@ -164,7 +168,7 @@ def build_archive(
             try:
                 _write(out, patient=patient, instances=instances, deidentify=deidentify, passphrase=passphrase,
                        on_progress=on_progress or (lambda done, total: None), burned=burned,
-                       pixel_text=pixel_text, copies=copies)
+                       pixel_text=pixel_text, copies=copies, ocr=ocr)
             finally:
                 sha = out.finish()
             raw.flush()
@@ -653,7 +657,7 @@ def _dicomdir_bytes(entries: list[Entry]) -> bytes:
 
 def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], deidentify: bool, passphrase: str,
            on_progress: ProgressCallback, burned: list[str], pixel_text: PixelReport,
-           copies: list[CopyRecord]) -> None:
+           copies: list[CopyRecord], ocr: bool = True) -> None:
     when = timezone.localtime()
     manifest = Manifest(
         created_at=timezone.now().isoformat(timespec="seconds"),
@@ -705,7 +709,7 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
             else:
                 regions: list[dict] = []
                 checked = None
-                if inst.rows and inst.pixel_status == PixelStatus.OK:
+                if ocr and inst.rows and inst.pixel_status == PixelStatus.OK:
                     # Every image is read by OCR, whatever its header says (results are cached
                     # per instance, so a second export of the same study reads nothing again).
                     checked = pixel_text_for(instance=Instance.objects.get(pk=inst.pk))
