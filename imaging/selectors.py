@@ -22,7 +22,7 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404
 
-from imaging.models import Instance, IntegrityAlert, Patient, Series, Study
+from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, PixelText, Series, Study
 from imaging.storage import open_stored
 from portal import crypto
 
@@ -196,7 +196,12 @@ REVEAL_CACHE_SECONDS = 60 * 60
 
 
 def header_report_for_study(study: Study) -> tuple[dict, list[reveal.Group]]:
-    """What the headers of the study's files reveal, grouped for the patient (cached)."""
+    """What the study's files reveal, grouped for the patient: their headers (cached), the text
+    OCR found in their pixels and the series a face can be rebuilt from (both read from the
+    database on every call: OCR runs after ingest, so they change while the files do not).
+
+    Who may call: the study page, with a study already narrowed by :func:`study_for_user`; the
+    view records the access event. Nothing is OCRed here (ingest enqueues it)."""
     from imaging.dicom import reveal
 
     instances = list(
@@ -213,7 +218,38 @@ def header_report_for_study(study: Study) -> tuple[dict, list[reveal.Group]]:
         report = reveal.build_report(_open_each((str(series_id), path) for _, series_id, _, path in instances))
         cache.set(key, crypto.encrypt(json.dumps(report).encode()), REVEAL_CACHE_SECONDS)
     labels = {str(s.pk): _series_label(s) for s in study.series.all()}
-    return report, reveal.present(report, labels)
+    pixels = reveal.pixel_summary(_pixel_rows(study))
+    faces = _head_volumes(study)
+    return report, reveal.present(report, labels, pixels=pixels, faces=faces)
+
+
+def _pixel_rows(study: Study) -> Iterator[reveal.PixelRow]:
+    """Each image of the study with its OCR result (``PixelText``), or none yet. A file whose
+    pixels cannot be decoded and has no OCR row counts as "could not be checked"."""
+    from imaging.dicom import reveal
+
+    rows = (
+        Instance.objects.filter(series__study=study, rows__isnull=False, columns__isnull=False, frames__gt=0)
+        .exclude(pixel_status=PixelStatus.NONE)
+        .order_by("series_id", "number", "pk")
+        .values_list("series_id", "series__modality", "pixel_status", "pixel_error", "pixel_text__status",
+                     "pixel_text__kinds", "pixel_text__regions", "pixel_text__reason")
+    )
+    for series_id, modality, pixel_status, pixel_error, status, kinds, regions, reason in rows.iterator():
+        if status is None and pixel_status == PixelStatus.UNDECODABLE:
+            status, reason = PixelText.Status.NOT_CHECKED, pixel_error
+        texts = tuple(
+            (str(r.get("text", "")), tuple(r.get("kinds") or ())) for r in (regions or []) if isinstance(r, dict)
+        )
+        yield reveal.PixelRow(str(series_id), modality or "", status or "", tuple(kinds or ()), texts, reason or "")
+
+
+def _head_volumes(study: Study) -> dict[str, int]:
+    """Series of the study a face can be rebuilt from (``imaging.faces``' rule, the one the
+    de-identified copy's README uses), with their number of images."""
+    from imaging import faces
+
+    return {str(s.pk): s.n for s in faces.face_series(study.series.all())}
 
 
 def _open_each(items: Iterable[tuple[str, str]]) -> Iterator[tuple[str, IO[bytes] | str]]:
