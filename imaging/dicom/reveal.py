@@ -719,6 +719,8 @@ def build_report(files: Iterable[tuple[str, IO[bytes] | str]]) -> dict:
             per[series_key] = per.get(series_key, 0) + 1
         if facts.overlays:
             overlays[series_key] = overlays.get(series_key, 0) + 1
+    # Distinct UIDs across attributes: an image's SOP Instance UID is also its file meta's.
+    uids = {v for f in findings.values() if f.group == "uids" for v in (*f.values, *f.extra)}
     groups: dict[str, list[dict]] = {}
     for (group, key), f in sorted(findings.items(), key=lambda kv: _sort_key(kv[0][1])):
         groups.setdefault(group, []).append(
@@ -739,6 +741,7 @@ def build_report(files: Iterable[tuple[str, IO[bytes] | str]]) -> dict:
         "burned_in": flags["burned_in"],
         "recognizable": flags["recognizable"],
         "overlays": overlays,
+        "uid_count": len(uids),
     }
 
 
@@ -957,7 +960,7 @@ def present(report: dict, series_labels: dict[str, str], *, pixels: dict | None 
                     priv["elements"],
                 ) % {"n": priv["elements"]}
         elif key == "uids" and items:
-            n = sum(len(entry["values"]) + entry["more"] for entry in report["groups"].get(key, []))
+            n = report.get("uid_count", 0)
             note = ngettext(
                 "%(n)d unique identifier in all; a few are shown.",
                 "%(n)d unique identifiers in all; a few are shown.",

@@ -349,7 +349,8 @@ def test_every_attribute_the_issue_lists_as_missed_is_reported(tmp_path):
     assert labels["A name inside manufacturer-specific data"].values == private["PrivateName"]["values"]
     assert "Time of the series" in [i.label for i in groups["dates"].items]
     assert "Curve description" in [i.label for i in groups["graphics"].items]
-    assert groups["uids"].note.startswith("6 unique identifiers")
+    # Study, series, image (= the file meta's), frame of reference and the referenced image.
+    assert groups["uids"].note.startswith("5 unique identifiers in all")
     assert "links a file straight back to your record" in groups["uids"].explanation
 
 
