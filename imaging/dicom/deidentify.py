@@ -200,9 +200,10 @@ class Deidentifier:
         ``strict`` (inside a sequence whose action is D) also neutralises the free text the table
         does not list, since D replaces the sequence's content with dummy content."""
         for tag in list(ds.keys()):
-            if tag.is_private or tag.element == 0 or ps315.in_curve_or_overlay(tag):
-                # Private attributes (X, no safe-private list), curves and overlays whole, and
-                # group lengths (retired, and wrong once anything changed).
+            if tag.is_private or tag.element == 0 or tag.group in (0x0000, 0x0002) or ps315.in_curve_or_overlay(tag):
+                # Private attributes (X, no safe-private list), curves and overlays whole, group
+                # lengths (retired, and wrong once anything changed), and command or file meta
+                # elements misplaced in the data set (the meta group is rebuilt on its own).
                 del ds[tag]
                 continue
             elem = ds[tag]
@@ -210,7 +211,9 @@ class Deidentifier:
             if rule is None:  # not an identifying attribute: kept, its sequences still walked
                 if elem.VR == "SQ":
                     self._items(elem, strict=strict)
-                elif strict:
+                elif strict or elem.VR == "PN":
+                    # A name is a name even where the table forgot it (DICONDE's EvaluatorName,
+                    # SecondaryReviewerName, the retired DocumentAuthorTrial).
                     _neutral(elem)
                 continue
             self._apply(ds, elem, rule, strict=strict)
