@@ -30,7 +30,7 @@ from django.utils import timezone
 from audit.services import record_access
 from imaging import storage
 from imaging.errors import FORMATS, RenderError
-from imaging.models import Instance, IntegrityAlert, Patient, Series, Study
+from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, Series, Study
 
 if TYPE_CHECKING:
     from imaging import sources
@@ -76,13 +76,16 @@ class FileOutcome:
     reason: str | None = None
     sop_uid: str | None = None
     study_uid: str | None = None
+    # What was accepted although it is not right: a hash-like UID, pixels that cannot be shown.
+    warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, str]:
-        data = {"path": self.path, "outcome": self.outcome}
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "outcome": self.outcome}
         for key in ("reason", "sop_uid", "study_uid"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
+        data["warnings"] = list(self.warnings)
         return data
 
 
@@ -110,13 +113,20 @@ class ImportSummary:
     def rejected(self) -> int:
         return self.count("rejected")
 
+    @property
+    def warnings(self) -> int:
+        """Files that were not rejected but carry at least one warning."""
+        return sum(1 for f in self.files if f.warnings)
+
     def as_dict(self) -> dict[str, Any]:
-        """The JSON contract of ``import_dicom --json`` (DESIGN.md "Contracts")."""
+        """The JSON contract of ``import_dicom --json`` (DESIGN.md "Contracts"). ``warnings``
+        (a count of files, and a list of sentences per file) was added after the other keys."""
         return {
             "imported": self.imported,
             "duplicate": self.duplicate,
             "conflict": self.conflict,
             "rejected": self.rejected,
+            "warnings": self.warnings,
             "files": [f.as_dict() for f in self.files],
         }
 
@@ -128,6 +138,15 @@ class _Staged:
     path: Path
     parsed: parse.ParsedInstance
     digest: storage.Digest
+    pixel_status: str = PixelStatus.OK
+    pixel_error: str = ""
+
+    @property
+    def warnings(self) -> list[str]:
+        notes = list(self.parsed.warnings)
+        if self.pixel_status == PixelStatus.UNDECODABLE:
+            notes.append(f"Stored, but its image cannot be shown: {self.pixel_error}")
+        return notes
 
 
 def dicom_import(*, paths: list[str | Path], issuer: str | None = None) -> ImportSummary:
@@ -219,9 +238,27 @@ def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list
         except OSError as exc:
             refuse(item.label, f"Cannot read the file ({exc.strerror or exc}).")
             continue
+        status, error = _pixel_check(item.path, parsed, digest)
         summary.files.append(FileOutcome(item.label, "pending", sop_uid=parsed.sop_uid, study_uid=parsed.study_uid))
-        staged.append(_Staged(len(summary.files) - 1, item.label, item.path, parsed, digest))
+        staged.append(_Staged(len(summary.files) - 1, item.label, item.path, parsed, digest, status, error))
     return staged
+
+
+def _pixel_check(path: Path, parsed: parse.ParsedInstance, digest: storage.Digest) -> tuple[str, str]:
+    """(pixel_status, pixel_error) for a staged file: "none" without pixel data, else whether its
+    first frame decodes. Done here, before any transaction, because decoding can take a while;
+    a file whose bytes are already stored keeps the status found when it was first imported."""
+    if not parsed.is_image:
+        return PixelStatus.NONE, ""
+    known = Instance.objects.filter(sha256=digest.sha256).values_list("pixel_status", "pixel_error").first()
+    if known is not None:
+        return known
+    from imaging.dicom import render
+
+    problem = render.decode_problem(path)
+    if problem is None:
+        return PixelStatus.OK, ""
+    return PixelStatus.UNDECODABLE, problem[: Instance._meta.get_field("pixel_error").max_length]
 
 
 def _issuer_for(parsed: parse.ParsedInstance, override: str | None) -> str:
@@ -301,6 +338,7 @@ def _import_one(item: _Staged, study: Study | None, series_cache: dict[str, Seri
         series=series, sop_uid=p.sop_uid, sop_class=p.sop_class, transfer_syntax=p.transfer_syntax,
         number=p.instance_number, frames=p.frames, rows=p.rows, columns=p.columns, size=item.digest.size,
         sha256=item.digest.sha256, storage_path=name, meta=p.viewer,
+        pixel_status=item.pixel_status, pixel_error=item.pixel_error,
     )
     # Uniqueness of sop_uid was checked above and is enforced by the database; the series row
     # was just read or written (re-validating the foreign key would cost a query per file).
@@ -317,7 +355,9 @@ def _messages(exc: ValidationError) -> str:
 
 
 def _outcome(item: _Staged, outcome: str, reason: str | None = None) -> FileOutcome:
-    return FileOutcome(item.label, outcome, reason, item.parsed.sop_uid, item.parsed.study_uid)
+    # A rejected file's reason is all there is to say; the others keep what was noticed on the way.
+    warnings = [] if outcome == "rejected" else item.warnings
+    return FileOutcome(item.label, outcome, reason, item.parsed.sop_uid, item.parsed.study_uid, warnings)
 
 
 def _patient(identity: tuple[str, str], p: parse.ParsedInstance) -> Patient:
@@ -393,6 +433,9 @@ def _render_name(sha256: str, stem: str, fmt: str) -> str:
 
 
 def _cached_or_render(name: str, instance: Instance, **kwargs: Any) -> bytes:
+    if instance.pixel_status == PixelStatus.UNDECODABLE:
+        # Found at ingest: say why without decoding the same broken data again.
+        raise RenderError(instance.pixel_error or "This image cannot be shown.")
     cache = storage.render_storage()
     try:
         with cache.open(name, "rb") as fh:
@@ -433,8 +476,10 @@ def render_frame(
 
 
 def _middle_image(series: Series) -> Instance | None:
-    slices = [i for i in _ordered(series) if i.is_image]
-    return slices[len(slices) // 2] if slices else None
+    """The middle of the images that can be shown; else an undecodable one (whose render says why)."""
+    images = [i for i in _ordered(series) if i.is_image]
+    shown = [i for i in images if i.pixel_status != PixelStatus.UNDECODABLE] or images
+    return shown[len(shown) // 2] if shown else None
 
 
 def render_thumbnail(series_or_instance: Series | Instance, *, size: int = THUMBNAIL_SIZE, fmt: str = "png") -> bytes:
@@ -494,6 +539,9 @@ def viewer_metadata(instance: Instance) -> dict[str, Any]:
         "image_orientation": meta.get("image_orientation"),
         "frame_time_ms": meta.get("frame_time_ms"),
         "lossy": bool(meta.get("lossy")),
+        # Set at ingest: why the pixels cannot be shown ("" when they can, or there are none).
+        "cannot_show": (instance.pixel_error or "This image cannot be shown.")
+        if instance.pixel_status == PixelStatus.UNDECODABLE else "",
     }
 
 

@@ -9,6 +9,7 @@ through a CT would write hundreds.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from audit.services import record_portal_access
 from imaging import selectors, services
 from imaging.forms import LimitedUploadHandler, VerifyCopyForm
-from imaging.models import Instance, Series
+from imaging.models import Instance, PixelStatus, Series, Study
 from imaging.pacs import fetch_progress
 from portal.reauth import require_recent_reauthentication
 
@@ -105,6 +106,8 @@ def _viewer_config(series: Series, instances: list[Instance]) -> dict:
                     "position": round(float(position), 2) if position is not None and instance.frames == 1 else None,
                     "frame": index + 1 if instance.frames > 1 else None,
                     "frames": instance.frames,
+                    # Why this image cannot be shown (found at ingest); "" when it can.
+                    "error": meta.get("cannot_show") or "",
                 }
             )
     first_instance, first = metas[order[0]]
@@ -117,7 +120,40 @@ def _viewer_config(series: Series, instances: list[Instance]) -> dict:
         "presets": [] if colour or not is_ct else [{"key": k, "name": str(n), "center": c, "width": w} for k, n, c, w in CT_PRESETS],
         "adjustable": not colour,
         "frameTimeMs": first.get("frame_time_ms") or None,
+        "unshown": sum(1 for _, meta in metas if meta.get("cannot_show")),
+        "unshownReasons": list(dict.fromkeys(meta["cannot_show"] for _, meta in metas if meta.get("cannot_show"))),
     }
+
+
+@dataclass
+class Unshown:
+    """Images of one series that cannot be shown, and why (found at ingest)."""
+
+    count: int = 0
+    total: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def all(self) -> bool:
+        return self.count == self.total
+
+
+def _unshown_by_series(study: Study) -> dict[int, Unshown]:
+    """For the study page: per series, the images whose pixels cannot be decoded and why.
+
+    ``study`` came from ``selectors.study_for_user``; this reads only its own instances.
+    (It belongs in ``selectors.series_cards``, which another change owns; see the report.)"""
+    found: dict[int, Unshown] = {}
+    rows = Instance.objects.filter(series__study=study, rows__isnull=False).values_list("series_id", "pixel_status", "pixel_error")
+    for series_id, status, error in rows:
+        entry = found.setdefault(series_id, Unshown())
+        entry.total += 1
+        if status == PixelStatus.UNDECODABLE:
+            entry.count += 1
+            reason = error or _("This image cannot be shown.")
+            if reason not in entry.reasons:
+                entry.reasons.append(reason)
+    return {series_id: entry for series_id, entry in found.items() if entry.count}
 
 
 def _cannot_render(exc: Exception) -> HttpResponse:
@@ -142,12 +178,16 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     study = selectors.study_for_user(request.user, study_id)
     report, groups = selectors.header_report_for_study(study)
     record_portal_access(request, patient=study.patient, study=study, action="view", details={"page": "study", "header_report": True})
+    cards = selectors.series_cards(study)
+    unshown = _unshown_by_series(study)
+    for card in cards:
+        card.unshown = unshown.get(card.series.pk)
     return render(
         request,
         "imaging/study.html",
         {
             "study": study,
-            "cards": selectors.series_cards(study),
+            "cards": cards,
             "integrity": selectors.integrity_for_study(study),
             "report": report,
             "reveal_groups": groups,

@@ -22,7 +22,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from imaging.dicom.parse import valid_uid
+from imaging.dicom.parse import acceptable_uid
 
 PIXEL_TAG = 0x7FE00010
 # Listing hundreds of changed attributes helps nobody; the count says how many more.
@@ -117,10 +117,11 @@ def inspect_upload(fileobj: IO[bytes]) -> UploadFacts:
 
 
 def _valid_or_empty(value: str) -> str:
-    """A UID to look originals up by: imported UIDs are all valid, so a malformed one (a NUL,
-    a path, 65 characters) can match nothing and becomes "" (PostgreSQL refuses NUL in queries)."""
+    """A UID to look originals up by. The import keeps valid and hash-like UIDs (``acceptable_uid``),
+    so the same rule finds every original; anything else (a NUL, a path, 65 characters) can match
+    nothing and becomes "" (PostgreSQL refuses NUL in queries)."""
     value = value.strip().rstrip("\x00").strip()
-    return value if valid_uid(value) else ""
+    return value if acceptable_uid(value) else ""
 
 
 def _lookup_uid(ds: Dataset, keyword: str) -> str:

@@ -36,7 +36,14 @@ MAX_DIRECTORY_RECORDS = 200_000
 # PS3.5 9.1: a UID is dot-separated numbers, digits only, at most 64 characters. Leading zeros
 # in a component are invalid in theory but common in real equipment; we accept them because
 # they cannot form a path or inject anything.
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+# What anonymisers and some archives write instead of a UID: a hash (64 hex characters), a UUID,
+# base64url. pydicom reads such files, and the UID only ever labels rows (storage names are
+# content addresses, SECURITY.md 16), so Study, Series and SOP Instance UIDs made of letters,
+# digits, '-' and '_' in dot-separated components are kept, with a warning. Everything that could
+# be a path or markup ('/', '\\', '..', ':', spaces, NUL and other control characters) still fails.
+_HASH_LIKE_UID_RE = re.compile(r"[0-9A-Za-z_-]+(\.[0-9A-Za-z_-]+)*")
+MAX_UID_CHARS = 64  # PS3.5 9.1; also the width of the database columns that hold UIDs
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
@@ -96,6 +103,8 @@ class ParsedInstance:
     columns: int | None
     # Viewer metadata (window, rescale, geometry): JSON-safe, see ``viewer_info``.
     viewer: dict[str, Any] = field(default_factory=dict)
+    # Sentences for the import report: what was accepted although it is not standard.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,15 @@ class DicomDirIndex:
 
 
 def valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and bool(_UID_RE.match(value))
+    """A UID as PS3.5 9.1 defines it: digits and dots, at most 64 characters."""
+    return 0 < len(value) <= MAX_UID_CHARS and bool(_UID_RE.fullmatch(value))
+
+
+def acceptable_uid(value: str) -> bool:
+    """A UID Lightbox stores and looks up: a valid one, or a hash-like one (see
+    ``_HASH_LIKE_UID_RE``). Callers: the import (Study, Series, SOP Instance UIDs) and "Verify a
+    copy", which must find an original by the same UIDs the import accepted."""
+    return 0 < len(value) <= MAX_UID_CHARS and bool(_HASH_LIKE_UID_RE.fullmatch(value))
 
 
 def sniff_preamble(head: bytes) -> None:
@@ -222,9 +239,10 @@ def _dicomdir(ds: Any) -> DicomDirIndex:
 
 
 def _instance(ds: Any, transfer_syntax: str, media_class: str) -> ParsedInstance:
-    sop_uid = _required_uid(ds, "SOPInstanceUID", "SOP Instance UID")
-    study_uid = _required_uid(ds, "StudyInstanceUID", "Study Instance UID")
-    series_uid = _required_uid(ds, "SeriesInstanceUID", "Series Instance UID")
+    notes: list[str] = []
+    sop_uid = _required_uid(ds, "SOPInstanceUID", "SOP Instance UID", notes)
+    study_uid = _required_uid(ds, "StudyInstanceUID", "Study Instance UID", notes)
+    series_uid = _required_uid(ds, "SeriesInstanceUID", "Series Instance UID", notes)
     sop_class = _uid_text(ds, "SOPClassUID") or media_class
     if not sop_class:
         raise DicomRejected("Missing SOP Class UID.")
@@ -280,6 +298,7 @@ def _instance(ds: Any, transfer_syntax: str, media_class: str) -> ParsedInstance
         rows=rows if is_image else None,
         columns=columns if is_image else None,
         viewer=viewer_info(ds) if is_image else {"sop_class_name": _uid_name(sop_class)},
+        warnings=tuple(notes),
     )
 
 
@@ -405,13 +424,23 @@ def _uid_text(ds: Any, keyword: str) -> str:
     return str(value).strip().rstrip("\x00").strip()
 
 
-def _required_uid(ds: Any, keyword: str, label: str) -> str:
+def _required_uid(ds: Any, keyword: str, label: str, notes: list[str]) -> str:
+    """The UID, or a rejection. A hash-like UID is kept and a sentence added to ``notes``."""
     value = _uid_text(ds, keyword)
     if not value:
         raise DicomRejected(f"Missing {label}.")
-    if not valid_uid(value):
-        raise DicomRejected(f"Invalid {label}: not digits and dots, or longer than 64 characters.")
-    return value
+    if valid_uid(value):
+        return value
+    if acceptable_uid(value):
+        notes.append(
+            f"The {label} is not a standard DICOM UID (digits and dots), as some anonymisers write "
+            "them; it was kept as written."
+        )
+        return value
+    raise DicomRejected(
+        f"Invalid {label}: only digits, letters, '-' and '_' in dot-separated parts are accepted, "
+        f"at most {MAX_UID_CHARS} characters."
+    )
 
 
 def _uid_name(uid: str) -> str:

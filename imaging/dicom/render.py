@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import re
 import warnings
 from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
+from pydicom.uid import UID
 
 from imaging.dicom.parse import viewer_info
 from imaging.errors import FORMATS, RenderError
@@ -24,7 +29,14 @@ from imaging.errors import FORMATS, RenderError
 # Frames above 64 M pixels (8k x 8k) are not rendered for the browser: decoding one takes
 # over 500 MB as float32 on a two-core worker, and no screen shows that many pixels.
 MAX_RENDER_PIXELS = 8192 * 8192
+# Instance.pixel_error is 300 characters; a reason is a sentence, not a traceback.
+MAX_REASON_CHARS = 300
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_PALETTE_DATA = (0x00281201, 0x00281202, 0x00281203, 0x00281204)  # Red, Green, Blue, Alpha LUT Data
+# Noise in decoder messages that means nothing to a reader: object addresses, libjpeg's codes.
+_OBJECT_ADDRESS_RE = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+_LIBJPEG_CODE_RE = re.compile(r"libjpeg error code '[-0-9]+' returned from \w+\(\):\s*")
 
 
 def read_header(stream: BinaryIO) -> Any:
@@ -64,27 +76,11 @@ def render(
         raise RenderError("Give both window center and width, or neither.")
     if width is not None and (not math.isfinite(width) or width < 1 or not math.isfinite(center)):
         raise RenderError("Window width must be at least 1 and both values finite.")
-    try:
-        header = read_header(stream)
-    except Exception as exc:  # noqa: BLE001
-        raise RenderError(f"The stored file cannot be read: {_short(exc)}") from exc
+    header = _header_or_error(stream)
     frames = _frames(header)
     if not 0 <= frame < frames:
         raise RenderError(f"Frame {frame} does not exist (the image has {frames}).")
-    rows, cols = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
-    if rows * cols > MAX_RENDER_PIXELS:
-        raise RenderError("The image is too large to display in the browser.")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            arr = _decode(stream, header, frame)
-        except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything on bad data
-            raise RenderError(f"The image data cannot be decoded: {_short(exc)}") from exc
-        try:
-            pixels = _to_8bit(arr, header, frame, center, width)
-        except Exception as exc:  # noqa: BLE001
-            raise RenderError(f"The image cannot be displayed: {_short(exc)}") from exc
+    pixels = _display_pixels(stream, header, frame, center, width)
 
     image = Image.fromarray(pixels, "RGB" if pixels.ndim == 3 else "L")
     if max_size:
@@ -98,17 +94,99 @@ def render(
     return out.getvalue()
 
 
+def decode_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the first frame of the DICOM file at ``path`` cannot be shown, in one plain sentence
+    (at most ``MAX_REASON_CHARS``), or None when it decodes and converts for display.
+
+    Called by ``imaging.services.dicom_import`` for every new image, so that an undecodable file
+    is stored (it is still the patient's record) but marked, and its pages say why. The caller
+    has already size-checked the header (``parse``); frames too large to show are refused here
+    before any decoding (SECURITY.md 21)."""
+    try:
+        with open(path, "rb") as stream:
+            _display_pixels(stream, _header_or_error(stream), 0, None, None)
+    except RenderError as exc:
+        return exc.reason
+    except OSError as exc:
+        return f"The file cannot be read ({exc.strerror or type(exc).__name__})."
+    return None
+
+
 def can_decode(path: str) -> bool:
-    """Whether pydicom (with the installed plugins) decodes the first frame of the file at
-    ``path``, read strictly (force=False). Used to classify sample files in tests."""
+    """Whether the first frame of the file at ``path`` can be shown (see ``decode_problem``)."""
+    return decode_problem(path) is None
+
+
+def _header_or_error(stream: BinaryIO) -> Any:
+    try:
+        return read_header(stream)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a damaged file
+        raise RenderError(_sentence("The stored file cannot be read", _first_line(exc))) from exc
+
+
+def _display_pixels(stream: BinaryIO, header: Any, frame: int, center: float | None, width: float | None) -> np.ndarray:
+    """Decode ``frame`` and map it to 8 bits, or raise RenderError with a plain reason."""
+    rows, cols = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
+    if rows * cols > MAX_RENDER_PIXELS:
+        raise RenderError(f"The image is too large to display in the browser ({cols} x {rows} pixels).")
+    ts = str(header.file_meta.get("TransferSyntaxUID", "") or "").strip()
+    _check_decoder(ts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(path, force=False)
-            pixel_array(ds, index=0)
-        except Exception:  # noqa: BLE001 - any failure means "cannot decode"
-            return False
-    return True
+            arr = _decode(stream, header, frame)
+        except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything on bad data
+            raise RenderError(_decode_failure(exc, ts)) from exc
+        try:
+            return _to_8bit(arr, header, frame, center, width)
+        except Exception as exc:  # noqa: BLE001
+            raise RenderError(_sentence("The image cannot be displayed", _first_line(exc))) from exc
+
+
+def _check_decoder(ts: str) -> None:
+    """A transfer syntax no installed plugin decodes (JPEG XL, MPEG video, a private one) is said
+    so by name, rather than with pydicom's list of missing plugins."""
+    uid = UID(ts)
+    name = uid.name if uid.name != ts else ""
+    if not uid.is_transfer_syntax:
+        raise RenderError(f"The image is stored in an unknown format (transfer syntax {ts[:64] or 'missing'}), which this server cannot decode.")
+    try:
+        available = get_decoder(uid).is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise RenderError(f"The image is compressed with {name or ts}, which this server cannot decode.")
+
+
+def _decode_failure(exc: BaseException, ts: str) -> str:
+    """A decoder's failure as one sentence. pydicom lists every plugin it tried ("Unable to
+    decode as exceptions were raised by all available plugins:" then one line per plugin); the
+    first plugin's own words are the useful part."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(exc).__name__
+    if len(lines) > 1 and lines[0].lower().startswith("unable to decode"):
+        detail = lines[1].split(":", 1)[1].strip() if ":" in lines[1] else lines[1]
+    name = UID(ts).name if ts else ""
+    subject = f"The image data ({name})" if name and name != ts else "The image data"
+    return _sentence(f"{subject} is damaged or incomplete and cannot be decoded", detail)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _sentence(lead: str, detail: str) -> str:
+    """``lead`` plus the library's words, cleaned (no object addresses, no control characters)
+    and shortened at a word so the whole fits ``MAX_REASON_CHARS``."""
+    detail = _LIBJPEG_CODE_RE.sub("", _OBJECT_ADDRESS_RE.sub("", detail))
+    detail = "".join(ch for ch in detail if ch.isprintable()).strip().rstrip(".")
+    if not detail:
+        return f"{lead}."
+    room = MAX_REASON_CHARS - len(lead) - len(" (the decoder said: “”).")
+    if len(detail) > room:
+        detail = detail[: max(room - 1, 0)].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return f"{lead} (the decoder said: “{detail}”)."
 
 
 def _frames(header: Any) -> int:
@@ -138,7 +216,7 @@ def _decode(stream: BinaryIO, header: Any, frame: int) -> np.ndarray:
 def _to_8bit(arr: np.ndarray, ds: Any, frame: int, center: float | None, width: float | None) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "")).upper().strip()
     if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(arr, ds)
+        rgb = apply_color_lut(arr, _palette_in_little_endian(ds))
         bits = int(ds.RedPaletteColorLookupTableDescriptor[2]) if "RedPaletteColorLookupTableDescriptor" in ds else 8
         return _scale_color(rgb, 16 if bits > 8 else 8)
     if arr.ndim == 3:
@@ -177,6 +255,35 @@ def _to_8bit(arr: np.ndarray, ds: Any, frame: int, center: float | None, width: 
     return pixels
 
 
+def _palette_in_little_endian(ds: Any) -> Any:
+    """The palette module of ``ds`` with its LUT data as a little-endian file would hold it.
+
+    pydicom 3.0's ``apply_color_lut`` reads (0028,1201-1204) Palette Color Lookup Table Data
+    with ``np.frombuffer`` in the machine's byte order, whatever the dataset's transfer syntax;
+    its segmented-LUT branch and ``apply_modality_lut`` do look at the transfer syntax. An OW
+    value in an Explicit VR Big Endian file holds big-endian words (PS3.5 7.3), so pydicom's
+    OBXXXX1A_expb.dcm renders with its table's high and low bytes swapped: almost black.
+    Upstream: the byte-order fixes for apply_color_lut in pydicom/pydicom#2147 (big-endian
+    hosts) and the OW byte-order discussion around OBXXXX1A_expb in pydicom/pydicom#1687 do not
+    cover a big-endian dataset read on a little-endian host; no upstream issue for that was found.
+    The descriptor (US/SS) is already decoded with the dataset's byte order by pydicom.
+    """
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts != _BIG_ENDIAN or not any(tag in ds for tag in _PALETTE_DATA):
+        return ds
+    module = Dataset()
+    for element in ds.group_dataset(0x0028):
+        if element.tag in _PALETTE_DATA and isinstance(element.value, bytes | bytearray):
+            data = bytes(element.value)
+            words = np.frombuffer(data[: len(data) - len(data) % 2], dtype=">u2")
+            module.add(DataElement(element.tag, element.VR, words.astype("<u2").tobytes()))
+        else:
+            module.add(element)
+    if "PixelPresentation" in ds:  # apply_color_lut refuses supplemental palettes; keep it able to
+        module.PixelPresentation = ds.PixelPresentation
+    return module
+
+
 def _window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
     """PS3.3 C.11.2.1.2: linear (default), linear exact and sigmoid windows onto 0..255."""
     if function == "SIGMOID":
@@ -195,7 +302,3 @@ def _scale_color(arr: np.ndarray, bits: int) -> np.ndarray:
     scaled = arr.astype(np.float64) * (255.0 / top)
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

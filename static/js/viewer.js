@@ -94,6 +94,15 @@
     if (inflight.has(url)) return inflight.get(url);
     var promise = fetch(url, { credentials: "same-origin" })
       .then(function (response) {
+        if (response.status === 422) {
+          // The server's plain reason (for example "compressed with JPEG XL, which this
+          // server cannot decode"): shown to the patient as it is.
+          return response.text().then(function (reason) {
+            var error = new Error(reason);
+            error.reason = reason;
+            throw error;
+          });
+        }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.blob();
       })
@@ -150,13 +159,17 @@
         // Shown even if the user has moved on: while scrolling fast, intermediate images are
         // feedback, and the wanted one follows as soon as it arrives.
         img.src = blobUrl;
+        img.hidden = false;
         shownUrl = target.url;
         img.dataset.slice = String(target.index + 1);
         setStatus("");
         done();
       },
-      function () {
-        setStatus(t.error);
+      function (error) {
+        // Never leave another slice's picture on screen under this slice's readout.
+        img.hidden = true;
+        shownUrl = null;
+        setStatus((error && error.reason) || slices[target.index].error || t.error);
         done();
       }
     );

@@ -11,8 +11,9 @@ and damaged central directories.
 Every mutated input goes through the real importer (``imaging.services.dicom_import``), and each
 imported instance through the viewer's renderer. Properties: the call returns (no exception
 escapes, no crash); every file gets an outcome, and a rejection carries a reason; one stored
-file and one Instance row per imported file, all inside the storage root; the rendered frame is
-an image or a clean ``RenderError``; and nothing is written anywhere else: not next to the
+file and one Instance row per imported file, all inside the storage root; every kept UID is one
+the lookups accept; the rendered frame is an image exactly when the import marked the pixels
+decodable, else a ``RenderError`` with the reason stored at import; and nothing is written anywhere else: not next to the
 inputs, not in the data directory, not in the working directory, and the import's temporary
 directory is gone afterwards.
 
@@ -38,7 +39,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from imaging.dicom import synth
-from imaging.models import Instance, IntegrityAlert
+from imaging.dicom.parse import acceptable_uid
+from imaging.models import Instance, IntegrityAlert, PixelStatus
 from imaging.services import RenderError, dicom_import, render_frame
 from tests.hypothesis_profiles import NASTY, example_scope
 from tests.imaging.conftest import listing
@@ -246,11 +248,19 @@ def _import_and_check(sandbox, inputs: Path) -> None:
         assert re.fullmatch(r"dicom/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.dcm", str(path.relative_to(sandbox["storage"]))), path
     assert {p.name for p in stored} == {f"{sha}.dcm" for sha in {i.sha256 for i in rows} | evidence}
     for instance in rows:
-        if instance.rows:
-            try:
-                assert render_frame(instance)[:8] == b"\x89PNG\r\n\x1a\n"
-            except RenderError as exc:
-                assert exc.reason
+        # Every UID kept is one the lookups accept (valid, or hash-like with a warning).
+        assert all(acceptable_uid(uid) for uid in (instance.sop_uid, instance.series.series_uid, instance.series.study.study_uid))
+        if not instance.rows:
+            assert instance.pixel_status == PixelStatus.NONE
+            continue
+        # What the import found when it tried the first frame is what the viewer gets.
+        if instance.pixel_status == PixelStatus.OK:
+            assert render_frame(instance)[:8] == b"\x89PNG\r\n\x1a\n"
+        else:
+            assert instance.pixel_status == PixelStatus.UNDECODABLE and 0 < len(instance.pixel_error) <= 300
+            with pytest.raises(RenderError) as excinfo:
+                render_frame(instance)
+            assert excinfo.value.reason == instance.pixel_error
     after = snapshot(sandbox)
     assert after["data dir"] == before["data dir"], "the import wrote into the data directory"
     written = after["outside storage"] - before["outside storage"]

@@ -16,10 +16,10 @@ from PIL import Image
 from audit.models import AccessEvent
 from imaging import sources
 from imaging.demo import build_demo_studies
-from imaging.dicom import synth
-from imaging.dicom.render import can_decode
-from imaging.models import Instance, IntegrityAlert, Patient, Study
-from imaging.services import ImportUsageError, dicom_import, render_frame, render_thumbnail
+from imaging.dicom import parse, synth
+from imaging.dicom.render import MAX_REASON_CHARS, can_decode
+from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, Series, Study
+from imaging.services import ImportUsageError, RenderError, dicom_import, render_frame, render_thumbnail
 from tests.factories import PatientFactory
 from tests.imaging.conftest import SAMPLES, is_dicomdir, listing, sample_files
 
@@ -315,6 +315,177 @@ def test_one_access_event_per_study_per_run(inputs):
     assert AccessEvent.objects.filter(action="ingest").count() == 2
 
 
+# --- Hash-like UIDs (issue 15) -----------------------------------------------------------------
+
+HEX_SOP = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"  # a SHA-256, as anonymisers write
+HEX_STUDY = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
+UUID_SERIES = "123e4567-e89b-12d3-a456-426614174000"
+
+
+def test_hash_like_uids_are_imported_with_a_warning(inputs):
+    path = synth.write_instance(inputs / "anon.dcm", patient_id="ANON1", sop_uid=HEX_SOP, study_uid=HEX_STUDY,
+                                series_uid=UUID_SERIES)
+
+    [result] = dicom_import(paths=[path]).files
+
+    assert result.outcome == "imported", result.reason
+    assert (result.sop_uid, result.study_uid) == (HEX_SOP, HEX_STUDY)
+    assert len(result.warnings) == 3
+    for label in ("SOP Instance UID", "Study Instance UID", "Series Instance UID"):
+        assert any(label in w and "not a standard DICOM UID" in w for w in result.warnings), (label, result.warnings)
+    instance = Instance.objects.get(sop_uid=HEX_SOP)
+    assert instance.series.series_uid == UUID_SERIES and instance.series.study.study_uid == HEX_STUDY
+    assert instance.pixel_status == PixelStatus.OK
+    assert_png(render_frame(instance))
+    # The same file again is a duplicate, and still says what is unusual about it.
+    [again] = dicom_import(paths=[path]).files
+    assert again.outcome == "duplicate" and len(again.warnings) == 3
+
+
+def test_hash_like_uid_in_the_json_report(inputs):
+    synth.write_instance(inputs / "anon.dcm", sop_uid=HEX_SOP)
+    synth.write_instance(inputs / "plain.dcm")
+    out = io.StringIO()
+    call_command("import_dicom", str(inputs), "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert (data["imported"], data["rejected"], data["warnings"]) == (2, 0, 1)
+    entries = {Path(e["path"]).name: e for e in data["files"]}
+    assert entries["anon.dcm"]["sop_uid"] == HEX_SOP
+    [warning] = entries["anon.dcm"]["warnings"]
+    assert "SOP Instance UID" in warning
+    assert entries["plain.dcm"]["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    "uid",
+    ["../x", "a/b", "..", "a..b", ".a", "a.", "C:\\x", "a b", "a\tb", "<script>", "1.2;3", "x" * 65, "1." + "2" * 63],
+)
+def test_path_like_and_hostile_uids_are_still_rejected(inputs, dicom_storage, uid):
+    path = synth.write_instance(inputs / "evil.dcm", sop_uid=uid)
+    [result] = dicom_import(paths=[path]).files
+    assert result.outcome == "rejected" and result.reason.startswith("Invalid SOP Instance UID"), (uid, result.reason)
+    assert not parse.acceptable_uid(uid)
+    assert not dicom_storage.exists() or not any(p.is_file() for p in dicom_storage.rglob("*"))
+
+
+def test_uid_rules():
+    assert parse.valid_uid("1.2.840.10008.1.2") and parse.acceptable_uid("1.2.840.10008.1.2")
+    assert parse.acceptable_uid(HEX_SOP) and not parse.valid_uid(HEX_SOP)
+    assert parse.acceptable_uid(UUID_SERIES) and not parse.valid_uid(UUID_SERIES)
+    for bad in ("", "1.2.3\n", "1.2\x003", "a" * 65, "1..2", "a/b", "\u0661\u0662"):
+        assert not parse.acceptable_uid(bad), repr(bad)
+
+
+# --- Pixels that cannot be decoded (issue 15) --------------------------------------------------
+
+
+def corrupted_jpeg2000(target: Path) -> Path:
+    """pydicom's JPEG2000.dcm with the first 16 bytes of its codestream zeroed: the file is whole
+    and parses, but no JPEG 2000 decoder can read the image."""
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    raw = (SAMPLES / "JPEG2000.dcm").read_bytes()
+    with synth.warnings_suppressed():
+        frame = next(generate_frames(pydicom.dcmread(SAMPLES / "JPEG2000.dcm").PixelData, number_of_frames=1))
+    at = raw.index(frame[:64])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(raw[:at] + bytes(16) + raw[at + 16 :])
+    return target
+
+
+def without_decoder(source: Path, target: Path, **uids: str) -> Path:
+    """``source`` re-labelled as JPEG 2000 Part 2 multi-component, which pydicom knows by name
+    but no installed plugin decodes (the pixels are encapsulated as that syntax requires)."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    with synth.warnings_suppressed():
+        ds = pydicom.dcmread(source)
+        if not ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.PixelData = encapsulate([ds.PixelData])
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.92"
+        for keyword, value in uids.items():
+            setattr(ds, keyword, value)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(target, enforce_file_format=True)
+    return target
+
+
+def assert_plain_reason(reason: str) -> None:
+    assert 20 < len(reason) <= MAX_REASON_CHARS, reason
+    assert reason[0].isupper() and reason.endswith("."), reason
+    assert "\n" not in reason and "Traceback" not in reason and " at 0x" not in reason, reason
+
+
+def test_undecodable_pixels_are_stored_marked_and_explained(inputs, dicom_storage):
+    damaged = corrupted_jpeg2000(inputs / "damaged.dcm")
+    unsupported = without_decoder(synth.write_instance(inputs / "src" / "ct.dcm", patient_id="PX1"), inputs / "part2.dcm")
+    good = synth.write_instance(inputs / "good.dcm", patient_id="PX1")
+    document = SAMPLES / "rtplan.dcm"
+    assert not can_decode(str(damaged)) and not can_decode(str(unsupported)) and can_decode(str(good))
+
+    summary = dicom_import(paths=[damaged, unsupported, good, document])
+
+    outcomes = {Path(f.path).name: f for f in summary.files}
+    assert {name: f.outcome for name, f in outcomes.items()} == dict.fromkeys(outcomes, "imported")
+    assert summary.warnings == 2
+    assert outcomes["good.dcm"].warnings == [] and outcomes["rtplan.dcm"].warnings == []
+
+    broken = Instance.objects.get(sop_uid=outcomes["damaged.dcm"].sop_uid)
+    assert broken.pixel_status == PixelStatus.UNDECODABLE
+    assert_plain_reason(broken.pixel_error)
+    assert "JPEG 2000" in broken.pixel_error and "damaged" in broken.pixel_error
+    no_codec = Instance.objects.get(sop_uid=outcomes["part2.dcm"].sop_uid)
+    assert no_codec.pixel_status == PixelStatus.UNDECODABLE
+    assert no_codec.pixel_error == (
+        "The image is compressed with JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only), "
+        "which this server cannot decode."
+    )
+    assert Instance.objects.get(sop_uid=outcomes["good.dcm"].sop_uid).pixel_status == PixelStatus.OK
+    assert Instance.objects.get(sop_uid=outcomes["rtplan.dcm"].sop_uid).pixel_status == PixelStatus.NONE
+
+    # Stored as received: it is still the patient's record.
+    for instance in (broken, no_codec):
+        assert (dicom_storage / instance.storage_path).read_bytes() in (damaged.read_bytes(), unsupported.read_bytes())
+        [warning] = outcomes["damaged.dcm" if instance == broken else "part2.dcm"].warnings
+        assert warning.endswith(instance.pixel_error) and "cannot be shown" in warning
+        # The renderer answers with the reason found at ingest, whole.
+        with pytest.raises(RenderError) as excinfo:
+            render_frame(instance)
+        assert excinfo.value.reason == instance.pixel_error
+        with pytest.raises(RenderError) as excinfo:
+            render_thumbnail(instance.series)
+        assert excinfo.value.reason == instance.pixel_error
+
+    # Re-importing the same bytes does not decode again, and reports the same warning.
+    [again] = dicom_import(paths=[damaged]).files
+    assert again.outcome == "duplicate" and again.warnings == outcomes["damaged.dcm"].warnings
+
+
+def test_thumbnail_skips_images_that_cannot_be_shown(inputs):
+    uids = {"StudyInstanceUID": "1.2.826.0.1.95.1", "SeriesInstanceUID": "1.2.826.0.1.95.2"}
+    paths = [synth.write_instance(inputs / f"{n}.dcm", patient_id="PX2", study_uid=uids["StudyInstanceUID"],
+                                  series_uid=uids["SeriesInstanceUID"], values={"InstanceNumber": n}, seed=n)
+             for n in (1, 2, 3)]
+    middle = without_decoder(paths[1], inputs / "x" / "2.dcm")
+    paths[1].unlink()
+    summary = dicom_import(paths=[paths[0], middle, paths[2]])
+    assert summary.imported == 3 and summary.warnings == 1
+    series = Series.objects.get(series_uid=uids["SeriesInstanceUID"])
+    assert_png(render_thumbnail(series))
+
+
+def test_command_lists_warnings(inputs):
+    corrupted_jpeg2000(inputs / "damaged.dcm")
+    out = io.StringIO()
+    call_command("import_dicom", str(inputs), stdout=out)
+    text = out.getvalue()
+    assert "Imported 1, duplicate 0, conflict 0, rejected 0." in text
+    assert "1 file(s) with warnings." in text
+    assert "damaged.dcm: Stored, but its image cannot be shown: The image data (JPEG 2000" in text
+
+
 # --- Command ---------------------------------------------------------------------------------
 
 
@@ -324,10 +495,11 @@ def test_command_json_contract(inputs):
     out = io.StringIO()
     call_command("import_dicom", str(inputs), "--json", stdout=out)
     data = json.loads(out.getvalue())
-    assert set(data) == {"imported", "duplicate", "conflict", "rejected", "files"}
-    assert (data["imported"], data["duplicate"], data["conflict"], data["rejected"]) == (1, 0, 0, 1)
+    assert set(data) == {"imported", "duplicate", "conflict", "rejected", "warnings", "files"}
+    assert (data["imported"], data["duplicate"], data["conflict"], data["rejected"], data["warnings"]) == (1, 0, 0, 1, 0)
     for entry in data["files"]:
-        assert {"path", "outcome"} <= set(entry) <= {"path", "outcome", "reason", "sop_uid", "study_uid"}
+        assert {"path", "outcome", "warnings"} <= set(entry) <= {"path", "outcome", "reason", "sop_uid", "study_uid", "warnings"}
+        assert entry["warnings"] == []
     [bad] = [e for e in data["files"] if e["outcome"] == "rejected"]
     assert bad["path"].endswith("bad.dcm") and bad["reason"]
     [ok] = [e for e in data["files"] if e["outcome"] == "imported"]

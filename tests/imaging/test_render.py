@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
-from imaging.dicom import synth
+from imaging.dicom import render, synth
 from imaging.models import Instance, Series
 from imaging.services import (
     RenderError,
@@ -195,3 +198,49 @@ def test_viewer_metadata_falls_back_to_the_file(ct_series):
     Instance.objects.filter(pk=instance.pk).update(meta={})
     instance.refresh_from_db()
     assert viewer_metadata(instance) == stored
+
+
+# --- Big-endian palette colour (issue 15) ------------------------------------------------------
+
+
+def pydicom_data_file(name: str) -> Path:
+    """One of pydicom's larger test files, shipped by the pydicom-data package (a development
+    requirement); never downloaded."""
+    path = get_testdata_file(name, download=False)
+    assert path, f"{name} is missing: install the development requirements (pydicom-data)"
+    return Path(path)
+
+
+def rendered(path: Path, frame: int = 0) -> np.ndarray:
+    with open(path, "rb") as fh:
+        return np.asarray(image(render.render(fh, frame=frame)).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize(
+    ("little", "big", "frame"),
+    [
+        ("OBXXXX1A.dcm", "OBXXXX1A_expb.dcm", 0),
+        ("OBXXXX1A_2frame.dcm", "OBXXXX1A_expb_2frame.dcm", 0),
+        ("OBXXXX1A_2frame.dcm", "OBXXXX1A_expb_2frame.dcm", 1),
+    ],
+)
+def test_big_endian_palette_colour_renders_like_its_little_endian_twin(little, big, frame):
+    """The same ultrasound in Explicit VR Little and Big Endian: 16-bit palette tables, which
+    pydicom's apply_color_lut read byte-swapped from the big-endian file (almost black)."""
+    expected, actual = rendered(pydicom_data_file(little), frame), rendered(pydicom_data_file(big), frame)
+    assert actual.shape == expected.shape == (600, 800, 3)
+    assert expected.mean() > 10  # a real picture, not the near-black one the bug produced
+    assert np.abs(actual - expected).max() <= 1
+    assert abs(actual.mean() - expected.mean()) < 0.05
+
+
+def test_big_endian_palette_through_the_import_and_thumbnail(inputs):
+    [instance] = imported(synth.with_identity(pydicom_data_file("OBXXXX1A_expb_2frame.dcm"), inputs / "us.dcm", "US1"))
+    assert instance.transfer_syntax == "1.2.840.10008.1.2.2" and instance.frames == 2
+    assert viewer_metadata(instance)["is_color"] is True
+    with open(pydicom_data_file("OBXXXX1A_2frame.dcm"), "rb") as fh:
+        twin = np.asarray(image(render.render(fh, frame=1)).convert("RGB"), dtype=np.int16)
+    shown = np.asarray(image(render_frame(instance, frame=1)).convert("RGB"), dtype=np.int16)
+    assert np.abs(shown - twin).max() <= 1
+    thumb = np.asarray(image(render_thumbnail(instance, size=64)).convert("RGB"), dtype=np.int16)
+    assert thumb.mean() > 10

@@ -317,3 +317,101 @@ def test_non_image_series_has_no_viewer(patient_client: Client, patient, tmp_pat
     assert patient_client.get(f"/studies/{study.pk}/series/{series.pk}/view/").status_code == 404
     assert patient_client.get(f"/studies/{study.pk}/series/{series.pk}/thumbnail.png").status_code == 404
     assert views_of(study) == 0
+
+
+# --- Images that cannot be shown (issue 15) ------------------------------------------------------
+
+PART2 = "1.2.840.10008.1.2.4.92"  # JPEG 2000 Part 2 multi-component: pydicom knows it, nothing here decodes it
+PART2_REASON = ("The image is compressed with JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only), "
+                "which this server cannot decode.")
+
+
+def relabel_without_decoder(path: Path, **values) -> None:
+    """Rewrite ``path`` as JPEG 2000 Part 2 (its pixels encapsulated, as that syntax requires)."""
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(path)
+    ds.PixelData = encapsulate([ds.PixelData])
+    ds.file_meta.TransferSyntaxUID = PART2
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture
+def partly_shown_study(patient, tmp_path) -> Study:
+    """Series 2: three CT slices, the middle one undecodable. Series 7: one undecodable image."""
+    paths = write_ct_series(tmp_path / "ct", slices=3)
+    relabel_without_decoder(paths[1])
+    extra = tmp_path / "ct" / "other-series.dcm"
+    extra.write_bytes(paths[0].read_bytes())
+    relabel_without_decoder(extra, SeriesInstanceUID=generate_uid(), SOPInstanceUID=generate_uid(), SeriesNumber=7,
+                            InstanceNumber=1)
+    summary = dicom_import(paths=[str(p) for p in [*paths, extra]])
+    assert summary.imported == 4 and summary.warnings == 2, summary.as_dict()
+    study = Study.objects.get(study_uid=summary.studies[0])
+    Study.objects.filter(pk=study.pk).update(patient=patient.patient)
+    study.refresh_from_db()
+    return study
+
+
+def test_study_page_says_plainly_why_images_cannot_be_shown(patient_client: Client, partly_shown_study):
+    study = partly_shown_study
+    partial, blocked = study.series.get(number=2), study.series.get(number=7)
+    response = patient_client.get(f"/studies/{study.pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    cards = html.split('aria-labelledby="series-heading"', 1)[1].split("</section>", 1)[0]
+    assert "1 of 3 images cannot be shown here." in cards
+    assert "This image cannot be shown here." in cards
+    assert cards.count(PART2_REASON) == 2  # once per series card
+    assert "included when you download a copy" in html
+    # A series with something to show keeps its thumbnail and viewer; the other offers neither.
+    assert f"/studies/{study.pk}/series/{partial.pk}/thumbnail.png" in html
+    assert f"/studies/{study.pk}/series/{partial.pk}/view/" in html
+    assert f"/studies/{study.pk}/series/{blocked.pk}/thumbnail.png" not in html
+    assert f"/studies/{study.pk}/series/{blocked.pk}/view/" not in html
+
+
+def test_frames_thumbnails_and_downloads_of_undecodable_images_answer_with_the_reason(patient_client: Client, partly_shown_study):
+    study = partly_shown_study
+    partial, blocked = study.series.get(number=2), study.series.get(number=7)
+    bad = partial.instances.get(number=2)
+    good = partial.instances.get(number=1)
+    prefix = f"/studies/{study.pk}/series/{partial.pk}"
+
+    response = patient_client.get(f"{prefix}/instances/{bad.pk}/frames/0.png")
+    assert response.status_code == 422
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode() == PART2_REASON  # whole, not a cut-off exception
+    assert patient_client.get(f"{prefix}/instances/{good.pk}/frames/0.png").status_code == 200
+
+    thumb = patient_client.get(f"{prefix}/thumbnail.png")  # the middle of the images that can be shown
+    assert thumb.status_code == 200 and thumb["Content-Type"] == "image/png"
+    blocked_thumb = patient_client.get(f"/studies/{study.pk}/series/{blocked.pk}/thumbnail.png")
+    assert blocked_thumb.status_code == 422 and blocked_thumb.content.decode() == PART2_REASON
+
+    reauthenticate(patient_client)
+    download = patient_client.get(f"{prefix}/instances/{bad.pk}/download/?frame=0")
+    assert download.status_code == 422 and download.content.decode() == PART2_REASON
+    assert views_of(study, "download") == 0  # nothing was handed over
+
+
+def test_viewer_of_undecodable_images_says_why(patient_client: Client, partly_shown_study):
+    study = partly_shown_study
+    partial, blocked = study.series.get(number=2), study.series.get(number=7)
+
+    response = patient_client.get(f"/studies/{study.pk}/series/{partial.pk}/view/")
+    assert response.status_code == 200
+    config = response.context["config"]
+    assert [s["error"] for s in config["slices"]] == ["", PART2_REASON, ""]
+    assert config["unshown"] == 1
+    html = response.content.decode()
+    assert "One image in this series cannot be shown here." in html and PART2_REASON in html
+
+    response = patient_client.get(f"/studies/{study.pk}/series/{blocked.pk}/view/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    # The first (only) image cannot be shown: the stage says why instead of a broken picture.
+    assert f'<p class="viewer-status" id="viewer-status" role="status">{PART2_REASON}</p>' in html
+    assert 'id="viewer-image" hidden' in html

@@ -1,7 +1,8 @@
 """``manage.py import_dicom PATH... [--json] [--issuer ISSUER]`` (DESIGN.md "Contracts").
 
 Exit status 0 when the run completed, even if some files were rejected (they are reported);
-non-zero only for usage errors such as a PATH that does not exist.
+non-zero only for usage errors such as a PATH that does not exist. Files imported with a
+warning (a hash-like UID, pixels that cannot be shown) are listed after the counts.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ class Command(BaseCommand):
             f"Imported {summary.imported}, duplicate {summary.duplicate}, "
             f"conflict {summary.conflict}, rejected {summary.rejected}."
         )
+        if summary.warnings:
+            self.stdout.write(f"{summary.warnings} file(s) with warnings.")
         for item in summary.files:
             if item.outcome in ("rejected", "conflict"):
                 style = self.style.ERROR if item.outcome == "conflict" else self.style.WARNING
                 self.stdout.write(style(f"  {item.outcome:9} {item.path}: {item.reason}"))
+            for warning in item.warnings:
+                self.stdout.write(self.style.WARNING(f"  {'warning':9} {item.path}: {warning}"))
 
