@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from audit.models import AccessEvent
+from imaging.dicom import synth
 from imaging.models import Instance, IntegrityAlert, Series, Study
 from imaging.services import dicom_import
 from tests.conftest import login_password_only, login_verified, reauthenticate
@@ -415,3 +417,32 @@ def test_viewer_of_undecodable_images_says_why(patient_client: Client, partly_sh
     # The first (only) image cannot be shown: the stage says why instead of a broken picture.
     assert f'<p class="viewer-status" id="viewer-status" role="status">{PART2_REASON}</p>' in html
     assert 'id="viewer-image" hidden' in html
+
+
+def test_verify_a_copy_finds_an_original_with_hash_like_uids(patient_client: Client, patient, tmp_path):
+    """An anonymiser's 64-hex UIDs are imported (with a warning); Verify a copy must then find
+    that original by the same UIDs, not call the patient's own file someone else's."""
+    hex_sop, hex_study = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b", "ab" * 32
+    [path] = write_ct_series(tmp_path / "anon", slices=1)
+    ds = pydicom.dcmread(path)
+    with synth.warnings_suppressed():  # pydicom warns that these are not valid UIDs: the point
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = hex_sop
+        ds.StudyInstanceUID = hex_study
+        ds.save_as(path, enforce_file_format=True)
+    study = import_for(patient, [path])
+    assert study.study_uid == hex_study
+
+    ds.InstitutionName = "Elsewhere Clinic"
+    copy = io.BytesIO()
+    ds.save_as(copy, enforce_file_format=True)
+    response = patient_client.post("/verify/", {"files": [SimpleUploadedFile("IM0001", copy.getvalue())]})
+    [result] = response.context["results"]
+    assert result.outcome == "modified" and result.instance.sop_uid == hex_sop
+    assert {c.name for c in result.difference.changes} == {"Institution Name"}
+
+    other = io.BytesIO()
+    with synth.warnings_suppressed():
+        ds.SOPInstanceUID = "cd" * 32  # another image of the same (hash-named) study
+        ds.save_as(other, enforce_file_format=True)
+    response = patient_client.post("/verify/", {"files": [SimpleUploadedFile("IM0002", other.getvalue())]})
+    assert [r.outcome for r in response.context["results"]] == ["same_study"]
