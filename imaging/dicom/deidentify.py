@@ -155,10 +155,11 @@ class Deidentifier:
         index from 0, box [x, y, w, h]) ask for masking, one frame at a time. Raises
         :class:`DeidentificationFailed` for any file that cannot be read, cleaned or written.
         """
-        step = "read"
+        step = "read the file"
+        ds: Dataset | None = None
         try:
             ds = pydicom.dcmread(source)
-            step = "header"
+            step = "clean the header"
             original = str(ds.get("SOPInstanceUID", "") or ds.file_meta.get("MediaStorageSOPInstanceUID", "")).strip()
             if not original:
                 raise DeidentificationFailed("the file has no SOP Instance UID")
@@ -166,30 +167,32 @@ class Deidentifier:
             options = list(self.options)
             digest = None
             if text_regions:
-                step = "pixels"
+                step = "mask the pixels"
                 from imaging.dicom.deidentify_pixels import mask_regions
 
                 digest = mask_regions(ds, text_regions)
                 if digest is not None:
                     options.append(CLEAN_PIXEL_DATA)
                     ds.BurnedInAnnotation = "NO"
-            step = "header"
+            step = "clean the header"
             self._clean(ds, strict=False)
             ds.SOPInstanceUID = self.uid(original)
             _declare(ds, options)
             _rebuild_meta(ds)
             if digest is None:
                 digest = _stream_pixels(ds)
-            step = "write"
+            step = "write the copy"
             out = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
             ds.preamble = b"\0" * 128  # a preamble can carry a whole TIFF header (dual-personality files)
             pydicom.dcmwrite(out, ds, enforce_file_format=True)
-            _close_buffer(ds)
             out.seek(0)
         except DeidentificationFailed:
             raise
         except Exception as exc:  # one bad file must fail with a reason, never with pydicom's text
-            raise DeidentificationFailed(f"could not {step} the file ({type(exc).__name__})") from exc
+            raise DeidentificationFailed(f"could not {step} ({type(exc).__name__})") from exc
+        finally:
+            if ds is not None:
+                _close_buffer(ds)
         return DeidentifiedFile(file=out, burned_in_annotation=burned_in, original_sop_uid=original,
                                 sop_uid=str(ds.SOPInstanceUID), pixel_sha256=digest, pixels_masked=CLEAN_PIXEL_DATA in options,
                                 options=tuple(options))

@@ -453,6 +453,12 @@ def test_a_file_that_cannot_be_read_fails_with_a_reason_and_no_value():
     assert "JANE" not in caught.value.reason
 
 
+def test_pixels_that_cannot_be_decoded_fail_the_file_rather_than_ship_unmasked_text():
+    with synth.bundled_file("MR_truncated.dcm").open("rb") as fh, pytest.raises(deidentify.DeidentificationFailed) as caught:
+        Deidentifier().deidentify(fh, text_regions=[{"frame": 0, "box": [0, 0, 8, 8]}])
+    assert caught.value.reason == "could not mask the pixels (ValueError)"
+
+
 # --- regression: what issue 15 found kept --------------------------------------------------------
 
 ISSUE_VALUES = {
