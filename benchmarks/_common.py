@@ -126,3 +126,126 @@ def post(url: str, body: bytes) -> bytes:
 
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
+
+
+# --- De-identified copies (issue 15) ---------------------------------------------------------
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian's fonts-dejavu-core
+# What the generated ultrasound's header says and its pixels show: OCR must find both.
+US_NAME, US_ID = ("Okafor", "Adaeze"), "US4471902"
+
+
+def write_ultrasound(directory: Path, *, frames: int = 30, rows: int = 480, cols: int = 640,
+                     photometric: str = "RGB") -> Path:
+    """A generated multi-frame ultrasound (``frames`` RGB or YBR_FULL frames, uncompressed) whose
+    pixels show the patient's name, ID and exam date in the corner, the way scanners burn them in,
+    while its header says ``BurnedInAnnotation = NO`` (issue 15: the flag alone is not trusted).
+    The header carries the same identifiers (``imaging.dicom.synth``). Call after ``setup_lightbox``."""
+    import datetime as dt
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from imaging.dicom import synth
+
+    family, given = US_NAME
+    identity = synth.Identity(family, given, US_ID, "BENCH", dt.date(1984, 3, 7), sex="F")
+    study = synth.StudyHeader(description="US ABDOMEN", date=dt.date(2025, 2, 3), time=dt.time(14, 5),
+                              institution="Bench", referring_physician="", accession="BU1", modality="US",
+                              station="USROOM2", manufacturer="Bench", model="Sono 1")
+    ds = synth._base(identity, study, "1.2.840.10008.5.1.4.1.1.3.1", synth.new_uid(), 1, "ABDOMEN", 1)  # noqa: SLF001 - the header every synth writer uses
+    font = ImageFont.truetype(FONT, 18)
+    rng = np.random.default_rng(15)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    angle = np.arctan2(xx - cols / 2, yy + 20)
+    radius = np.hypot(xx - cols / 2, yy + 20)
+    fan = (np.abs(angle) < 0.6) & (radius > 60) & (radius < rows * 0.95)
+    frames_rgb = []
+    for i in range(frames):
+        speckle = rng.rayleigh(40.0, size=(rows, cols)).astype(np.float32)
+        organ = ((yy - rows * 0.55 - 8 * np.sin(i / 5)) / (rows * 0.18)) ** 2 + ((xx - cols / 2) / (cols * 0.16)) ** 2 < 1
+        grey = np.where(fan, np.clip(speckle * np.where(organ, 1.8, 1.0), 0, 255), 0).astype(np.uint8)
+        image = Image.fromarray(np.stack([grey] * 3, axis=-1), "RGB")
+        draw = ImageDraw.Draw(image)
+        # Burned-in text as scanners place it: name and ID top left, the exam date top right.
+        draw.text((10, 8), f"{family.upper()}, {given.upper()}", font=font, fill=(255, 255, 255))
+        draw.text((10, 32), f"ID: {US_ID}", font=font, fill=(255, 255, 255))
+        draw.text((cols - 130, 8), study.date.strftime("%d/%m/%Y"), font=font, fill=(255, 255, 255))
+        frames_rgb.append(np.asarray(image))
+    pixels = np.stack(frames_rgb)
+    if photometric == "YBR_FULL":
+        from pydicom.pixels import convert_color_space
+
+        pixels = convert_color_space(pixels, "RGB", "YBR_FULL")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = photometric
+    ds.PlanarConfiguration = 0
+    ds.NumberOfFrames = frames
+    ds.FrameTime = "33.3"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.astype(np.uint8).tobytes()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "US0001.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+# Run in a fresh interpreter by ``package_in_fresh_process``: loads what a Celery worker loads
+# before its first task, resets the kernel's peak-RSS mark, packages, and prints one JSON line.
+# The same approach as benchmarks/export_memory.py, with the OCR switches of issue 15.
+PACKAGE_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+options = json.loads(sys.argv[3])
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+import django
+django.setup()
+# What `celery -A portal worker` has loaded before its first task: the app, every app's tasks
+# module (autodiscovery) and the worker machinery. Measuring less would flatter the baseline.
+from portal.celery import app
+app.loader.import_default_modules()
+import celery.apps.worker, celery.worker.consumer  # noqa: E401,F401
+from exports.packaging import build_archive
+from imaging.models import Patient, PixelText, Study
+if options["cold_ocr"]:
+    PixelText.objects.all().delete()  # every image is read by OCR again
+patient = Patient.objects.get()
+studies = list(Study.objects.all())
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+before = status("VmRSS")
+# Reset the kernel's peak-RSS mark (VmHWM) so it measures packaging alone (Linux).
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+t0 = time.perf_counter()
+out, result = build_archive(patient=patient, studies=studies, deidentify=options["deidentify"],
+                            passphrase=options["passphrase"], final_path=Path(sys.argv[2]), ocr=options["ocr"])
+seconds = time.perf_counter() - t0
+after = status("VmHWM")
+print(json.dumps({"before_kb": before, "after_kb": after, "bytes": result.size, "files": result.file_count,
+                  "seconds": seconds, "masked": len(result.pixel_text.masked),
+                  "not_checked": len(result.pixel_text.not_checked)}))
+out.unlink()
+"""
+
+
+def package_in_fresh_process(data_dir: Path, out: Path, *, deidentify: bool, ocr: bool = True,
+                             cold_ocr: bool = False) -> dict:
+    """Package every study of the one patient in ``data_dir`` in a new Python process that has
+    first loaded what a worker loads; returns its RSS before (``before_kb``) and its peak while
+    packaging (``after_kb``, ``VmHWM``), the archive's size, the seconds taken and how many
+    images were masked or not checked. ``cold_ocr`` empties the OCR cache first (Linux only)."""
+    options = {"deidentify": deidentify, "ocr": ocr, "cold_ocr": cold_ocr, "passphrase": PASSPHRASE}
+    env = dict(os.environ, LIGHTBOX_DATA_DIR=str(data_dir))
+    done = subprocess.run([sys.executable, "-c", PACKAGE_CHILD, str(ROOT), str(out), json.dumps(options)],  # noqa: S603
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"packaging child failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
