@@ -419,6 +419,7 @@ def test_a_masked_region_is_black_in_the_copy_and_only_then_113101_is_declared(t
     assert codes(out) == ["113100", "113107", "113101"]
     assert result.options == (*PATIENT_COPY_OPTIONS, "clean_pixel_data")
     assert result.pixel_sha256 == hashlib.sha256(out.PixelData).hexdigest()
+    assert deidentify.pixel_sha256_of(result.file) == result.pixel_sha256  # what "Verify a copy" recomputes
     assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
 
     plain, kept = deidentified(Deidentifier(), path)
