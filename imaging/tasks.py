@@ -7,6 +7,8 @@ import logging
 from celery import Task, shared_task
 
 from imaging import pacs
+from imaging.models import Study
+from imaging.pixel_text import pixel_text_for_study
 from imaging.services import instances_verify
 
 logger = logging.getLogger(__name__)
@@ -64,3 +66,19 @@ def pacs_fetch_patient(patient_id: int) -> dict:
     if not pacs.pacs_configured():
         return {"configured": False}
     return pacs.pacs_sync(patient_ids=[patient_id]).as_dict()
+
+
+@shared_task(name="imaging.pixel_text_check_study", acks_late=True)
+def pixel_text_check_study(study_id: int) -> dict:
+    """Read every image of one study for text burned into its pixels (``imaging.pixel_text``).
+
+    Queued with the study's id (``transaction.on_commit``) after an import, or before a
+    de-identified export so packaging finds the results cached. Idempotent: results are cached
+    per instance, so a redelivery after a lost worker (acks_late, reject_on_worker_lost) reads
+    only what is still missing. Returns counts by status only, never what was read; a study
+    deleted in the meantime is a no-op.
+    """
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None:
+        return {}
+    return pixel_text_for_study(study=study)

@@ -282,6 +282,8 @@ def read_instances(sources: Sequence[Source], *, identifiers: Sequence[dict[str,
                     _read_frames(stream, index, state, given, max_frames, strip)
             except _Unreadable as exc:
                 state.reason = str(exc)
+            except OSError:
+                state.reason = "The file cannot be opened."
             except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything on bad data
                 state.reason = f"The image data cannot be decoded ({type(exc).__name__})."
     strip.flush()
