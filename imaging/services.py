@@ -49,6 +49,7 @@ __all__ = [
     "RenderError",
     "VerifyResult",
     "dicom_import",
+    "instances_check_pixels",
     "instances_verify",
     "render_frame",
     "render_thumbnail",
@@ -568,6 +569,32 @@ def _ordered(series: Series) -> list[Instance]:
 def series_slices(series: Series) -> list[dict[str, Any]]:
     """``viewer_metadata`` for every instance of ``series``, in display order."""
     return [viewer_metadata(i) for i in _ordered(series)]
+
+
+# --- Pixel status of rows imported before it was recorded --------------------------------
+
+
+def instances_check_pixels(*, study: Study | None = None) -> int:
+    """Set ``pixel_status``/``pixel_error`` on rows imported before the import recorded them
+    (migration 0005 gave every row "ok"): "none" where there are no pixels, "undecodable" with
+    the reason where the stored file's first frame cannot be shown. Returns how many rows were
+    marked undecodable. Callers: an operator or a data migration, once; idempotent. Not an
+    access to patient data (it reads bytes, like ``instances_verify``): not audited."""
+    from imaging.dicom import render
+
+    qs = Instance.objects.all() if study is None else Instance.objects.filter(series__study=study)
+    qs.filter(rows__isnull=True).exclude(pixel_status=PixelStatus.NONE).update(pixel_status=PixelStatus.NONE, pixel_error="")
+    marked = 0
+    for pk, path in qs.filter(rows__isnull=False, pixel_status=PixelStatus.OK).values_list("pk", "storage_path").iterator(chunk_size=500):
+        try:
+            with storage.open_stored(path) as fh:
+                problem = render.stream_decode_problem(fh)
+        except FileNotFoundError:
+            continue  # the integrity check reports missing files; this is about decoding
+        if problem is not None:
+            Instance.objects.filter(pk=pk).update(pixel_status=PixelStatus.UNDECODABLE, pixel_error=problem[:300])
+            marked += 1
+    return marked
 
 
 # --- Integrity ----------------------------------------------------------------------------

@@ -19,7 +19,14 @@ from imaging.demo import build_demo_studies
 from imaging.dicom import parse, synth
 from imaging.dicom.render import MAX_REASON_CHARS, can_decode
 from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, Series, Study
-from imaging.services import ImportUsageError, RenderError, dicom_import, render_frame, render_thumbnail
+from imaging.services import (
+    ImportUsageError,
+    RenderError,
+    dicom_import,
+    instances_check_pixels,
+    render_frame,
+    render_thumbnail,
+)
 from tests.factories import PatientFactory
 from tests.imaging.conftest import SAMPLES, is_dicomdir, listing, sample_files
 
@@ -474,6 +481,22 @@ def test_thumbnail_skips_images_that_cannot_be_shown(inputs):
     assert summary.imported == 3 and summary.warnings == 1
     series = Series.objects.get(series_uid=uids["SeriesInstanceUID"])
     assert_png(render_thumbnail(series))
+
+
+def test_rows_imported_before_the_pixel_check_are_marked_once(inputs):
+    damaged = corrupted_jpeg2000(inputs / "damaged.dcm")
+    good = synth.write_instance(inputs / "good.dcm", patient_id="8NM1")
+    summary = dicom_import(paths=[damaged, good, SAMPLES / "rtplan.dcm"])
+    assert summary.imported == 3
+    Instance.objects.update(pixel_status=PixelStatus.OK, pixel_error="")  # as migration 0005 left older rows
+
+    assert instances_check_pixels() == 1
+    statuses = {Path(f.path).name: Instance.objects.get(sop_uid=f.sop_uid) for f in summary.files}
+    assert statuses["damaged.dcm"].pixel_status == PixelStatus.UNDECODABLE
+    assert_plain_reason(statuses["damaged.dcm"].pixel_error)
+    assert statuses["good.dcm"].pixel_status == PixelStatus.OK
+    assert statuses["rtplan.dcm"].pixel_status == PixelStatus.NONE
+    assert instances_check_pixels() == 0  # idempotent: marked rows are not checked again
 
 
 def test_command_lists_warnings(inputs):
