@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.encaps import generate_frames
+from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
 from imaging.dicom import render, synth
 from imaging.models import Instance, Series
@@ -244,3 +248,75 @@ def test_big_endian_palette_through_the_import_and_thumbnail(inputs):
     assert np.abs(shown - twin).max() <= 1
     thumb = np.asarray(image(render_thumbnail(instance, size=64)).convert("RGB"), dtype=np.int16)
     assert thumb.mean() > 10
+
+
+# --- A codestream that claims more pixels than its header (SECURITY.md 21) ---------------------
+
+COMPRESSED = {"openjpeg": JPEG2000TransferSyntaxes, "libjpeg": JPEGTransferSyntaxes + JPEGLSTransferSyntaxes}
+
+
+def first_frames() -> list[tuple[str, str, bytes, int, int]]:
+    """(file, transfer syntax, first frame, rows, columns) of every bundled JPEG-family sample."""
+    found = []
+    with synth.warnings_suppressed():
+        for path in sorted(p for p in SAMPLES.rglob("*.dcm") if p.is_file()):
+            try:
+                ds = pydicom.dcmread(path)
+                ts = str(ds.file_meta.TransferSyntaxUID)
+                if not any(ts in syntaxes for syntaxes in COMPRESSED.values()) or "PixelData" not in ds:
+                    continue
+                frame = next(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
+            except Exception:  # noqa: BLE001 - pydicom's deliberately broken samples
+                continue
+            found.append((path.name, ts, frame, int(ds.Rows), int(ds.Columns)))
+    return found
+
+
+def test_codestream_size_readers_agree_with_the_codecs_and_the_headers():
+    """The size readers behind the guard, against pylibjpeg's codecs and the DICOM headers."""
+    import libjpeg
+    import openjpeg
+
+    frames = first_frames()
+    assert len(frames) >= 25
+    checked = 0
+    for name, ts, frame, rows, columns in frames:
+        if ts in JPEG2000TransferSyntaxes:
+            ours, codec = render._j2k_size, openjpeg.get_parameters
+        else:
+            ours, codec = render._jpeg_size, libjpeg.get_parameters
+        try:
+            params = codec(frame)
+        except Exception:  # noqa: BLE001 - a damaged sample the codec cannot read either
+            continue
+        assert ours(frame) == (params["rows"], params["columns"]) == (rows, columns), name
+        checked += 1
+    assert checked >= 25
+
+
+def claiming(source: Path, target: Path, rows: int, columns: int) -> Path:
+    """``source`` with its first frame's codestream header claiming ``rows`` x ``columns``."""
+    raw = source.read_bytes()
+    with synth.warnings_suppressed():
+        ds = pydicom.dcmread(source)
+        frame = next(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
+    changed = bytearray(frame)
+    if ds.file_meta.TransferSyntaxUID in JPEG2000TransferSyntaxes:
+        struct.pack_into(">II", changed, changed.index(b"\xff\x51") + 6, columns, rows)  # SIZ: Xsiz, Ysiz
+    else:
+        sof = min(i for i in (changed.find(m) for m in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc3", b"\xff\xf7")) if i > 0)
+        struct.pack_into(">HH", changed, sof + 5, rows, columns)  # SOF: lines, samples per line
+    at = raw.index(frame[:64])
+    target.write_bytes(raw[:at] + bytes(changed) + raw[at + len(frame) :])
+    return target
+
+
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "JPGExtended.dcm", "MR_small_jpeg_ls_lossless.dcm", "SC_rgb_jpeg_gdcm.dcm"])
+def test_a_codestream_claiming_more_pixels_than_its_header_is_refused_before_decoding(inputs, name):
+    # 4096 x 4096 is cheap enough to decode if the guard were missing (the real attack claims
+    # 60000 x 60000: 5.2 GB through the JPEG 2000 decoder, 13.8 GB through libjpeg's reader).
+    path = claiming(SAMPLES / name, inputs / name, 4096, 4096)
+    reason = render.decode_problem(path)
+    assert reason == "The compressed image claims to be 4096 x 4096 pixels, larger than its DICOM header says; it was not decoded."
+    [instance] = imported(synth.with_identity(path, inputs / "copy.dcm", patient_id="BOMB1"))
+    assert instance.pixel_status == "undecodable" and instance.pixel_error == reason
