@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from imaging.models import Study
 
 # Instances are read (and their rows written) this many at a time: frames of several
-# instances share one Tesseract call (imaging.dicom.ocr strips of 16), and a worker lost half way
+# instances share one Tesseract call (imaging.dicom.ocr strips of 4), and a worker lost half way
 # through a 300-slice study keeps what it had finished.
 BATCH = 32
 
@@ -59,7 +59,7 @@ def pixel_text_for_instances(*, instances: Iterable[Instance], refresh: bool = F
     """:func:`pixel_text_for` for several instances (one patient's), by instance id.
 
     Uncached instances are read in batches of :data:`BATCH`, so the frames of a CT series share
-    Tesseract calls (30-60 ms a slice instead of 150-250 ms read one by one). Same callers and
+    Tesseract calls (60-90 ms a CT slice instead of 170-250 ms read one by one). Same callers and
     same auditing as :func:`pixel_text_for`.
     """
     from imaging.dicom import ocr

@@ -16,25 +16,35 @@ How a file is read
   (text on a 256-pixel ultrasound is 6-8 pixels tall; Tesseract wants 20 or more).
 
   Prepared frames are stacked into a "strip" (a white page, frames one under another with white
-  gutters) of at most :data:`STRIP_MAX_PIXELS` and :data:`STRIP_MAX_FRAMES`, and Tesseract
-  reads the strip once. Boxes are mapped back to each frame's own coordinates. Memory is one
-  decoded frame plus one strip of 8-bit pixels, whatever the study's size.
+  gutters) of at most :data:`STRIP_MAX_FRAMES` frames and :data:`STRIP_MAX_PIXELS`, and
+  Tesseract reads the strip once; up to :data:`PARALLEL_CALLS` strips are read at once (each
+  Tesseract is one process on one core) while the next frames are decoded (10 ms a CT slice).
+  Boxes are mapped back to each frame's own coordinates. Memory is one decoded frame plus at
+  most three strips of 8-bit pixels (2 MB each, unless one frame alone is larger), whatever
+  the study's size.
 
   Tesseract runs with page segmentation mode 11 (sparse text: overlays are scattered words, not
   paragraphs), Leptonica's adaptive Otsu threshold (``thresholding_method=1``: the default global
-  Otsu missed a name on one CT slice among 16 in a strip, the adaptive one found it) and
+  Otsu missed a name on one CT slice among 16 in a strip, the adaptive one found it), no
+  second inverted pass (``tessedit_do_invert=0``: the frame is already light-backed) and
   ``OMP_THREAD_LIMIT=1`` (OpenMP on a two-core worker made each call 4-7 times slower).
 
-Measured (2-core worker, tesseract 5.3.0, ``benchmarks/ocr_frames.py``, one run)
-  - One 512x512 CT slice alone: 150-250 ms, nearly all of it Tesseract starting and loading
-    its model. In strips of 16 slices: 30-60 ms a slice, so a 300-slice CT is 10-20 s.
-  - One 640x480 ultrasound frame (pydicom's ``US1_UNCR.dcm``, with its real overlay): 350-500 ms
-    alone, 220-300 ms a frame in a strip (the speckle is read as many short words).
+Measured (``benchmarks/ocr_frames.py`` on the shared 2-core machine, tesseract 5.3.0, three
+runs; the spread is other work on the machine)
+  - 512x512 CT slice (generated series, no text): 170-240 ms read alone, nearly all of it
+    Tesseract starting and loading its model; 65-125 ms a slice read in strips of 4, so a
+    300-slice CT takes 20-37 s. No slice of 60 was reported as holding text.
+  - 640x480 RGB ultrasound frame (pydicom-data's ``US1_UNCR.dcm``, with its scanner's real
+    overlay): 400-420 ms alone; 300-340 ms a frame in a 30-frame file. Text found on 30 of 30.
+  - Two Tesseract runs at once against one: no difference measured (93 against 92 ms a slice),
+    because the machine's two cores were busy with other work (load 2.6); on an idle two-core
+    worker it should approach half the time. The benchmark prints both; not yet measured idle.
 
   A cheap pre-check was measured and rejected: marking "stroke" pixels (a pixel 80 levels
-  brighter than its 5x5 neighbourhood's minimum) costs 50-80 ms per 512x512 frame, more than
-  reading that frame in a strip, and it keeps every CT slice (vessels and rib edges are thin
-  bright strokes), so it would skip nothing. Only frames of a single grey level (blank padding
+  brighter than its 5x5 neighbourhood's minimum, PIL's MinFilter) costs 20-65 ms per 512x512
+  frame, a third to all of reading that frame in a strip, and every generated CT slice has
+  over 7,000 of them (vessels, ribs and the body's edge are thin bright strokes too; the
+  ultrasound with its overlay has 12,500), so it would skip nothing. Only frames of a single grey level (blank padding
   frames, which cannot show text) are skipped without reading.
 
 Matching
@@ -57,7 +67,9 @@ import shutil
 import threading
 import unicodedata
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -84,10 +96,16 @@ NOT_INSTALLED = "OCR is not installed on this server."
 UPSCALE_BELOW = 512
 MAX_UPSCALE = 4
 # One Tesseract call reads at most this many frames / pixels: its start-up (100-250 ms) is
-# shared by the frames, while a strip stays small enough (4 Mpx, 4 MB of 8-bit pixels) that
-# one slow strip cannot hold a worker for long and memory stays flat.
-STRIP_MAX_FRAMES = 16
-STRIP_MAX_PIXELS = 4 * 1024 * 1024
+# shared by the frames. Measured with 1-16 frames a call (benchmarks/ocr_frames.py): a CT slice
+# costs 180 ms alone, 60-90 ms in a strip of 4 and 60 ms in a strip of 16, but ultrasound frames
+# (speckle read as many short words) cost 300 ms a frame in strips of 4 and 600-700 ms in
+# strips of 16, where Tesseract also found fewer of their words (109 regions against 122 on 12
+# frames). Four frames and 2 Mpx (2 MB of 8-bit pixels) is the compromise; memory stays flat.
+STRIP_MAX_FRAMES = 4
+STRIP_MAX_PIXELS = 2 * 1024 * 1024
+# Tesseract runs under way at once: each is one process on one core (OMP_THREAD_LIMIT=1), so
+# two keep a two-core worker busy; more would only queue for the same cores.
+PARALLEL_CALLS = max(1, min(2, os.cpu_count() or 1))
 # White space between frames in a strip, so no line of text can join two frames.
 _GUTTER = 24
 # A frame read alone takes under 0.5 s; 20 s a frame (plus 10 s to start) means Tesseract is
@@ -116,6 +134,7 @@ _MARGIN = 0.25
 KINDS = ("name", "patient_id", "accession", "birth_date", "date", "institution")
 _DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Letters OCR mistakes for digits (and the reverse), folded before comparing identifiers that
 # contain digits: "44CG43" can be "446643".
 _DIGIT_FOLD = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "T": "7", "S": "5",
@@ -158,7 +177,8 @@ def available(tesseract_cmd: str | None = None) -> tuple[bool, str]:
 def _version(path: str) -> tuple[bool, str]:
     # Cached per executable: asking costs a process start (10-30 ms) per file otherwise. Removal
     # is still noticed, by shutil.which above.
-    with _tesseract(path):
+    with _lock:
+        pytesseract.pytesseract.tesseract_cmd = path
         try:
             version = pytesseract.get_tesseract_version()
         except (pytesseract.TesseractNotFoundError, OSError, SystemExit):
@@ -167,17 +187,18 @@ def _version(path: str) -> tuple[bool, str]:
     return True, f"tesseract {version}"
 
 
-@contextmanager
-def _tesseract(cmd: str) -> Iterator[None]:
-    # pytesseract keeps the command in a module global: one call at a time per process. Each
-    # call is single-threaded (OMP_THREAD_LIMIT), so parallelism comes from worker processes.
+def _ocr_page(page: Image.Image, cmd: str, timeout: int, frames: int) -> dict[str, list[Any]]:
+    """One Tesseract run over one strip (called in the strip's helper threads)."""
+    global _frames_read  # noqa: PLW0603 - read back by frames_read()
     with _lock:
-        previous = pytesseract.pytesseract.tesseract_cmd
+        # pytesseract keeps the command in a module global, read when the process starts. One
+        # deployment has one command, so calls running at once never need different ones.
         pytesseract.pytesseract.tesseract_cmd = cmd
-        try:
-            yield
-        finally:
-            pytesseract.pytesseract.tesseract_cmd = previous
+        _frames_read += frames
+    return pytesseract.image_to_data(
+        page, config="--psm 11 -c thresholding_method=1 -c tessedit_do_invert=0",
+        timeout=timeout, output_type=pytesseract.Output.DICT,
+    )
 
 
 # --- Identifiers from the header ---------------------------------------------------------
@@ -200,9 +221,12 @@ def identifiers_from_header(ds_or_path: Any) -> dict[str, list[str]]:
             found[kind].append(text)
 
     for element in ds.iterall():
-        if element.VR != "PN" or element.value in (None, ""):
+        try:
+            if element.VR != "PN" or element.value in (None, ""):
+                continue
+            values = element.value if element.VM > 1 else [element.value]
+        except Exception:  # noqa: BLE001, S112 - a value pydicom cannot convert names no one we can match
             continue
-        values = element.value if element.VM > 1 else [element.value]
         for name in values:
             for part in re.split(r"[\^=\s,]+", str(name)):
                 if len(_norm(part)) >= 2:
@@ -264,13 +288,19 @@ def read_instance(source: Source, *, identifiers: dict[str, list[str]] | None = 
 def read_instances(sources: Sequence[Source], *, identifiers: Sequence[dict[str, list[str]] | None] | None = None,
                    max_frames: int | None = None, tesseract_cmd: str | None = None) -> list[OcrResult]:
     """:func:`read_instance` for several files, one result each, in order. Frames of several
-    files share Tesseract calls (a CT series is read 16 slices a call); files are opened one
-    at a time and each is closed before the next is opened."""
+    files share Tesseract calls (a CT series is read 4 slices a call); files are opened one at
+    a time and each is closed before the next is opened."""
     ok, engine = available(tesseract_cmd)
     if not ok:
         return [OcrResult(status="not_checked", reason=engine) for _ in sources]
     pending = [_Pending() for _ in sources]
-    strip = _Strip(tesseract_cmd or "tesseract", pending)
+    with _Strip(tesseract_cmd or "tesseract", pending) as strip:
+        _read_all(sources, identifiers, max_frames, pending, strip)
+    return [state.result(engine) for state in pending]
+
+
+def _read_all(sources: Sequence[Source], identifiers: Sequence[dict[str, list[str]] | None] | None,
+              max_frames: int | None, pending: list[_Pending], strip: _Strip) -> None:
     for index, source in enumerate(sources):
         state = pending[index]
         given = identifiers[index] if identifiers is not None else None
@@ -286,8 +316,6 @@ def read_instances(sources: Sequence[Source], *, identifiers: Sequence[dict[str,
                 state.reason = "The file cannot be opened."
             except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything on bad data
                 state.reason = f"The image data cannot be decoded ({type(exc).__name__})."
-    strip.flush()
-    return [state.result(engine) for state in pending]
 
 
 class _Unreadable(Exception):
@@ -326,11 +354,11 @@ def _read_frames(stream: IO[bytes], index: int, state: _Pending, given: dict[str
     if ts == _DEFLATED:
         # A deflated dataset must be inflated as a whole before its pixel data can be found.
         full = pydicom.dcmread(stream, force=False)
-        has_pixels = "PixelData" in full
+        has_pixels = any(tag in full for tag in _PIXEL_KEYWORDS)
     else:
         # defer_size: element values past 1 KB are skipped, not read (the pixels stay on disk).
         probe = pydicom.dcmread(stream, force=False, defer_size=1024)
-        has_pixels = "PixelData" in probe
+        has_pixels = any(tag in probe for tag in _PIXEL_KEYWORDS)
     stream.seek(0)
     rows, cols = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
     if not has_pixels or not rows or not cols:
@@ -400,7 +428,6 @@ class _Word:
     box: tuple[int, int, int, int]  # x, y, w, h in the frame's coordinates
     text: str
     conf: float
-    line: tuple[int, int, int, int]  # Tesseract's (block, paragraph, line, strip index)
 
 
 @dataclass
@@ -428,6 +455,9 @@ class _Pending:
 
 
 class _Strip:
+    """Frames waiting for Tesseract, and the Tesseract runs under way (at most
+    :data:`PARALLEL_CALLS` at once; words are handed to their files in this thread)."""
+
     def __init__(self, cmd: str, pending: list[_Pending]) -> None:
         self.cmd = cmd
         self.pending = pending
@@ -435,7 +465,20 @@ class _Strip:
         self.placed: list[_Placed] = []
         self.height = _GUTTER
         self.width = 0
-        self.calls = 0
+        self.pool = ThreadPoolExecutor(max_workers=PARALLEL_CALLS, thread_name_prefix="ocr")
+        self.running: deque[tuple[Future, list[_Placed]]] = deque()
+
+    def __enter__(self) -> _Strip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+                while self.running:
+                    self._collect()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, owner: int, frame: int, gray: np.ndarray) -> None:
         rows, cols = gray.shape
@@ -458,7 +501,8 @@ class _Strip:
         self.width = new_width
 
     def flush(self) -> None:
-        global _frames_read  # noqa: PLW0603 - read back by frames_read()
+        """Start Tesseract on the frames waiting; wait for the oldest run if enough are under way
+        (so at most PARALLEL_CALLS + 1 strips are in memory)."""
         if not self.images:
             return
         page = Image.new("L", (self.width, self.height), 255)
@@ -466,23 +510,22 @@ class _Strip:
             page.paste(image, (_GUTTER, placed.top))
         placed_list, self.placed, self.images = self.placed, [], []
         self.height, self.width = _GUTTER, 0
-        self.calls += 1
         timeout = _SECONDS_PER_CALL + SECONDS_PER_FRAME * len(placed_list)
+        future = self.pool.submit(_ocr_page, page, self.cmd, timeout, len(placed_list))
+        self.running.append((future, placed_list))
+        while len(self.running) > PARALLEL_CALLS:
+            self._collect()
+
+    def _collect(self) -> None:
+        future, placed_list = self.running.popleft()
         try:
-            with _tesseract(self.cmd):
-                _frames_read += len(placed_list)
-                data = pytesseract.image_to_data(
-                    page, config="--psm 11 -c thresholding_method=1 -c tessedit_do_invert=0",
-                    timeout=timeout, output_type=pytesseract.Output.DICT,
-                )
+            data = future.result()
         except RuntimeError:  # pytesseract's "Tesseract process timeout"
             self._fail(placed_list, "Reading the image for text took too long.")
             return
         except (pytesseract.TesseractError, pytesseract.TesseractNotFoundError, OSError):
             self._fail(placed_list, "The OCR engine failed on this image.")
             return
-        finally:
-            del page
         self._distribute(data, placed_list)
 
     def _fail(self, placed_list: list[_Placed], reason: str) -> None:
@@ -506,9 +549,8 @@ class _Strip:
             y1 = min(-(-(top + height - placed.top) // s), placed.height // s)
             if x1 <= x0 or y1 <= y0:
                 continue
-            line = (int(data["block_num"][i]), int(data["par_num"][i]), int(data["line_num"][i]), self.calls)
             self.pending[placed.owner].words.append(
-                _Word(placed.frame, (x0, y0, x1 - x0, y1 - y0), text, float(data["conf"][i]), line)
+                _Word(placed.frame, (x0, y0, x1 - x0, y1 - y0), text, float(data["conf"][i]))
             )
 
 
