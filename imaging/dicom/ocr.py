@@ -187,7 +187,7 @@ def _version(path: str) -> tuple[bool, str]:
     return True, f"tesseract {version}"
 
 
-def _ocr_page(page: Image.Image, cmd: str, timeout: int, frames: int) -> dict[str, list[Any]]:
+def _ocr_page(page: Image.Image, cmd: str, timeout: float, frames: int) -> dict[str, list[Any]]:
     """One Tesseract run over one strip (called in the strip's helper threads)."""
     global _frames_read  # noqa: PLW0603 - read back by frames_read()
     with _lock:

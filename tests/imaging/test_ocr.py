@@ -199,6 +199,17 @@ def test_missing_tesseract_is_not_checked_with_the_reason(tmp_path):
     assert result.regions == []
 
 
+def test_a_run_past_its_time_limit_is_not_checked(tmp_path, monkeypatch):
+    # The limit is ours (seconds per frame); a millisecond is less than Tesseract needs to start.
+    monkeypatch.setattr(ocr, "SECONDS_PER_FRAME", 0)
+    monkeypatch.setattr(ocr, "_SECONDS_PER_CALL", 0.001)
+    frame, _ = draw(speckle(), [(12, 30, "MRN 4455667", 15)])
+    result = ocr.read_instance(write_us(tmp_path / "us.dcm", [frame]))
+
+    assert result.status == "not_checked"
+    assert result.reason == "Reading the image for text took too long."
+
+
 def test_identifiers_from_header_in_printed_forms(tmp_path):
     path = write_us(tmp_path / "us.dcm", [speckle(64, 64)], name="O'Brien^Mary-Anne",
                     extra={"AccessionNumber": "ACC778", "OtherPatientIDs": ["X-99", "Y100"],
