@@ -61,6 +61,7 @@ __all__ = [
 # LIGHTBOX_DEFAULT_ISSUER setting; "LOCAL" marks IDs assigned by this hospital's own systems.
 DEFAULT_ISSUER = "LOCAL"
 THUMBNAIL_SIZE = 160
+PIXEL_ERROR_CHARS = Instance._meta.get_field("pixel_error").max_length
 
 
 # --- Ingest --------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def _pixel_check(path: Path, parsed: parse.ParsedInstance, digest: storage.Diges
     problem = render.decode_problem(path)
     if problem is None:
         return PixelStatus.OK, ""
-    return PixelStatus.UNDECODABLE, problem[: Instance._meta.get_field("pixel_error").max_length]
+    return PixelStatus.UNDECODABLE, problem[:PIXEL_ERROR_CHARS]
 
 
 def _issuer_for(parsed: parse.ParsedInstance, override: str | None) -> str:
@@ -592,7 +593,7 @@ def instances_check_pixels(*, study: Study | None = None) -> int:
         except FileNotFoundError:
             continue  # the integrity check reports missing files; this is about decoding
         if problem is not None:
-            Instance.objects.filter(pk=pk).update(pixel_status=PixelStatus.UNDECODABLE, pixel_error=problem[:300])
+            Instance.objects.filter(pk=pk).update(pixel_status=PixelStatus.UNDECODABLE, pixel_error=problem[:PIXEL_ERROR_CHARS])
             marked += 1
     return marked
 
