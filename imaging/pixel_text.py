@@ -59,7 +59,7 @@ def pixel_text_for_instances(*, instances: Iterable[Instance], refresh: bool = F
     """:func:`pixel_text_for` for several instances (one patient's), by instance id.
 
     Uncached instances are read in batches of :data:`BATCH`, so the frames of a CT series share
-    Tesseract calls (60-90 ms a CT slice instead of 170-250 ms read one by one). Same callers and
+    Tesseract calls (60-160 ms a CT slice instead of 170-260 ms read one by one). Same callers and
     same auditing as :func:`pixel_text_for`.
     """
     from imaging.dicom import ocr

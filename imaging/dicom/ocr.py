@@ -17,11 +17,11 @@ How a file is read
 
   Prepared frames are stacked into a "strip" (a white page, frames one under another with white
   gutters) of at most :data:`STRIP_MAX_FRAMES` frames and :data:`STRIP_MAX_PIXELS`, and
-  Tesseract reads the strip once; up to :data:`PARALLEL_CALLS` strips are read at once (each
-  Tesseract is one process on one core) while the next frames are decoded (10 ms a CT slice).
-  Boxes are mapped back to each frame's own coordinates. Memory is one decoded frame plus at
-  most three strips of 8-bit pixels (2 MB each, unless one frame alone is larger), whatever
-  the study's size.
+  Tesseract reads the strip once, while the next frames are decoded (10 ms a CT slice); up to
+  :data:`PARALLEL_CALLS` strips can be read at once (one, see there). Boxes are mapped back to
+  each frame's own coordinates. Memory is one decoded frame plus at most PARALLEL_CALLS + 1
+  strips of 8-bit pixels (2 MB each, unless one frame alone is larger), whatever the study's
+  size.
 
   Tesseract runs with page segmentation mode 11 (sparse text: overlays are scattered words, not
   paragraphs), Leptonica's adaptive Otsu threshold (``thresholding_method=1``: the default global
@@ -29,23 +29,22 @@ How a file is read
   second inverted pass (``tessedit_do_invert=0``: the frame is already light-backed) and
   ``OMP_THREAD_LIMIT=1`` (OpenMP on a two-core worker made each call 4-7 times slower).
 
-Measured (``benchmarks/ocr_frames.py`` on the shared 2-core machine, tesseract 5.3.0, three
-runs; the spread is other work on the machine)
-  - 512x512 CT slice (generated series, no text): 170-240 ms read alone, nearly all of it
-    Tesseract starting and loading its model; 65-125 ms a slice read in strips of 4, so a
-    300-slice CT takes 20-37 s. No slice of 60 was reported as holding text.
+Measured (``benchmarks/ocr_frames.py`` on the shared 2-core machine, tesseract 5.3.0, four runs
+at load 1.4-4.5 from other work; the spread is that load)
+  - 512x512 CT slice (generated series, no text): 170-260 ms read alone, nearly all of it
+    Tesseract starting and loading its model; 60-90 ms a slice in strips of 4 at load 1.6 and
+    120-160 ms at load 2-3.5, so a 300-slice CT takes 20-50 s. No slice of 60 was reported as
+    holding text.
   - 640x480 RGB ultrasound frame (pydicom-data's ``US1_UNCR.dcm``, with its scanner's real
-    overlay): 400-420 ms alone; 300-340 ms a frame in a 30-frame file. Text found on 30 of 30.
-  - Two Tesseract runs at once against one: no difference measured (93 against 92 ms a slice),
-    because the machine's two cores were busy with other work (load 2.6); on an idle two-core
-    worker it should approach half the time. The benchmark prints both; not yet measured idle.
+    overlay): 400-730 ms alone; 270-670 ms a frame in a 30-frame file. Text found on 30 of 30.
+  - Two Tesseract runs at once against one: not faster here (see :data:`PARALLEL_CALLS`).
 
   A cheap pre-check was measured and rejected: marking "stroke" pixels (a pixel 80 levels
   brighter than its 5x5 neighbourhood's minimum, PIL's MinFilter) costs 20-65 ms per 512x512
   frame, a third to all of reading that frame in a strip, and every generated CT slice has
   over 7,000 of them (vessels, ribs and the body's edge are thin bright strokes too; the
-  ultrasound with its overlay has 12,500), so it would skip nothing. Only frames of a single grey level (blank padding
-  frames, which cannot show text) are skipped without reading.
+  ultrasound with its overlay has 12,500), so it would skip nothing. Only frames of a single
+  grey level (blank padding frames, which cannot show text) are skipped without reading.
 
 Matching
   Words Tesseract reads are grouped into regions (words on one line, close together), and each
@@ -103,9 +102,11 @@ MAX_UPSCALE = 4
 # frames). Four frames and 2 Mpx (2 MB of 8-bit pixels) is the compromise; memory stays flat.
 STRIP_MAX_FRAMES = 4
 STRIP_MAX_PIXELS = 2 * 1024 * 1024
-# Tesseract runs under way at once: each is one process on one core (OMP_THREAD_LIMIT=1), so
-# two keep a two-core worker busy; more would only queue for the same cores.
-PARALLEL_CALLS = max(1, min(2, os.cpu_count() or 1))
+# Tesseract runs under way at once (each is one process on one core, OMP_THREAD_LIMIT=1). Two
+# were measured no faster on the shared two-core machine (92 against 93 ms a CT slice at load
+# 2.6, 213 against 153 at load 4.5): its cores were busy with other work. A worker with idle
+# cores may gain from 2; run benchmarks/ocr_frames.py there before raising it.
+PARALLEL_CALLS = 1
 # White space between frames in a strip, so no line of text can join two frames.
 _GUTTER = 24
 # A frame read alone takes under 0.5 s; 20 s a frame (plus 10 s to start) means Tesseract is
@@ -565,8 +566,8 @@ def _norm(text: str) -> str:
 def _matches(kind: str, values: list[str], tokens: list[str], joined: str) -> bool:
     for value in values:
         v = _norm(value)
-        if not v:
-            continue
+        if len(v) < 2:
+            continue  # a one-character ID or accession ("7") would match any lone digit
         if kind in ("name", "institution"):
             if v in tokens or (len(v) >= 4 and v in joined):
                 return True
