@@ -26,12 +26,11 @@ behind" when the element at the same place (same tags and item numbers) still ho
 original non-empty value (compared as bytes, so a private element read once as UN and once as
 LO still matches). A sequence row is left behind when anything kept inside it counts: for a
 sequence the profile removes (X), anything; otherwise a person name or an element with a row of
-its own. Counted per row:
-the number of files. Two groups the table does not list are counted too, because issue 15 found
+its own. Counted per row: the number of files. Two groups the table does not list are counted too, because issue 15 found
 them kept: the other elements of curves and overlays (``ps315.in_curve_or_overlay``) and the file
-meta's application-entity titles and private information. A value a tool's own declared options
-allow (its De-identification Method Code Sequence: an option whose action for that row is K, or C
-for "cleaned" values left as they were) is still counted, and shown apart.
+meta's application-entity titles and private information. A value kept where one of the tool's
+own declared options (its De-identification Method Code Sequence) marks the row K (keep) or C
+(modify, here left as it was) is still counted, and shown apart.
 
 Also counted: realistic replacement names and places, that is person names (VR PN) and
 institution names and addresses in a copy that differ from the original but are not obviously
@@ -385,7 +384,7 @@ class Tally:
     files: int = 0
     failed: list[str] = field(default_factory=list)
     rows: Counter = field(default_factory=Counter)  # bucket -> files leaving it behind
-    rows_allowed: Counter = field(default_factory=Counter)  # bucket -> files where a declared option allows it
+    rows_allowed: Counter = field(default_factory=Counter)  # bucket -> files where a declared option marks it K or C
     elements: int = 0
     elements_allowed: int = 0
     files_leaking: int = 0
@@ -517,7 +516,7 @@ def report(tallies: dict[str, Tally], inputs_text: str, versions: dict[str, str]
         for failure in tally.failed[:5]:
             print(f"{name} failed on {failure}")
         top = "; ".join(f"{b.split(' [')[0]} ({n})" for b, n in offenders(tally)[:8])
-        print(f"{name}: top rows left behind that no declared option allows: {top or 'none'}")
+        print(f"{name}: top rows left behind that no declared option marks K or C: {top or 'none'}")
     if write_docs:
         write_markdown(tallies, rows, inputs_text, versions, missing)
         print(f"wrote {DOCS.relative_to(ROOT)}")
@@ -535,10 +534,10 @@ def total_lines(tallies: dict[str, Tally]) -> list[list[str]]:
         ["files de-identified (failed)", *(f"{x.files} ({len(x.failed)})" for x in t)],
         ["files leaving at least one row behind", *(str(x.files_leaking) for x in t)],
         ["(file, row) pairs left behind", *(str(sum(x.rows.values())) for x in t)],
-        ["  of which a declared option keeps or cleans (K/C)", *(str(sum(x.rows_allowed.values())) for x in t)],
+        ["  of which a declared option marks the row K (keep) or C (modify)", *(str(sum(x.rows_allowed.values())) for x in t)],
         ["elements left behind", *(str(x.elements) for x in t)],
         ["distinct rows left behind in any file", *(str(len(x.rows)) for x in t)],
-        *([f"rows left behind, no option allowing, in: {label}", *(str(x.generated.get(label, "failed")) for x in t)]
+        *([f"rows left behind, no declared K/C, in: {label}", *(str(x.generated.get(label, "failed")) for x in t)]
           for label in sorted({k for x in t for k in x.generated}, reverse=True)),
         ["files with realistic replacement names or places", *(str(x.fake_files) for x in t)],
         ["options declared (CID 7050, files)", *(", ".join(f"{k} {v}" for k, v in sorted(x.options.items())) or "none"
@@ -600,14 +599,15 @@ def write_markdown(tallies: dict[str, Tally], rows: list[str], inputs_text: str,
     for tool, why in missing.items():
         lines.append(f"- {tool}: not run ({why})")
     lines += ["", "## Top offenders per tool", "",
-              "Rows left behind that none of the tool's declared options allows, by number of files:", ""]
+              "Rows left behind that none of the tool's declared options marks K or C, by number of files:", ""]
     for name, tally in tallies.items():
         top = offenders(tally)[:12]
         lines.append(f"**{name}**: " + ("; ".join(f"{b} ({n})" for b, n in top) if top else "nothing") + ".")
         lines.append("")
         kept = tally.rows_allowed.most_common(6)
         if kept:
-            lines.append(f"Kept as its declared options allow ({len(tally.rows_allowed)} rows), e.g. "
+            lines.append(f"Kept where a declared option marks the row K (keep) or C (modify) ({len(tally.rows_allowed)} "
+                         "rows), e.g. "
                          + "; ".join(f"{b} ({n})" for b, n in kept) + ".")
             lines.append("")
         if tally.failed:
