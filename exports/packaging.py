@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import pyzipper
 from Cryptodome.Util.strxor import strxor
@@ -114,8 +114,8 @@ class _File:
     sop_class: str
     sop_uid: str
     transfer_syntax: str
-    rows: int | None
-    pixel_status: str
+    rows: int | None = None
+    pixel_status: str = "ok"
 
 
 def instances_of(studies: Iterable[Study]) -> list[_File]:
@@ -674,9 +674,10 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
         # pydicom, numpy and the OCR binding are loaded only for a de-identified copy: an
         # original's archive needs none of them, and without them the export worker stays small.
         from imaging.dicom import deidentify as deid
-        from imaging.pixel_text import pixel_text_for, regions_for_masking
+        from imaging.pixel_text import BATCH, pixel_text_for_instances, regions_for_masking
 
         deidentifier = deid.Deidentifier()
+    ocr_window: dict[int, Any] = {}
     file_ids = _file_ids(instances)
     total = len(instances)
     entries: list[Entry] = []
@@ -710,12 +711,22 @@ def _write(raw: _HashingWriter, *, patient: Patient, instances: list[_File], dei
                 regions: list[dict] = []
                 checked = None
                 if ocr and inst.rows and inst.pixel_status == PixelStatus.OK:
-                    # Every image is read by OCR, whatever its header says (results are cached
-                    # per instance, so a second export of the same study reads nothing again).
-                    checked = pixel_text_for(instance=Instance.objects.get(pk=inst.pk))
+                    # Every image is read by OCR, whatever its header says. Results are cached
+                    # per instance, and the next BATCH images are read together, so the frames
+                    # of a CT series share Tesseract calls (48.8 s -> 24.3 s for 300 slices,
+                    # benchmarks/deidentify_export.py); only BATCH results are held at a time.
+                    if inst.pk not in ocr_window:
+                        ocr_window.clear()
+                        ahead_ids = [f.pk for f in instances[done - 1:]
+                                     if f.rows and f.pixel_status == PixelStatus.OK][:BATCH]
+                        ocr_window.update(pixel_text_for_instances(instances=Instance.objects.filter(pk__in=ahead_ids)))
+                    checked = ocr_window[inst.pk]
                     regions = regions_for_masking(checked)
-                with open_stored(inst.storage_path) as fh:
-                    out = deidentifier.deidentify(fh, text_regions=regions or None)
+                try:
+                    with open_stored(inst.storage_path) as fh:
+                        out = deidentifier.deidentify(fh, text_regions=regions or None)
+                except deid.DeidentificationFailed as exc:
+                    raise PackagingError(f"Image {done} of {total} could not be de-identified: {exc.reason}.") from exc
                 with out.file as spooled:
                     header = deid.header(spooled)
                     spooled.seek(0, io.SEEK_END)

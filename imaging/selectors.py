@@ -50,7 +50,8 @@ def _own(user) -> Q:
 def _image_series(study_ref: str = "pk") -> Subquery:
     """The first series of a study that has pictures (its thumbnail stands for the study)."""
     return Subquery(
-        Series.objects.filter(study=OuterRef(study_ref), instances__rows__isnull=False)
+        Series.objects.filter(study=OuterRef(study_ref), instances__rows__isnull=False,
+                              instances__pixel_status=PixelStatus.OK)
         .order_by("number", "pk")
         .values("pk")[:1]
     )

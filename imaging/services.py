@@ -190,7 +190,24 @@ def dicom_import(*, paths: list[str | Path], issuer: str | None = None) -> Impor
                 summary.files[slot] = outcome
             if imported:
                 summary.studies.append(study_uid)
+                _check_pixel_text_later(study_uid)
     return summary
+
+
+def _check_pixel_text_later(study_uid: str) -> None:
+    """Queue OCR of a newly imported study's images (``imaging.pixel_text_check_study``), so
+    "What this scan reveals" can say what the pixels show and a de-identified export finds the
+    results cached. Sent by name: imaging.tasks imports this module. A broker outage costs
+    nothing but time: exports read uncached images themselves."""
+    from celery import current_app
+
+    study_id = Study.objects.filter(study_uid=study_uid).values_list("pk", flat=True).first()
+    if study_id is None:
+        return
+    try:
+        current_app.send_task("imaging.pixel_text_check_study", args=[study_id])
+    except Exception:  # noqa: BLE001 - kombu raises many types when the broker is down
+        logger.warning("could not queue the pixel text check of study %s", study_id)
 
 
 def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list[_Staged]:

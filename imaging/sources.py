@@ -98,7 +98,8 @@ def open_archive(path: Path, label: str, workdir: Path) -> Iterator[Candidate | 
         yield Refused(label, f"Not a readable ZIP archive ({exc}).")
         return
     with archive:
-        members = [info for info in archive.infolist() if not info.is_dir()]
+        # ZipInfo.is_dir() raises IndexError on an empty member name (found by the import fuzz).
+        members = [info for info in archive.infolist() if not info.filename.endswith("/")]
         if len(members) > MAX_ARCHIVE_MEMBERS:
             yield Refused(label, f"The archive has too many members ({len(members)}).")
             return

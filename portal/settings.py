@@ -327,7 +327,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 # render or de-identify (those load pydicom, numpy and Pillow for good: 49 MB), and that stay
 # as small as they can be however big the study (issue 6; README "Deploying"). Every worker
 # started by `make run` and the tests takes both queues.
-CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}}
+# OCR of newly imported images has its own queue: it loads the pixel stack (numpy, Pillow,
+# Tesseract runs) that a worker packaging originals never needs, and can take minutes a study.
+CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}, "imaging.pixel_text_check_study": {"queue": "pixels"}}
 CELERY_BEAT_SCHEDULE = {
     # Re-hash every stored DICOM file nightly (issue 3 "Integrity"): silent corruption or
     # tampering is found within a day, and 03:15 keeps the disk reads away from clinic hours.
@@ -424,8 +426,16 @@ LOGGING = {
         "django.template": {"level": "INFO"},
         # pylibjpeg's OpenJPEG plugin logs every tile it encodes at INFO.
         "openjpeg": {"level": "WARNING"},
+        # pydicom logs every failed decode at ERROR, with the stream's repr; the import tries to
+        # decode each new file and stores the reason in Instance.pixel_error instead.
+        "pydicom.pixels.decoders.base": {"level": "CRITICAL"},
     },
 }
+
+# --- text in pixels (imaging/dicom/ocr.py) ---
+# Tesseract's command; unset uses `tesseract` on PATH (Debian's tesseract-ocr). Without it every
+# image is reported "could not be checked for text".
+OCR_TESSERACT_CMD = envstr("OCR_TESSERACT_CMD") or None
 
 # --- exports ---
 # Encrypted archives (DESIGN.md flow 5). Patient data: owner-only directory, never served statically.

@@ -20,8 +20,8 @@ import sys
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m portal.worker", description=__doc__.split("\n")[0])
-    parser.add_argument("-Q", "--queues", default="celery,exports",
-                        help="comma-separated queues to consume (default: celery,exports)")
+    parser.add_argument("-Q", "--queues", default="celery,exports,pixels",
+                        help="comma-separated queues to consume (default: celery,exports,pixels)")
     parser.add_argument("-P", "--pool", default="prefork", choices=["prefork", "solo", "threads"])
     parser.add_argument("-c", "--concurrency", type=int, default=None, help="pool size (default: CPU count)")
     parser.add_argument("-n", "--hostname", default=None, help="node name, %%h is the host (default: celery@%%h)")

@@ -13,7 +13,7 @@ $PY manage.py migrate --noinput -v0
 $PY manage.py make_demo_data > var/demo-logins.txt
 # -B runs the beat scheduler inside this one worker (nightly integrity re-check); production runs
 # `celery -A portal beat` as its own process instead.
-.venv/bin/python -m portal.worker -B -Q celery,exports --schedule var/celerybeat-schedule --loglevel=INFO --concurrency=1 \
+.venv/bin/python -m portal.worker -B -Q celery,exports,pixels --schedule var/celerybeat-schedule --loglevel=INFO --concurrency=1 \
   --hostname="lightbox@%h" > var/worker.log 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM

@@ -34,7 +34,7 @@ def test_the_worker_entry_point_reads_its_options():
 
     args = parse(["-Q", "exports", "--pool", "solo", "--max-memory-per-child", "120000", "-n", "x@%h"])
     assert (args.queues, args.pool, args.max_memory_per_child, args.hostname) == ("exports", "solo", 120000, "x@%h")
-    assert parse([]).queues == "celery,exports"  # what `make run` needs: one worker for all
+    assert parse([]).queues == "celery,exports,pixels"  # what `make run` needs: one worker for all
 
 
 @pytest.mark.parametrize("argv, message", [
