@@ -22,7 +22,8 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404
 
-from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, PixelText, Series, Study
+from imaging.copies import deidentified_copy_among
+from imaging.models import DeidentifiedCopy, Instance, IntegrityAlert, Patient, PixelStatus, PixelText, Series, Study
 from imaging.storage import open_stored
 from portal import crypto
 
@@ -288,19 +289,36 @@ def viewer_instances(series: Series) -> QuerySet[Instance]:
 @dataclass
 class CopyResult:
     name: str
-    outcome: str  # identical, modified, same_study, unknown, not_dicom
+    outcome: str  # identical, modified, deidentified_copy, same_study, unknown, not_dicom
     size: int = 0
     study: Study | None = None
     instance: Instance | None = None
     difference: compare.Difference | None = None
+    copy: DeidentifiedCopy | None = None  # deidentified_copy: which export made it, and when
+    pixels_match: bool | None = None  # deidentified_copy: pixels as we packaged them (None: unreadable)
+
+
+def _pixels_match(fileobj: IO[bytes], copy: DeidentifiedCopy) -> bool | None:
+    """Whether an uploaded de-identified file's pixels are exactly those Lightbox packaged (the
+    original's, or the original's with text masked); None if they cannot be read."""
+    from imaging.dicom.deidentify import pixel_sha256_of
+
+    try:
+        fileobj.seek(0)
+        return pixel_sha256_of(fileobj) == copy.pixel_sha256
+    except Exception:  # noqa: BLE001 - pydicom raises many types on a damaged upload
+        return None
+    finally:
+        fileobj.seek(0)
 
 
 def verify_copies_for_user(user, uploads: Iterable[tuple[str, IO[bytes]]]) -> list[CopyResult]:
     """Compare files a patient holds with the originals on record for *that patient only*.
 
     A file matching another patient's original is reported as "unknown", exactly like a file
-    we never had: the answer must not reveal that someone else's scan exists. The uploads are
-    read, never stored.
+    we never had: the answer must not reveal that someone else's scan exists. A file from one of
+    the patient's own de-identified copies is recognised by its new SOP Instance UID, which
+    Lightbox keeps server side (``imaging.copies``). The uploads are read, never stored.
     """
     from imaging.dicom import compare
 
@@ -323,6 +341,11 @@ def verify_copies_for_user(user, uploads: Iterable[tuple[str, IO[bytes]]]) -> li
             except (compare.CompareError, OSError):
                 difference = None  # it differs (the fingerprint said so); how, we cannot tell
             results.append(CopyResult(name, "modified", facts.size, original.series.study, original, difference))
+            continue
+        copy = deidentified_copy_among(own_instances, facts.sop_uid)
+        if copy is not None:
+            results.append(CopyResult(name, "deidentified_copy", facts.size, copy.original.series.study,
+                                      copy.original, copy=copy, pixels_match=_pixels_match(fileobj, copy)))
             continue
         study = Study.objects.filter(_own(user), study_uid=facts.study_uid).first() if facts.study_uid else None
         results.append(CopyResult(name, "same_study" if study else "unknown", facts.size, study))

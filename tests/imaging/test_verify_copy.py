@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -217,3 +218,63 @@ def test_inspect_upload_fingerprints_and_identifies():
     assert facts.is_dicom and facts.sha256 == hashlib.sha256(data).hexdigest() and facts.size == len(data)
     assert facts.sop_uid == str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID)
     assert not compare.inspect_upload(io.BytesIO(np.arange(100, dtype=np.uint8).tobytes())).is_dicom
+
+
+def _deidentified_copy(originals: list[Path], *, export_ref: int = 7) -> list[bytes]:
+    """De-identify the originals as an export does and record them the way the exporter does."""
+    from imaging.copies import CopyRecord, deidentified_copies_record
+    from imaging.dicom.deidentify import Deidentifier
+    from imaging.models import Instance
+
+    deidentifier = Deidentifier()
+    files, records = [], []
+    for path in originals:
+        with path.open("rb") as fh:
+            out = deidentifier.deidentify(fh)
+        with out.file as spooled:
+            files.append(spooled.read())
+        original = Instance.objects.get(sop_uid=out.original_sop_uid)
+        records.append(CopyRecord(out.sop_uid, original.pk, out.pixel_sha256, out.pixels_masked))
+    deidentified_copies_record(records=records, export_ref=export_ref,
+                               made_at=dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC))
+    return files
+
+
+def test_a_file_from_my_own_deidentified_copy_is_recognised(patient_client: Client, originals):
+    copy = _deidentified_copy(originals)
+    assert pydicom.dcmread(io.BytesIO(copy[0])).PatientIdentityRemoved == "YES"
+    response = check(patient_client, upload("IM000001", copy[0]))
+    assert results(response) == {"IM000001": "deidentified_copy"}
+    result = response.context["results"][0]
+    assert result.pixels_match is True
+    html = response.content.decode()
+    assert "From your de-identified copy." in html
+    assert "This is from your de-identified copy of “CT chest” made on 20 November 2026" in html
+    assert "Its pixels match the original." in html
+    assert "Not found in your records" not in html
+
+
+def test_a_deidentified_copy_whose_picture_was_changed_says_so(patient_client: Client, originals):
+    def paint(ds):
+        arr = ds.pixel_array.copy()
+        arr[0:8, 0:8] = 0
+        ds.PixelData = arr.tobytes()
+
+    copy = _deidentified_copy(originals)
+    ds = pydicom.dcmread(io.BytesIO(copy[1]))
+    paint(ds)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    response = check(patient_client, upload("painted", out.getvalue()))
+    assert response.context["results"][0].outcome == "deidentified_copy"
+    assert response.context["results"][0].pixels_match is False
+    assert "the picture was changed after it was exported" in response.content.decode()
+
+
+def test_another_patients_deidentified_copy_is_unknown(patient_client: Client, other_patient, tmp_path):
+    theirs = write_ct_series(tmp_path / "theirs", slices=1, patient_id="LBX-THEIRS")
+    import_for(other_patient, theirs)
+    copy = _deidentified_copy(theirs)
+    response = check(patient_client, upload("theirs", copy[0]))
+    assert results(response) == {"theirs": "unknown"}
+    assert "de-identified copy" not in response.content.decode()
