@@ -17,7 +17,7 @@ What a copy gets (:data:`PATIENT_COPY_OPTIONS` is the product decision):
 - Every Basic Profile action at every nesting level (compound codes resolved in ``_RESOLVED``),
   with neutral, obviously replaced values: "ANONYMOUS" for names, "ANONYMIZED" for text.
 - Retain Longitudinal Temporal Information with Modified Dates (113107): every date is moved back
-  by one per-archive number of days, so intervals between scans survive; times of day are kept.
+  by one per-archive number of days, so intervals between scans survive; times of day (TM) follow the Basic Profile (removed or emptied).
 - UIDs replaced by ``2.25.<UUID from HMAC-SHA256(archive seed, UID)>``: the same inside one
   archive (references still match), unlinkable across archives.
 - Private attributes, curves (50xx) and overlays (60xx) removed whole; file meta rebuilt.
@@ -116,7 +116,7 @@ def describe_options() -> list[Promise]:
           "DICOM standard's Basic Application Confidentiality Profile (PS3.15 Table E.1-1)."),
         _("Your sex, age, height and weight and your birth date are removed."),
         _("Every date is moved back by the same number of days (between one and ten years) in all files of this "
-          "copy, so the time between your scans is kept; times of day are kept."),
+          "copy, so the time between your scans is kept; times of day are removed."),
         _("Study, series and image identifiers are replaced by new ones that match each other inside this copy "
           "only: two copies cannot be linked to each other or to the original by them."),
         _("Manufacturer-specific (private) data, overlays and curves are removed."),
@@ -235,8 +235,9 @@ class Deidentifier:
             if vr in ("DA", "DT"):
                 elem.value = self._shifted(elem)
                 return
-            if vr == "TM":
-                return  # 113107: dates move by whole days, so the time of day stays true and says little
+            # TM falls through to the Basic Profile too: dates move by whole days, so a kept time
+            # of day would still be the true one, and with the hour of a visit a shifted date can
+            # be matched back to a hospital's schedule (issue 15 lists times as revealing).
             # C has no meaning we could apply to this VR (TimezoneOffsetFromUTC, binary timestamps):
             # the Basic Profile's action, never less than the profile.
             action = rule.basic
