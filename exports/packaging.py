@@ -54,7 +54,7 @@ from pyzipper.zipfile_aes import WZ_AES_V2, AESZipEncrypter, AESZipFile, AESZipI
 from exports.dicomdir import Entry, entry_from_header, write_dicomdir
 from exports.manifest import FileRecord, Manifest, readme, sign
 from imaging.copies import CopyRecord
-from imaging.models import Instance, PixelStatus, Patient, Series, Study
+from imaging.models import Instance, Patient, PixelStatus, Series, Study
 from imaging.storage import CHUNK, open_stored
 
 # ZIP64 extra fields are needed past 2 GiB; deciding per entry keeps small files readable by
