@@ -171,7 +171,7 @@ def _check_decoder(ts: str) -> None:
         raise RenderError(f"The image is stored in an unknown format (transfer syntax {shown or 'unreadable'}), which this server cannot decode.")
     try:
         available = get_decoder(uid).is_available
-    except NotImplementedError:
+    except NotImplementedError:  # pydicom has no decoder class at all for this transfer syntax
         available = False
     if not available:
         raise RenderError(f"The image is compressed with {name or ts}, which this server cannot decode.")

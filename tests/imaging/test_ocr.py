@@ -30,7 +30,15 @@ from imaging.tasks import pixel_text_check_study
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 MISSING = "/nonexistent/bin/tesseract"
 
-pytestmark = pytest.mark.skipif(not ocr.available()[0], reason="tesseract-ocr is not installed (make system-deps)")
+
+
+@pytest.fixture(autouse=True)
+def _tesseract_installed() -> None:
+    """Fail, never skip, without Tesseract: a skipped OCR test would hide a missing install step
+    (the Makefile's system-deps installs tesseract-ocr for make test)."""
+    installed, why = ocr.available()
+    if not installed:
+        pytest.fail(f"The OCR tests need Debian's tesseract-ocr: {why} (make system-deps)")
 
 
 # --- Files ---------------------------------------------------------------------------------
