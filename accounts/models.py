@@ -90,7 +90,7 @@ class ActivationCode(models.Model):
 class AuthenticatorApp(TimestampMixin, ThrottlingMixin, Device):
     """A TOTP authenticator whose secret is encrypted at rest.
 
-    django-otp's own ``TOTPDevice`` keeps its seed in clear hex in the database; SECURITY.md 4
+    django-otp's own ``TOTPDevice`` keeps its seed in clear hex in the database; docs/security.md §4
     asks that a dump reveal no seed, so this device stores a Fernet token instead and verifies
     with django-otp's own ``TOTP`` implementation (same single-use ``last_t`` rule, RFC 6238).
     """
@@ -98,7 +98,7 @@ class AuthenticatorApp(TimestampMixin, ThrottlingMixin, Device):
     encrypted_key = models.TextField()
     step = models.PositiveSmallIntegerField(default=30)
     digits = models.PositiveSmallIntegerField(default=6)
-    # One 30-second step either side absorbs phone clock skew (SECURITY.md 2: at most one step).
+    # One 30-second step either side absorbs phone clock skew (docs/security.md §2: at most one step).
     tolerance = models.PositiveSmallIntegerField(default=1)
     drift = models.SmallIntegerField(default=0)
     last_t = models.BigIntegerField(default=-1)

@@ -1,7 +1,7 @@
 """Writes for accounts: activation, second-factor enrolment and verification, factor changes.
 
 Sensitive changes take the ``request`` because they must check a recent reauthentication
-(SECURITY.md 6) and act on the session (rotation, signing out other sessions).
+(docs/security.md §6) and act on the session (rotation, signing out other sessions).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _client(request: HttpRequest) -> tuple[str | None, str]:
 
 
 def _mark_verified(request: HttpRequest, device: Device, method: str) -> None:
-    # A new session id once the second factor passes (SECURITY.md 5), like Django does at login.
+    # A new session id once the second factor passes (docs/security.md §5), like Django does at login.
     request.session.cycle_key()
     otp_login(request, device)
     ip, agent = _client(request)
@@ -239,7 +239,7 @@ def passkey_verified(*, request: HttpRequest, device: Device) -> None:
 
 def recovery_codes_regenerate(*, request: HttpRequest) -> list[str]:
     """New recovery codes (old ones stop working). Needs a recent reauthentication. A change
-    of second factor, so the user's other sessions are signed out (SECURITY.md 5)."""
+    of second factor, so the user's other sessions are signed out (docs/security.md §5)."""
     require_recent_reauthentication(request)
     with transaction.atomic():
         codes = recovery_codes_generate(request.user)
@@ -279,7 +279,7 @@ def _factors(user: User) -> list[Device]:
 
 
 def sessions_after_password_change(*, request: HttpRequest) -> None:
-    """Sign out every other session of the user (SECURITY.md 5)."""
+    """Sign out every other session of the user (docs/security.md §5)."""
     end_other_sessions(request, request.user)
 
 

@@ -35,7 +35,7 @@ signup = ActivationSignupView.as_view()
 
 
 def _safe_next(request: HttpRequest) -> str:
-    """A URL on this host (SECURITY.md 11). Always a URL, never a view name: ``redirect()``
+    """A URL on this host (docs/security.md §11). Always a URL, never a view name: ``redirect()``
     would try to reverse a bare word like ``foo`` and fail with a server error."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):

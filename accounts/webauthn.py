@@ -1,7 +1,7 @@
 """Passkeys (django-otp-webauthn) as a second factor, wired into Lightbox's rules.
 
 The library's views do the WebAuthn ceremonies; these subclasses add what Lightbox needs:
-registering a passkey needs a verified session and a recent reauthentication (SECURITY.md 6)
+registering a passkey needs a verified session and a recent reauthentication (docs/security.md §6)
 and signs out other sessions; using one as the second factor rotates the session id and is
 recorded as a sign-in like a TOTP code.
 """

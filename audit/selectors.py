@@ -1,7 +1,7 @@
 """Reads of the access log for a given user (STYLE.md "Logic and data").
 
 Every function takes the signed-in user and narrows to the events of the Patient record linked
-to that user; anyone else's event is a 404 like a missing one (SECURITY.md 9). Nothing here
+to that user; anyone else's event is a 404 like a missing one (docs/security.md §9). Nothing here
 records an access: the views record one per page or download, in the same transaction.
 
 The log page is built to cost the same at 1,000 events as at 1,000,000: rows come by keyset

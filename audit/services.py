@@ -1,13 +1,13 @@
 """Writes (and the integrity check) for the access log.
 
 Every access to a patient's data is recorded with ``record_access`` inside the transaction of
-the action itself (SECURITY.md 13), so an action and its audit row commit or roll back together.
+the action itself (docs/security.md §13), so an action and its audit row commit or roll back together.
 Events form one hash chain per patient: each row carries its position ``seq``, the previous row's
 hash and the SHA-256 of its own contents, so ``chain_verify`` can detect an edited, deleted,
 reordered or inserted row even if someone gets past the append-only triggers.
 
 Nothing here logs: events name patients and accessors, and logs are not the place for either
-(SECURITY.md 14).
+(docs/security.md §14).
 """
 
 from __future__ import annotations

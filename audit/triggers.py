@@ -1,4 +1,4 @@
-"""The access log is append-only at the database level (SECURITY.md 13).
+"""The access log is append-only at the database level (docs/security.md §13).
 
 Installed by migration 0002; ``verify_audit`` checks the triggers are still in place.
 """

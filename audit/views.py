@@ -104,7 +104,7 @@ def _csv_rows(events) -> Iterator[str]:
 @require_GET
 @never_cache
 def access_log_csv(request: HttpRequest) -> HttpResponse:
-    # SECURITY.md 6: downloads need a fresh password; afterwards, back to the same filtered log.
+    # docs/security.md §6: downloads need a fresh password; afterwards, back to the same filtered log.
     query = request.GET.copy()
     query.pop(DOWNLOAD_READY, None)
     back = f"{reverse('audit-log')}?{query.urlencode()}" if query else reverse("audit-log")

@@ -7,7 +7,7 @@ AES-256 entry, SHA-256 of every file, DICOMDIR, signed MANIFEST.json, SHA-256 of
 fsync) on a throwaway data dir. 7-Zip: ``7z a -tzip -mem=AES256 -mx0`` on the same stored files,
 in the same run; runs alternate between the two so that load from other processes on a shared
 machine falls on both alike. 7-Zip does not fsync its output, Lightbox must (the archive is
-published with an atomic rename, SECURITY.md 17), so 7-Zip is also timed followed by an fsync
+published with an atomic rename, docs/security.md §17), so 7-Zip is also timed followed by an fsync
 of its archive, and as part of the same work done by 7-Zip alone: ``7z h -scrcSHA256`` of every
 file while ``7z a`` packs them, then of the archive, then an fsync (all that Lightbox does
 but the DICOMDIR and the signed manifest). Prints medians, ranges and ratios, and times the

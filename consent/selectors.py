@@ -1,7 +1,7 @@
 """Reads of consent data.
 
 Patient-facing selectors take the user and narrow to the Patient record linked to them; another
-patient's decision or receipt raises ``Http404`` like a missing one (SECURITY.md 9). The
+patient's decision or receipt raises ``Http404`` like a missing one (docs/security.md §9). The
 state functions (``consent_state_at``, ``effective_consent``) take a Patient and are for other
 services (the consent-check API, flags, exports) that already resolved whose data it is.
 

@@ -10,7 +10,7 @@ every record offset) and checks each record against pydicom's own encoding of it
 The records (PATIENT > STUDY > SERIES > IMAGE) are built from facts the packager already has
 (our rows for an original, the rewritten header for a de-identified copy), so the DICOMDIR never
 needs the files again. File IDs are names we made (``DICOM/ST0001/SE0001/IM000001``), never
-header values (SECURITY.md 16).
+header values (docs/security.md §16).
 """
 
 from __future__ import annotations

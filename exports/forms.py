@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 class ExportRequestForm(forms.Form):
     """Only the choices the patient owns: which of their studies, and which kind of copy.
-    Patient, status and limits are never taken from the form (SECURITY.md 10)."""
+    Patient, status and limits are never taken from the form (docs/security.md §10)."""
 
     KIND_CHOICES = [
         ("original", _("Original: exactly as the hospital stores them, with your name and details")),

@@ -20,7 +20,7 @@ Used by the Celery job (``exports.services.export_package``) and by ``manage.py 
   entries would reuse the CTR keystream.
 - Nothing half-made is ever visible: the archive is written under a temporary name in the same
   directory and the caller publishes it with ``os.replace`` (atomic on one filesystem).
-- Entry names are ours (``DICOM/ST0001/SE0001/IM000001``), never header values (SECURITY.md 16).
+- Entry names are ours (``DICOM/ST0001/SE0001/IM000001``), never header values (docs/security.md §16).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Reads of exports for a given user: only the signed-in patient's own jobs.
 
 Another patient's export (or a privacy officer looking) is ``Http404``, exactly like a missing
-one (SECURITY.md 9). Nothing here writes access events: job rows hold no clinical data beyond
+one (docs/security.md §9). Nothing here writes access events: job rows hold no clinical data beyond
 counts, and the archive itself is only reached through ``services.export_download``.
 """
 

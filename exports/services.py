@@ -1,6 +1,6 @@
 """Writes for exports: request, package (the worker), cancel, revoke, download, purge, reconcile.
 
-Audit (SECURITY.md 13), one AccessEvent per access, written in the same transaction:
+Audit (docs/security.md §13), one AccessEvent per access, written in the same transaction:
 - the request: ``export`` by the patient (portal) or by the privacy office (command);
 - every download: ``download`` by the patient.
 The packaging itself writes no event of its own: it is the fulfilment of the request already
@@ -8,7 +8,7 @@ recorded (the patient's log says "Exported" once, not once per worker attempt), 
 that is killed and retried must not add rows. Cancel, revoke, expiry and purge touch no patient
 data and record none.
 
-Reliability (SECURITY.md 17): the job row is committed before the task is sent
+Reliability (docs/security.md §17): the job row is committed before the task is sent
 (``transaction.on_commit``); sending failures (broker down) leave the job queued for
 ``exports_reconcile``. The worker claims the job under a row lock, writes the archive under a
 temporary name and publishes it with ``os.replace`` only while it still holds the claim, so a
@@ -137,7 +137,7 @@ def export_dispatch(*, export_id: int) -> bool:
     """Send the packaging task for a queued job; False when the broker is unreachable.
 
     Callers: ``export_request`` (on commit) and ``exports_reconcile``. Never raises: the job
-    stays queued and the reconciler tries again (SECURITY.md 17). Records nothing.
+    stays queued and the reconciler tries again (docs/security.md §17). Records nothing.
     """
     from exports.tasks import package_export
 

@@ -2,7 +2,7 @@
 download, revoke. Every view narrows through ``exports.selectors`` (another patient's export is
 a 404); requesting and downloading need a fresh reauthentication, checked here (allauth's
 decorator; for the download, ``portal.reauth.reauthenticate_before_download``, which returns to
-this export's page) and again in the service (SECURITY.md 6).
+this export's page) and again in the service (docs/security.md §6).
 """
 
 from __future__ import annotations
@@ -109,6 +109,6 @@ def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
         return render(request, "exports/detail.html", {
             "export": export, "status": selectors.status_payload(export), "unavailable": str(exc),
         }, status=410)
-    # The name is ours, never a header value (SECURITY.md 16).
+    # The name is ours, never a header value (docs/security.md §16).
     return FileResponse(fh, as_attachment=True, filename=f"lightbox-export-{export.pk}.zip",
                         content_type="application/zip")

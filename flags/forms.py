@@ -1,5 +1,5 @@
 """Forms for flags. Each declares only the fields it owns: the patient, study, status and
-assignee of a flag come from the URL and the selectors, never from posted data (SECURITY.md 10)."""
+assignee of a flag come from the URL and the selectors, never from posted data (docs/security.md §10)."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ def officers() -> QuerySet[User]:
 
 def flag_for_officer(user, flag_id: int) -> Flag:
     """A flag the officer holds (claimed or assigned), with its patient; ``Http404`` otherwise,
-    the same as a missing flag (SECURITY.md 9)."""
+    the same as a missing flag (docs/security.md §9)."""
     require_officer(user)
     flag = (
         Flag.objects.filter(pk=flag_id, assignee=user)

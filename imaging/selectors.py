@@ -2,11 +2,11 @@
 
 Every function that returns a patient's study, series or instance takes the user and narrows
 to the studies of the Patient record linked to that user. Another patient's object raises
-``Http404`` exactly like a missing one (SECURITY.md 9). Privacy officers have no linked record,
+``Http404`` exactly like a missing one (docs/security.md §9). Privacy officers have no linked record,
 so these selectors show them nothing; they reach patient data only through the flags queue.
 
 None of these write access events: the views record one per page, in the same transaction
-as the read (SECURITY.md 13).
+as the read (docs/security.md §13).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Finding the files an import should read: files, folders, ZIP archives (SECURITY.md 16).
+"""Finding the files an import should read: files, folders, ZIP archives (docs/security.md §16).
 
 Used only by ``imaging.services.dicom_import``. Nothing here trusts a name that came from
 outside: archive members are copied, under limits, into the run's own temporary directory with

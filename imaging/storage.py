@@ -1,7 +1,7 @@
 """Content-addressed storage for DICOM files and cached renders, through Django's storage API.
 
 Object names are ours, derived from the SHA-256 of the bytes (``dicom/ab/cd/<sha256>.dcm``),
-never from anything in a file's header or an archive's member names (SECURITY.md 16). Because
+never from anything in a file's header or an archive's member names (docs/security.md §16). Because
 a name is a function of the content, a second write of the same name is the same bytes, and
 object storage (S3-compatible, via django-storages) works by changing ``STORAGES`` only.
 """

@@ -2,7 +2,7 @@
 
 Every view narrows through ``imaging.selectors`` (another patient's object is a 404). The study
 page, the viewer and an image download each record one access event in the same transaction as
-the read (SECURITY.md 13); the frames and thumbnails the pages load record none, or a scroll
+the read (docs/security.md §13); the frames and thumbnails the pages load record none, or a scroll
 through a CT would write hundreds.
 """
 
@@ -244,7 +244,7 @@ def series_thumbnail(request: HttpRequest, study_id: int, series_id: int) -> Htt
 @never_cache
 @transaction.atomic
 def download_image(request: HttpRequest, study_id: int, series_id: int, instance_id: int) -> HttpResponse:
-    require_recent_reauthentication(request)  # SECURITY.md 6: downloads need a fresh password
+    require_recent_reauthentication(request)  # docs/security.md §6: downloads need a fresh password
     instance = selectors.instance_for_user(request.user, study_id, series_id, instance_id)
     try:
         index = int(request.GET.get("frame", "0"))
@@ -266,7 +266,7 @@ def download_image(request: HttpRequest, study_id: int, series_id: int, instance
         details={"format": "png", "series": instance.series_id, "instance": instance.pk, "frame": index},
     )
     response = _image_response(data)
-    # The name is ours, never a header value (SECURITY.md 16).
+    # The name is ours, never a header value (docs/security.md §16).
     date = study.study_date.isoformat() if study.study_date else "undated"
     number = instance.number if instance.number is not None else instance.pk
     response["Content-Disposition"] = f'attachment; filename="scan-{date}-series-{instance.series.number or 0}-image-{number}-{index + 1}.png"'

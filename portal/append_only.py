@@ -1,4 +1,4 @@
-"""Database triggers that make a table append-only (SECURITY.md 13): UPDATE and DELETE refused.
+"""Database triggers that make a table append-only (docs/security.md §13): UPDATE and DELETE refused.
 
 Used for the access log (``audit``) and consent decisions (``consent``). Each app keeps a small
 ``triggers`` module naming its table, so its migration installs the triggers and a later

@@ -47,7 +47,7 @@ AUTH_STARTED_KEY = "lightbox_auth_started"
 
 
 class AbsoluteSessionTimeoutMiddleware:
-    """Ends a signed-in session 12 hours after sign-in, however active (SECURITY.md 5).
+    """Ends a signed-in session 12 hours after sign-in, however active (docs/security.md §5).
 
     The idle timeout is Django's own (``SESSION_COOKIE_AGE`` with ``SESSION_SAVE_EVERY_REQUEST``);
     this adds the ceiling that activity cannot extend.
@@ -115,7 +115,7 @@ class SecondFactorGateMiddleware:
 
 
 class NoStoreForSignedInMiddleware:
-    """Every response to a signed-in user carries ``Cache-Control: no-store`` (SECURITY.md 15).
+    """Every response to a signed-in user carries ``Cache-Control: no-store`` (docs/security.md §15).
 
     Views add ``never_cache`` too; this catches the pages of libraries (allauth, admin) so that
     nothing personal is kept by a shared computer's browser cache or a proxy.

@@ -1,4 +1,4 @@
-"""Recent reauthentication, checked in the view and again in the service (SECURITY.md 6)."""
+"""Recent reauthentication, checked in the view and again in the service (docs/security.md §6)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def require_recent_reauthentication(request: HttpRequest) -> None:
 
 def reauthenticate_before_download(request: HttpRequest, *, back: str) -> HttpResponseRedirect | None:
     """None when the password was re-entered recently; otherwise a redirect to the password page
-    that then returns the patient to ``back`` with ``download=ready`` added (SECURITY.md 6).
+    that then returns the patient to ``back`` with ``download=ready`` added (docs/security.md §6).
 
     Why not allauth's usual resume of the request: a file response does not move the browser,
     so the password page stayed on screen while the file arrived, and typing the password again

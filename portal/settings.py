@@ -206,7 +206,7 @@ ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_EMAIL_NOTIFICATIONS = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
-# SECURITY.md 6: sensitive actions need a password re-entry no older than five minutes.
+# docs/security.md §6: sensitive actions need a password re-entry no older than five minutes.
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 ACCOUNT_FORMS = {"signup": "accounts.forms.ActivationSignupForm"}
 ACCOUNT_RATE_LIMITS = {
@@ -245,7 +245,7 @@ OTP_WEBAUTHN_RP_NAME = SITE_NAME
 OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
 OTP_WEBAUTHN_ALLOWED_ORIGINS = envlist("WEBAUTHN_ORIGINS", [SITE_URL])
 
-# --- Sessions (SECURITY.md 5) ---------------------------------------------------------------
+# --- Sessions (docs/security.md §5) ---------------------------------------------------------------
 # Idle timeout 15 minutes: the cookie and the server-side session expire 15 minutes after the
 # last request (HIPAA automatic logoff); SESSION_SAVE_EVERY_REQUEST slides the window.
 SESSION_COOKIE_AGE = 15 * 60
@@ -264,7 +264,7 @@ CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 CSRF_FAILURE_VIEW = "portal.views.csrf_failure"
 
-# --- Security headers (SECURITY.md 15) ------------------------------------------------------
+# --- Security headers (docs/security.md §15) ------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -403,7 +403,7 @@ TIME_ZONE = envstr("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-# --- Logging: request ids, never secrets (SECURITY.md 14) -----------------------------------
+# --- Logging: request ids, never secrets (docs/security.md §14) -----------------------------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -422,7 +422,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # At DEBUG the template engine logs whole page contexts, which on the enrolment and
-        # recovery-code pages include secrets (SECURITY.md 14); never below INFO.
+        # recovery-code pages include secrets (docs/security.md §14); never below INFO.
         "django.template": {"level": "INFO"},
         # pylibjpeg's OpenJPEG plugin logs every tile it encodes at INFO.
         "openjpeg": {"level": "WARNING"},

@@ -67,7 +67,7 @@ def form_value() -> st.SearchStrategy[str | list[str]]:
 
 def form_data(fields: list[str], *, extra: tuple[str, ...] = ("patient", "status", "owner", "user", "id")) -> st.SearchStrategy[dict]:
     """A POST/GET body for a form with ``fields``: any subset, any values, plus fields it does
-    not own (SECURITY.md 10: they must be ignored)."""
+    not own (docs/security.md §10: they must be ignored)."""
     keys = list(dict.fromkeys([*fields, *extra]))
     return st.fixed_dictionaries({}, optional={key: form_value() for key in keys})
 

@@ -1,4 +1,4 @@
-"""Make the access log append-only in the database itself (SECURITY.md 13).
+"""Make the access log append-only in the database itself (docs/security.md §13).
 
 Application code never updates or deletes an AccessEvent; these triggers make sure nothing else
 does either (a bug, a shell, a compromised web process). Someone with rights to drop triggers can

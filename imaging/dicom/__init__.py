@@ -14,5 +14,5 @@ import pydicom.config  # noqa: F401 - imported first: it resets its logger's lev
 
 # pydicom logs every odd value it meets (with the value itself, which can be patient data).
 # Hostile and sloppy files are expected here and each rejection carries its own reason, so only
-# pydicom's errors reach the log (SECURITY.md 14: no patient data in logs).
+# pydicom's errors reach the log (docs/security.md §14: no patient data in logs).
 logging.getLogger("pydicom").setLevel(logging.ERROR)

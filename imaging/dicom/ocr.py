@@ -8,7 +8,7 @@ have already narrowed to one patient's files, and their services record the acce
 How a file is read
   Every frame of every image is read, whatever ``BurnedInAnnotation`` says. Frames are decoded
   ONE AT A TIME (``pydicom.pixels.iter_pixels`` from the open file, after the size check of
-  SECURITY.md 21), put on the viewer's 8-bit scale (``render._to_8bit``: Modality LUT, window or
+  docs/security.md §21), put on the viewer's 8-bit scale (``render._to_8bit``: Modality LUT, window or
   min-max, palette and YBR to RGB, MONOCHROME1 inverted), colour reduced to its brightest
   channel (overlay text is usually a saturated colour: pure blue text on black has a luminance
   of 29 of 255 but a brightest channel of 255), flipped so the background is light (Tesseract
@@ -366,7 +366,7 @@ def _read_frames(stream: IO[bytes], index: int, state: _Pending, given: dict[str
         raise _Unreadable("The file holds no image (no pixel data).")
     frames = _int(header.get("NumberOfFrames"), 1)
     samples = _int(header.get("SamplesPerPixel"), 1)
-    # SECURITY.md 21: the decoded size is checked against the header before anything is
+    # docs/security.md §21: the decoded size is checked against the header before anything is
     # decoded, with the same limits as ingest (a lying header cannot make us allocate more).
     if rows * cols > parse.MAX_FRAME_PIXELS or frames * rows * cols * samples > parse.MAX_TOTAL_SAMPLES:
         raise _Unreadable("The image is larger than any real scan; it was not read for text.")

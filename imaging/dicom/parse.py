@@ -1,4 +1,4 @@
-"""Defensive parsing of one DICOM file into plain metadata (SECURITY.md 16).
+"""Defensive parsing of one DICOM file into plain metadata (docs/security.md §16).
 
 Called by ``imaging.services.dicom_import`` for every file it meets, before anything is stored.
 A file is either turned into a :class:`ParsedInstance` (or a :class:`DicomDirIndex` for a media
@@ -39,7 +39,7 @@ MAX_DIRECTORY_RECORDS = 200_000
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 # What anonymisers and some archives write instead of a UID: a hash (64 hex characters), a UUID,
 # base64url. pydicom reads such files, and the UID only ever labels rows (storage names are
-# content addresses, SECURITY.md 16), so Study, Series and SOP Instance UIDs made of letters,
+# content addresses, docs/security.md §16), so Study, Series and SOP Instance UIDs made of letters,
 # digits, '-' and '_' in dot-separated components are kept, with a warning. Everything that could
 # be a path or markup ('/', '\\', '..', ':', spaces, NUL and other control characters) still fails.
 _HASH_LIKE_UID_RE = re.compile(r"[0-9A-Za-z_-]+(\.[0-9A-Za-z_-]+)*")

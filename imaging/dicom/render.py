@@ -103,7 +103,7 @@ def decode_problem(path: str | os.PathLike[str]) -> str | None:
     Called by ``imaging.services.dicom_import`` for every new image, so that an undecodable file
     is stored (it is still the patient's record) but marked, and its pages say why. The caller
     has already size-checked the header (``parse``); frames too large to show are refused here
-    before any decoding (SECURITY.md 21)."""
+    before any decoding (docs/security.md §21)."""
     try:
         with open(path, "rb") as stream:
             return stream_decode_problem(stream)
@@ -179,7 +179,7 @@ def _check_decoder(ts: str) -> None:
 
 def _check_codestream_size(stream: BinaryIO, header: Any, frame: int, ts: str, header_pixels: int) -> None:
     """Refuse a JPEG or JPEG 2000 frame whose own header claims more pixels than the DICOM header
-    (SECURITY.md 21). The decoders allocate what the codestream claims: pydicom's JPEG2000.dcm
+    (docs/security.md §21). The decoders allocate what the codestream claims: pydicom's JPEG2000.dcm
     with its SIZ marker set to 30000 x 30000 made a check of one frame peak at 5.2 GB. The
     codestream's header is read by the codec libraries themselves (pylibjpeg-openjpeg's and
     pylibjpeg-libjpeg's ``get_parameters``), which do not decode. Anything this cannot read is

@@ -1,4 +1,4 @@
-"""Patient signup with a hospital activation code (SECURITY.md 1, 8, 10; DESIGN.md "Roles")."""
+"""Patient signup with a hospital activation code (docs/security.md §1, 8, 10; DESIGN.md "Roles")."""
 
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def test_activation_guessing_is_rate_limited_per_ip(client, new_patient, code):
 
 
 def test_signup_ignores_fields_it_does_not_own(client, new_patient, code):
-    """SECURITY.md 10: no mass assignment of role, staff flags, patient or user."""
+    """docs/security.md §10: no mass assignment of role, staff flags, patient or user."""
     other_record = PatientFactory()
     someone = UserFactory()
     response = client.post(
@@ -264,7 +264,7 @@ def test_confirmed_patient_signing_in_lands_on_second_factor_enrolment(client, n
     confirmed = client.post(confirm_path)
     assert confirmed.status_code == 302
     assert EmailAddress.objects.get(email="new.patient@example.net").verified
-    assert not is_signed_in(client)  # confirming the email is not a way in (SECURITY.md 1)
+    assert not is_signed_in(client)  # confirming the email is not a way in (docs/security.md §1)
 
     response = client.post(
         "/accounts/login/", {"login": "new.patient@example.net", "password": NEW_PASSWORD}, follow=True

@@ -1,4 +1,4 @@
-"""Login, signup and password reset do not reveal whether an email has an account (SECURITY.md 7)."""
+"""Login, signup and password reset do not reveal whether an email has an account (docs/security.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Password reset is never a way past the second factor (SECURITY.md 1, 5)."""
+"""Password reset is never a way past the second factor (docs/security.md §1, 5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The second factor: enrolment, verification, single use, rate limits, secrets at rest, passkeys.
 
-SECURITY.md 1-4 and 6. Everything runs against the real stack (PostgreSQL, Redis, django-otp,
+docs/security.md §1-4 and 6. Everything runs against the real stack (PostgreSQL, Redis, django-otp,
 allauth); the only thing a test picks is which code to type.
 """
 
@@ -751,7 +751,7 @@ def test_recovery_codes_are_stored_hashed(patient):
 
 @pytest.mark.django_db(transaction=True)
 def test_database_dump_reveals_no_totp_secret_or_recovery_code():
-    """A real ``pg_dump`` of the database after a real enrolment (SECURITY.md 4)."""
+    """A real ``pg_dump`` of the database after a real enrolment (docs/security.md §4)."""
     user = _patient_without_factor()
     client = login_password_only(Client(), user)
     client.get(ENROL_URL)

@@ -1,4 +1,4 @@
-"""The account security page and its actions (SECURITY.md 5, 6, 11).
+"""The account security page and its actions (docs/security.md §5, 6, 11).
 
 Each view: anonymous -> login; password-only -> the second-factor step; another user's device
 -> 404 like a missing one; wrong method -> 405; changes need a recent reauthentication and CSRF.

@@ -1,4 +1,4 @@
-"""Sessions (SECURITY.md 5) and password sign-in limits (SECURITY.md 3).
+"""Sessions (docs/security.md §5) and password sign-in limits (docs/security.md §3).
 
 New session id at login and after the second factor; logout ends the session; 15-minute idle
 and 12-hour absolute timeouts; a password or second-factor change signs out other sessions.
@@ -299,7 +299,7 @@ def test_sign_out_everywhere_else(patient_client, patient):
     assert patient_client.get("/").status_code == 200
 
 
-# --- password sign-in limits (SECURITY.md 3) ---------------------------------------------------
+# --- password sign-in limits (docs/security.md §3) ---------------------------------------------------
 
 
 @pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The access log is append-only in the database itself (SECURITY.md 13).
+"""The access log is append-only in the database itself (docs/security.md §13).
 
 PostgreSQL (the test database) is checked through the ORM and raw SQL. The embedded default's
 SQLite triggers are checked on a real database built by ``manage.py migrate`` in a subprocess.

@@ -1,4 +1,4 @@
-"""``manage.py verify_audit`` finds every kind of tampering (SECURITY.md 13).
+"""``manage.py verify_audit`` finds every kind of tampering (docs/security.md §13).
 
 The attacker here has database superuser rights: they switch the append-only trigger off
 (inside the test's transaction, so it comes back afterwards), change rows, and switch it on again.

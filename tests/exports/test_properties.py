@@ -2,7 +2,7 @@
 
 Properties: any posted body is answered without a server error; a refused request shows its
 errors and creates no export; an accepted one creates exactly one export of the patient's own
-studies (the ones ticked, or all), whatever else was posted (SECURITY.md 10); every valid choice
+studies (the ones ticked, or all), whatever else was posted (docs/security.md §10); every valid choice
 is accepted. Examples run in rolled-back transactions, so no job reaches the broker.
 """
 

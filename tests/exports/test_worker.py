@@ -1,4 +1,4 @@
-"""The two failure cases of SECURITY.md 17 with a real Celery worker process on Redis:
+"""The two failure cases of docs/security.md §17 with a real Celery worker process on Redis:
 a worker SIGKILLed mid-packaging, and a broker outage at request time."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ office's note, message, status, assignment, incident and queue filters (issue 9)
 Properties: no input gets a server error; a refused input writes nothing (no flag, no timeline
 entry, no incident or notice) and says why (form errors on the page, or an error message after
 the redirect); an accepted one writes and says so; the posted fields a form does not own
-(patient, status, owner...) change nothing (SECURITY.md 10).
+(patient, status, owner...) change nothing (docs/security.md §10).
 """
 
 from __future__ import annotations

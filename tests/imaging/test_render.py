@@ -250,7 +250,7 @@ def test_big_endian_palette_through_the_import_and_thumbnail(inputs):
     assert thumb.mean() > 10
 
 
-# --- A codestream that claims more pixels than its header (SECURITY.md 21) ---------------------
+# --- A codestream that claims more pixels than its header (docs/security.md §21) ---------------------
 
 COMPRESSED = {"openjpeg": JPEG2000TransferSyntaxes, "libjpeg": JPEGTransferSyntaxes + JPEGLSTransferSyntaxes}
 

@@ -2,7 +2,7 @@
 
 Each view's failure cases (STYLE.md): anonymous → login; password-only → second-factor step;
 another patient's object → 404 like a missing one; wrong method → 405. And the access events
-(SECURITY.md 13): one per study page, viewer open and download, none per frame or thumbnail.
+(docs/security.md §13): one per study page, viewer open and download, none per frame or thumbnail.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The authorization matrix (SECURITY.md 9-12): every route x every principal x every kind of id.
+"""The authorization matrix (docs/security.md §9-12): every route x every principal x every kind of id.
 
 Generated from the URL resolver: every pattern (ours, allauth's, the admin's, django-otp-webauthn's
 and the APIs) must have an explicit entry in ``TABLE`` saying who gets what. A new route without

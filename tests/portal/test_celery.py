@@ -1,4 +1,4 @@
-"""The Celery app's safety settings (STYLE.md "Celery", SECURITY.md 18)."""
+"""The Celery app's safety settings (STYLE.md "Celery", docs/security.md §18)."""
 
 from __future__ import annotations
 

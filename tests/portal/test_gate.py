@@ -1,4 +1,4 @@
-"""The second-factor gate, walked over every URL pattern the resolver knows (SECURITY.md 1).
+"""The second-factor gate, walked over every URL pattern the resolver knows (docs/security.md §1).
 
 A new view cannot slip past: every pattern is requested with an anonymous session and with a
 password-only session; a view that answers them must be on the reviewed lists below.

@@ -1,4 +1,4 @@
-"""SECURITY.md 15 on every page: security headers, no-store and cookies, walked over the URLconf.
+"""docs/security.md §15 on every page: security headers, no-store and cookies, walked over the URLconf.
 
 The walk takes every URL pattern the resolver knows (the same walker as the second-factor gate
 test, so a new view is covered the day it is added) and requests it as an anonymous visitor, a
@@ -70,7 +70,7 @@ def csp_problems(policy: str) -> list[str]:
 
 
 def header_problems(headers: dict[str, str], *, signed_in: bool) -> list[str]:
-    """SECURITY.md 15's headers on one response; ``headers`` has lower-case names."""
+    """docs/security.md §15's headers on one response; ``headers`` has lower-case names."""
     problems = []
     policy = headers.get("content-security-policy")
     if policy is None:

@@ -1,4 +1,4 @@
-"""No passwords, codes or patient names in application logs or mailed text (SECURITY.md 14).
+"""No passwords, codes or patient names in application logs or mailed text (docs/security.md §14).
 
 Every log record from every logger is captured at DEBUG (and, for good measure, Django's SQL
 debug log) while a patient signs up with an activation code, confirms the email, enrols an

@@ -1,4 +1,4 @@
-"""Security headers and cookies (SECURITY.md 15)."""
+"""Security headers and cookies (docs/security.md §15)."""
 
 from __future__ import annotations
 
