@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ActivationCode, AuthenticatorApp, RecoveryCodeSet, ServiceAccount, SignInEvent, User
+from accounts.models import ActivationCode, AuthenticatorApp, RecoveryCodeSet, SignInEvent, User
+from core.models import ServiceAccount
 
 
 @admin.register(User)

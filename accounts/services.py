@@ -28,14 +28,14 @@ from accounts.models import (
     AuthenticatorApp,
     RecoveryCode,
     RecoveryCodeSet,
-    ServiceAccount,
     SignInEvent,
     User,
 )
 from accounts.selectors import user_has_confirmed_factor
+from core import crypto
+from core.models import ServiceAccount
+from core.reauth import require_recent_reauthentication
 from imaging.models import Patient
-from portal import crypto
-from portal.reauth import require_recent_reauthentication
 
 # Crockford's base32: no I, L, O, U, so a code read aloud or typed from a letter survives.
 _CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

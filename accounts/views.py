@@ -19,8 +19,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services, webauthn
 from accounts.forms import AuthenticatorConfirmForm, CodeForm, RenameFactorForm
-from portal.middleware import second_factor_step
-from portal.reauth import require_recent_reauthentication
+from accounts.middleware import second_factor_step
+from core.reauth import require_recent_reauthentication
 
 
 @method_decorator(sensitive_post_parameters("password1", "password2", "activation_code", "birth_date"), name="dispatch")

@@ -19,8 +19,8 @@ from django_otp_webauthn.views import (
 )
 
 from accounts import services
-from portal.middleware import second_factor_step
-from portal.reauth import require_recent_reauthentication
+from accounts.middleware import second_factor_step
+from core.reauth import require_recent_reauthentication
 
 
 class _RegistrationRules:

@@ -1,7 +1,7 @@
 """Signed checkpoints of every chain head (issue 4 "Tamper evidence").
 
 Once a day ``checkpoint_create`` snapshots (patient id, seq, hash) of every chain head and signs
-a statement holding their SHA-256 with the hospital's Ed25519 key (portal.signing; public key at
+a statement holding their SHA-256 with the hospital's Ed25519 key (core.signing; public key at
 ``/.well-known/lightbox-signing-key.pem``). ``export_audit_checkpoints`` writes them as JSON for
 someone outside the hospital to keep. Later, anyone can check with the public key that the
 statement is genuine, and ``checkpoint_verify`` checks that every chain still passes through the
@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AccessEvent, AuditCheckpoint, ChainHead
-from portal import signing
+from core import signing
 
 FORMAT = "lightbox-audit-checkpoint/1"
 

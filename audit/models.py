@@ -13,6 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.querysets import patient_owned
+
 # prev_hash of the first event in every patient's chain.
 GENESIS_HASH = "0" * 64
 
@@ -94,6 +96,8 @@ class AccessEvent(models.Model):
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
+    objects = patient_owned("patient_id").as_manager()
+
     class Meta:
         ordering = ["-occurred_at", "-pk"]
         constraints = [
@@ -150,6 +154,8 @@ class MonthlyAccessCount(models.Model):
     purpose = models.CharField(max_length=32, choices=AccessEvent.Purpose.choices)
     count = models.PositiveBigIntegerField(default=0)
 
+    objects = patient_owned("patient_id").as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -191,7 +197,7 @@ class NotificationSent(models.Model):
 class AuditCheckpoint(models.Model):
     """A signed snapshot of every chain head (issue 4 "Tamper evidence").
 
-    ``statement`` is the exact canonical JSON that was signed (Ed25519, portal.signing); it
+    ``statement`` is the exact canonical JSON that was signed (Ed25519, core.signing); it
     carries the SHA-256 of ``heads`` ({patient id: [seq, hash]}). Whoever holds an exported copy
     can later check that each chain still passes through the hash it had at that moment, so
     history before the checkpoint cannot be rewritten unnoticed, even by a database owner.

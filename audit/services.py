@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from allauth.account.adapter import get_adapter
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.models import GENESIS_HASH, AccessEvent, ChainHead
+from core.actor import Actor, Kind
 from imaging.models import Patient, Study
 
 # What the hash covers: every field of the event except its row id (assigned by the database
@@ -245,53 +244,66 @@ def _count_month(event: AccessEvent) -> None:
         )
 
 
-def record_portal_access(
-    request: HttpRequest,
+def record_for_actor(
     *,
+    actor: Actor,
     patient: Patient,
     action: str,
     study: Study | None = None,
     purpose: str | None = None,
+    outcome: str = "success",
+    occurred_at: dt.datetime | None = None,
     details: dict[str, Any] | None = None,
+    source: str | None = None,
 ) -> AccessEvent:
-    """Record an access made through the portal by the signed-in user.
+    """Record ``actor``'s access to ``patient``'s records, named as the patient will read it.
 
-    Callers: portal views and services, after the selector has allowed the access. The actor
-    comes from ``request.user``: the patient themselves (purpose defaults to
-    ``patient_request``) or a privacy officer (``privacy_investigation``), who appears to the
-    patient under their email, role and the hospital's name. Anyone else raises
-    ``PermissionDenied``: the portal has no other way to reach a patient's data, so reaching
-    here is a bug and the action must not go ahead unrecorded.
+    Installed as ``core.access_log.record`` (the port every service writes through). Callers:
+    services, after their selector (``for_actor``) allowed the access, inside its transaction.
+
+    - a patient: "Patient (self)", purpose ``patient_request`` unless given;
+    - a privacy officer: their email, role and the hospital's name, purpose
+      ``privacy_investigation`` unless given;
+    - a service account: its name, organisation and type, source ``api``;
+    - a command or task (``Actor.system``): its name and the hospital's name.
+
+    Anyone else (an administrator, an anonymous request), and any actor whose ``for_actor`` rule
+    does not reach ``patient``, raises ``PermissionDenied``: reaching here is a bug and the action
+    must not go ahead unrecorded.
     """
-    user = request.user
-    if not user.is_authenticated:
-        raise PermissionDenied("An anonymous request cannot access patient data.")
-    if patient.user_id is not None and patient.user_id == user.pk:
-        actor: dict[str, str] = {
-            "actor_type": AccessEvent.ActorType.PATIENT,
-            "actor_name": "Patient (self)",
-            "purpose": purpose or AccessEvent.Purpose.PATIENT_REQUEST,
-        }
-    elif getattr(user, "is_privacy_officer", False):
-        actor = {
-            "actor_type": AccessEvent.ActorType.PRIVACY_OFFICE,
-            "actor_name": user.email,
-            "organization": settings.HOSPITAL_NAME,
-            "role": "Privacy officer",
-            "purpose": purpose or AccessEvent.Purpose.PRIVACY_INVESTIGATION,
-        }
+    if not actor.may_reach(patient.pk):
+        raise PermissionDenied("This actor may not reach this patient's records.")
+    kind = actor.kind
+    fields: dict[str, str]
+    if kind == Kind.PATIENT:
+        fields = {"actor_type": AccessEvent.ActorType.PATIENT, "actor_name": "Patient (self)",
+                  "purpose": purpose or AccessEvent.Purpose.PATIENT_REQUEST}
+    elif kind == Kind.PRIVACY_OFFICER:
+        fields = {"actor_type": AccessEvent.ActorType.PRIVACY_OFFICE, "actor_name": actor.name,
+                  "organization": actor.organization or settings.HOSPITAL_NAME, "role": actor.role or "Privacy officer",
+                  "purpose": purpose or AccessEvent.Purpose.PRIVACY_INVESTIGATION}
+    elif kind == Kind.SERVICE:
+        fields = {"actor_type": actor.service_type or AccessEvent.ActorType.SERVICE, "actor_name": actor.name,
+                  "organization": actor.organization, "purpose": purpose or AccessEvent.Purpose.OPERATIONS}
+        source = source or AccessEvent.Source.API
+    elif kind == Kind.SYSTEM:
+        fields = {"actor_type": AccessEvent.ActorType.SYSTEM, "actor_name": actor.name,
+                  "organization": actor.organization, "role": actor.role,
+                  "purpose": purpose or AccessEvent.Purpose.OPERATIONS}
     else:
-        raise PermissionDenied("This account may not access this patient's data.")
+        raise PermissionDenied("This account may not access patients' records.")
     return record_access(
         patient=patient,
         study=study,
         action=action,
-        actor_ref=f"user:{user.pk}",
-        source=AccessEvent.Source.PORTAL,
-        ip=get_adapter(request).get_client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        outcome=outcome,
+        occurred_at=occurred_at,
+        actor_ref=actor.ref,
+        source=source or AccessEvent.Source.PORTAL,
+        ip=actor.ip,
+        user_agent=actor.user_agent,
         details=details,
-        **actor,
+        **fields,
     )
 
 

@@ -5,7 +5,7 @@ Installed by migration 0002; ``verify_audit`` checks the triggers are still in p
 
 from __future__ import annotations
 
-from portal.append_only import AppendOnlyTable
+from core.append_only import AppendOnlyTable
 
 _TABLE = AppendOnlyTable("audit_accessevent", "the access log")
 TABLE = _TABLE.table

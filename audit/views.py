@@ -23,7 +23,7 @@ from audit import notifications, selectors
 from audit.charts import timeline_chart
 from audit.forms import AccessLogFilterForm, NotificationPreferenceForm
 from audit.services import record_portal_access
-from portal.reauth import DOWNLOAD_READY, download_ready, reauthenticate_before_download
+from core.reauth import DOWNLOAD_READY, download_ready, reauthenticate_before_download
 
 CSV_COLUMNS = [
     "occurred_at", "actor_type", "actor_name", "role", "organization", "purpose", "action", "outcome",

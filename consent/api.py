@@ -13,9 +13,9 @@ from django.http import HttpRequest, JsonResponse
 
 from consent import services
 from consent.models import Scope
+from core.api import ApiError, api_endpoint, json_body
 from imaging.models import Patient, Study
 from portal import openapi
-from portal.api import ApiError, api_endpoint, json_body
 
 
 def _scope(value: object) -> str:

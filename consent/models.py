@@ -16,6 +16,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.querysets import patient_owned
+
 
 class Scope(models.TextChoices):
     AI_TRAINING = "ai_training", _("AI training")
@@ -87,6 +89,8 @@ class ConsentDecision(models.Model):
     receipt_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # The signed receipt exactly as issued: re-downloads are byte-identical and verify forever.
     receipt = models.JSONField(default=dict, editable=False)
+
+    objects = patient_owned("patient_id").as_manager()
 
     class Meta:
         ordering = ["-decided_at", "-pk"]

@@ -2,7 +2,7 @@
 
 A receipt is a JSON document ``{"receipt": {...}, "signature": {...}}``. The signature is
 Ed25519 over the canonical JSON of ``receipt`` (sorted keys, no whitespace, UTF-8), made with
-Lightbox's signing key (``portal.signing``); the public half is published at
+Lightbox's signing key (``core.signing``); the public half is published at
 ``/.well-known/lightbox-signing-key.pem``, so anyone holding a receipt can check it without us.
 
 The subject is pseudonymous: a keyed hash of the patient's record id, stable for one hospital
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.urls import reverse
 
-from portal import crypto, signing
+from core import crypto, signing
 
 SCHEMA = "lightbox-consent-receipt/1"
 ALGORITHM = "Ed25519"

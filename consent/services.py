@@ -24,14 +24,14 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import ServiceAccount
 from audit.models import AccessEvent
 from audit.services import record_access, record_portal_access
 from consent import fhir, receipts, selectors
 from consent.models import ConsentDecision, ConsentPolicy, Scope
 from consent.scopes import AUDIT_PURPOSE
+from core.models import ServiceAccount
+from core.reauth import require_recent_reauthentication
 from imaging.models import Patient, Study
-from portal.reauth import require_recent_reauthentication
 
 # A cohort request names at most this many studies: a dataset builder pages through larger
 # sets, and one request stays one short transaction.

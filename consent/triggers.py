@@ -6,7 +6,7 @@ would contradict the receipt the patient holds. Installed by migration 0002.
 
 from __future__ import annotations
 
-from portal.append_only import AppendOnlyTable
+from core.append_only import AppendOnlyTable
 
 _TABLE = AppendOnlyTable("consent_consentdecision", "consent decisions")
 TABLE = _TABLE.table

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from portal.signing import private_key, public_key_pem
+from core.signing import private_key, public_key_pem
 
 FORMAT = "lightbox-export/1"
 PUBLIC_KEY_PATH = "/.well-known/lightbox-signing-key.pem"

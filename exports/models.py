@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from core.querysets import patient_owned
+
 
 class ExportRequest(models.Model):
     """One encrypted archive of a patient's studies, from request to expiry (DESIGN.md flow 5)."""
@@ -28,7 +30,7 @@ class ExportRequest(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent of files packaged.")
     error = models.CharField(max_length=300, blank=True)
-    # Fernet token of the passphrase (portal.crypto); emptied once packaging ends.
+    # Fernet token of the passphrase (core.crypto); emptied once packaging ends.
     passphrase_encrypted = models.TextField(blank=True)
     archive_name = models.CharField(max_length=200, blank=True, help_text="File name under EXPORTS_DIR.")
     size = models.BigIntegerField(null=True, blank=True)
@@ -48,6 +50,8 @@ class ExportRequest(models.Model):
     downloads = models.PositiveIntegerField(default=0)
     max_downloads = models.PositiveIntegerField(default=5)
     notice_seen_at = models.DateTimeField(null=True, blank=True)
+
+    objects = patient_owned("patient_id").as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

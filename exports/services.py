@@ -36,13 +36,13 @@ from django.utils import timezone
 
 from audit.models import AccessEvent
 from audit.services import record_access, record_portal_access
+from core.crypto import decrypt, encrypt
+from core.reauth import require_recent_reauthentication
 from exports import packaging
 from exports.models import ExportRequest
 from imaging.copies import deidentified_copies_record
 from imaging.models import Patient, Study
 from imaging.selectors import patient_for_user
-from portal.crypto import decrypt, encrypt
-from portal.reauth import require_recent_reauthentication
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The patient's export pages: list, request (passphrase shown once), progress, cancel,
 download, revoke. Every view narrows through ``exports.selectors`` (another patient's export is
 a 404); requesting and downloading need a fresh reauthentication, checked here (allauth's
-decorator; for the download, ``portal.reauth.reauthenticate_before_download``, which returns to
+decorator; for the download, ``core.reauth.reauthenticate_before_download``, which returns to
 this export's page) and again in the service (docs/security.md §6).
 """
 
@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core.reauth import download_ready, reauthenticate_before_download
 from exports import selectors, services
 from exports.forms import ExportRequestForm
 from imaging.selectors import patient_for_user, studies_for_user
-from portal.reauth import download_ready, reauthenticate_before_download
 
 
 @require_GET

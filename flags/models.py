@@ -15,6 +15,18 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.actor import Actor
+from core.querysets import PatientOwnedQuerySet, patient_owned
+
+
+class FlagQuerySet(PatientOwnedQuerySet):
+    def for_actor(self, actor: Actor) -> FlagQuerySet:
+        """A patient's own reports; for the privacy office, every report (its queue). An officer
+        then reaches a flag's patient records only as ``actor.investigating(flag.patient_id)``."""
+        if actor.is_officer:
+            return self.all()
+        return super().for_actor(actor)
+
 
 class Flag(models.Model):
     class Category(models.TextChoices):
@@ -59,6 +71,8 @@ class Flag(models.Model):
     due_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     resolution = models.TextField(max_length=4000, blank=True, help_text="Written for the patient; shown with the outcome.")
+
+    objects = FlagQuerySet.as_manager()
 
     class Meta:
         ordering = ["due_at", "pk"]
@@ -120,6 +134,8 @@ class FlagEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = patient_owned("flag__patient_id").as_manager()
+
     class Meta:
         ordering = ["created_at", "pk"]
 
@@ -170,6 +186,8 @@ class Notice(models.Model):
     body = models.TextField(max_length=4000)
     created_at = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = patient_owned("patient_id").as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from core.querysets import patient_owned
+
 
 class Patient(models.Model):
     """A patient record as the hospital knows it (issuer + MRN), optionally linked to an account."""
@@ -16,6 +18,8 @@ class Patient(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = patient_owned("pk").as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["issuer", "mrn"], name="patient_issuer_mrn_unique")]
@@ -43,6 +47,8 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = patient_owned("patient_id").as_manager()
+
     class Meta:
         ordering = ["-study_date", "-study_time", "-pk"]
         indexes = [models.Index(fields=["patient", "-study_date"])]
@@ -59,6 +65,8 @@ class Series(models.Model):
     number = models.IntegerField(null=True, blank=True)
     description = models.CharField(max_length=200, blank=True)
     body_part = models.CharField(max_length=64, blank=True)
+
+    objects = patient_owned("study__patient_id").as_manager()
 
     class Meta:
         ordering = ["number", "pk"]
@@ -97,6 +105,8 @@ class Instance(models.Model):
     pixel_status = models.CharField(max_length=16, choices=PixelStatus.choices, default=PixelStatus.OK)
     pixel_error = models.CharField(max_length=300, blank=True, help_text="Why the pixels cannot be decoded.")
 
+    objects = patient_owned("series__study__patient_id").as_manager()
+
     class Meta:
         ordering = ["number", "pk"]
         indexes = [models.Index(fields=["last_verified_at"], name="instance_last_verified_idx")]
@@ -124,6 +134,8 @@ class IntegrityAlert(models.Model):
     detected_at = models.DateTimeField(auto_now_add=True)
     details = models.JSONField(default=dict, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = patient_owned("instance__series__study__patient_id").as_manager()
 
     class Meta:
         ordering = ["-detected_at"]
@@ -160,6 +172,8 @@ class PacsPatientSync(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = patient_owned("patient_id").as_manager()
+
     def __str__(self) -> str:
         return f"{self.patient_id}: {self.status}"
 
@@ -180,6 +194,8 @@ class PacsInstance(models.Model):
     metadata_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the PACS's WADO-RS metadata.")
     outcome = models.CharField(max_length=16, help_text="imported | duplicate | conflict (from dicom_import).")
     fetched_at = models.DateTimeField()
+
+    objects = patient_owned("patient_id").as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["patient", "study_uid"])]
@@ -237,6 +253,8 @@ class PixelText(models.Model):
     reason = models.CharField(max_length=200, blank=True, help_text="Why it could not be checked.")
     checked_at = models.DateTimeField(auto_now=True)
 
+    objects = patient_owned("instance__series__study__patient_id").as_manager()
+
     def __str__(self) -> str:
         return f"{self.get_status_display()} ({self.instance_id})"
 
@@ -257,6 +275,8 @@ class DeidentifiedCopy(models.Model):
     made_at = models.DateTimeField()
     pixel_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the copy's Pixel Data bytes.")
     pixels_masked = models.BooleanField(default=False, help_text="Text regions were masked in the copy.")
+
+    objects = patient_owned("original__series__study__patient_id").as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["original"])]

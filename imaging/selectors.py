@@ -1,12 +1,12 @@
-"""Reads of imaging data for a given user (STYLE.md "Logic and data").
+"""Reads of imaging data for an actor.
 
-Every function that returns a patient's study, series or instance takes the user and narrows
-to the studies of the Patient record linked to that user. Another patient's object raises
-``Http404`` exactly like a missing one (docs/security.md §9). Privacy officers have no linked record,
-so these selectors show them nothing; they reach patient data only through the flags queue.
+Every function that returns a patient's study, series or instance takes the ``actor`` and starts
+from ``for_actor(actor)`` (``core.querysets``). Another patient's object raises ``Http404`` exactly
+like a missing one (docs/security.md §9). Privacy officers reach a patient's studies only as
+``actor.investigating(...)`` from a flag.
 
-None of these write access events: the views record one per page, in the same transaction
-as the read (docs/security.md §13).
+None of these write access events: the audited reads in ``imaging.services`` (``study_open`` and
+friends) call them and record the access in the same transaction (docs/security.md §13).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404
 
+from core import crypto
+from core.actor import Actor
 from imaging.copies import deidentified_copy_among
 from imaging.models import DeidentifiedCopy, Instance, IntegrityAlert, Patient, PixelStatus, PixelText, Series, Study
 from imaging.storage import open_stored
-from portal import crypto
 
 if TYPE_CHECKING:
     from imaging.dicom import compare, reveal
@@ -35,17 +36,12 @@ if TYPE_CHECKING:
 # which must stay under 100 MB (benchmarks/export_memory.py, tests/exports/test_worker.py).
 
 
-def patient_for_user(user) -> Patient | None:
-    """The Patient record linked to ``user``, or None (officers and admins have none)."""
-    if not getattr(user, "is_authenticated", False):
+def patient_get(*, actor: Actor) -> Patient | None:
+    """The patient record the actor owns (a patient's own), or None: officers, administrators,
+    systems and anonymous requests own none."""
+    if actor.patient_id is None:
         return None
-    return Patient.objects.filter(user=user).first()
-
-
-def _own(user) -> Q:
-    if not getattr(user, "is_authenticated", False):
-        return Q(pk__in=[])
-    return Q(patient__user=user)
+    return Patient.objects.for_actor(actor).filter(pk=actor.patient_id).first()
 
 
 def _image_series(study_ref: str = "pk") -> Subquery:
@@ -58,11 +54,11 @@ def _image_series(study_ref: str = "pk") -> Subquery:
     )
 
 
-def studies_for_user(user) -> QuerySet[Study]:
-    """The user's own studies, newest first, with series and image counts and the series
-    whose thumbnail stands for each study (``thumb_series_id``, None if it has no images)."""
+def study_list(*, actor: Actor) -> QuerySet[Study]:
+    """The studies the actor may reach, newest first, with series and image counts and the
+    series whose thumbnail stands for each study (``thumb_series_id``, None if it has no images)."""
     return (
-        Study.objects.filter(_own(user))
+        Study.objects.for_actor(actor)
         .annotate(
             series_count=Count("series", distinct=True),
             image_count=Count("series__instances", distinct=True),
@@ -72,17 +68,18 @@ def studies_for_user(user) -> QuerySet[Study]:
     )
 
 
-def study_for_user(user, study_id: int) -> Study:
-    """One of the user's studies; ``Http404`` for a missing study or another patient's."""
-    study = Study.objects.filter(_own(user), pk=study_id).select_related("patient").first()
+def study_get(*, actor: Actor, study_id: int) -> Study:
+    """One study the actor may reach; ``Http404`` for a missing study or anyone else's."""
+    study = Study.objects.for_actor(actor).filter(pk=study_id).select_related("patient").first()
     if study is None:
         raise Http404("No such study.")
     return study
 
 
-def series_for_user(user, study_id: int, series_id: int) -> Series:
+def series_get(*, actor: Actor, study_id: int, series_id: int) -> Series:
     series = (
-        Series.objects.filter(pk=series_id, study_id=study_id, study__in=Study.objects.filter(_own(user)))
+        Series.objects.for_actor(actor)
+        .filter(pk=series_id, study_id=study_id)
         .select_related("study", "study__patient")
         .first()
     )
@@ -91,14 +88,10 @@ def series_for_user(user, study_id: int, series_id: int) -> Series:
     return series
 
 
-def instance_for_user(user, study_id: int, series_id: int, instance_id: int) -> Instance:
+def instance_get(*, actor: Actor, study_id: int, series_id: int, instance_id: int) -> Instance:
     instance = (
-        Instance.objects.filter(
-            pk=instance_id,
-            series_id=series_id,
-            series__study_id=study_id,
-            series__study__in=Study.objects.filter(_own(user)),
-        )
+        Instance.objects.for_actor(actor)
+        .filter(pk=instance_id, series_id=series_id, series__study_id=study_id)
         .select_related("series", "series__study", "series__study__patient")
         .first()
     )

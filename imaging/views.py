@@ -21,11 +21,11 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.services import record_portal_access
+from core.reauth import require_recent_reauthentication
 from imaging import selectors, services
 from imaging.forms import LimitedUploadHandler, VerifyCopyForm
 from imaging.models import Instance, PixelStatus, Series, Study
 from imaging.pacs import fetch_progress
-from portal.reauth import require_recent_reauthentication
 
 # Window values outside these bounds are not real images (16-bit data spans 65,536 values;
 # CT Hounsfield units −1024…3071): refusing them keeps the render cache from filling with junk.

@@ -1,18 +1,13 @@
-"""Cross-cutting middleware: request ids, the absolute session timeout and the second-factor gate."""
+"""Cross-cutting middleware: request ids, the Actor of each request, no-store for signed-in pages."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import time
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlencode
 
-from django.conf import settings
-from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -43,77 +38,6 @@ class RequestIdMiddleware:
         return response
 
 
-AUTH_STARTED_KEY = "lightbox_auth_started"
-
-
-class AbsoluteSessionTimeoutMiddleware:
-    """Ends a signed-in session 12 hours after sign-in, however active (docs/security.md §5).
-
-    The idle timeout is Django's own (``SESSION_COOKIE_AGE`` with ``SESSION_SAVE_EVERY_REQUEST``);
-    this adds the ceiling that activity cannot extend.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated:
-            started = request.session.get(AUTH_STARTED_KEY)
-            now = time.time()
-            if started is None:
-                request.session[AUTH_STARTED_KEY] = now
-            elif now - float(started) > settings.SESSION_ABSOLUTE_TIMEOUT:
-                logout(request)
-                return HttpResponseRedirect(reverse("account_login") + "?expired=1")
-        return self.get_response(request)
-
-
-def second_factor_step(view: Callable) -> Callable:
-    """Mark a view that a signed-in user may reach before passing the second factor.
-
-    Only the enrolment and verification steps (and logout) carry this mark.
-    """
-    view.second_factor_step = True  # type: ignore[attr-defined]
-    return view
-
-
-class SecondFactorGateMiddleware:
-    """Deny everything to a session that has a password but no verified second factor.
-
-    Runs after ``LoginRequiredMiddleware`` (anonymous users are already sent to the login page)
-    and django-otp's ``OTPMiddleware`` (which sets ``user.is_verified()``). A signed-in,
-    unverified user reaches only views marked ``@second_factor_step`` and the public
-    (``@login_not_required``) views; the Django admin is never public here. Everything else
-    redirects to enrolment (no factor yet) or verification; API paths answer 401.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-    def process_view(self, request: HttpRequest, view_func: Callable, view_args, view_kwargs):
-        user = request.user
-        if not user.is_authenticated or user.is_verified():
-            return None
-        if getattr(view_func, "second_factor_step", False):
-            return None
-        match = request.resolver_match
-        is_admin = match is not None and match.namespace == "admin"
-        if not is_admin and getattr(view_func, "login_required", True) is False:
-            return None
-        if request.path.startswith("/api/"):
-            return JsonResponse({"error": "second_factor_required"}, status=401)
-        from accounts.selectors import user_has_confirmed_factor
-
-        target = "accounts-2fa-verify" if user_has_confirmed_factor(user) else "accounts-2fa-enrol"
-        url = reverse(target)
-        if request.method == "GET":
-            url += "?" + urlencode({"next": request.get_full_path()})
-        return HttpResponseRedirect(url)
-
-
 class NoStoreForSignedInMiddleware:
     """Every response to a signed-in user carries ``Cache-Control: no-store`` (docs/security.md §15).
 
@@ -131,3 +55,20 @@ class NoStoreForSignedInMiddleware:
 
             add_never_cache_headers(response)
         return response
+
+
+class ActorMiddleware:
+    """Sets ``request.actor`` (``portal.actors``), the one value views hand to services and
+    selectors. Built on first use, so pages that touch no patient data pay nothing."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Imported here: LOGGING loads this module (RequestIdFilter) before the apps are ready.
+        from django.utils.functional import SimpleLazyObject
+
+        from portal.actors import actor_for_request
+
+        request.actor = SimpleLazyObject(lambda: actor_for_request(request))
+        return self.get_response(request)

@@ -16,8 +16,8 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from portal.env import envbool, envint, envlist, envstr
-from portal.keys import embedded_secret
+from core.env import envbool, envint, envlist, envstr
+from core.keys import embedded_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LIGHTBOX_ENV = envstr("LIGHTBOX_ENV", "embedded")
@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.usersessions",
     "csp",
+    "core",
     "portal",
     "accounts",
     "imaging",
@@ -102,10 +103,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "portal.middleware.AbsoluteSessionTimeoutMiddleware",
+    "accounts.middleware.AbsoluteSessionTimeoutMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "portal.middleware.SecondFactorGateMiddleware",
+    "accounts.middleware.SecondFactorGateMiddleware",
+    "portal.middleware.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

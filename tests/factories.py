@@ -62,3 +62,15 @@ def totp_code(device: AuthenticatorApp, steps: int = 0) -> str:
     totp = TOTP(device.bin_key, device.step, 0, device.digits, 0)
     totp.time = time.time() + steps * device.step
     return f"{totp.token():0{device.digits}d}"
+
+
+def actor_of(user, *, reauthenticated: bool = True, ip: str = "127.0.0.1", user_agent: str = "pytest"):
+    """The Actor a signed-in ``user``'s request would carry (``portal.actors``), for tests that
+    call services and selectors directly. ``reauthenticated``: the password was just re-entered."""
+    from django.utils import timezone
+
+    from portal.actors import actor_for_user
+
+    return actor_for_user(
+        user, ip=ip, user_agent=user_agent, reauthenticated_at=timezone.now() if reauthenticated else None
+    )

@@ -20,8 +20,9 @@ from django_otp.oath import TOTP
 
 from accounts.models import ActivationCode, AuthenticatorApp, RecoveryCode, RecoveryCodeSet, User
 from accounts.services import normalize_activation_code
+from core import crypto
 from imaging.models import Patient
-from portal import crypto, demo
+from portal import demo
 from tests.factories import PatientFactory, UserFactory
 
 CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$")

@@ -18,8 +18,8 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from accounts.middleware import AUTH_STARTED_KEY
 from accounts.models import AuthenticatorApp
-from portal.middleware import AUTH_STARTED_KEY
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.factories import PASSWORD, AuthenticatorAppFactory, PatientFactory, UserFactory, totp_code
 

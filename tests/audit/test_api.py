@@ -70,7 +70,7 @@ def test_requires_the_audit_write_scope(client, record):
 
 
 def test_revoked_token_is_refused(client, record, token):
-    from accounts.models import ServiceAccount
+    from core.models import ServiceAccount
 
     service_account_revoke(account=ServiceAccount.objects.get(name="mercy-ehr"))
     assert post(client, {"events": [event()]}, token).status_code == 401

@@ -80,7 +80,7 @@ def sign_up(page: Page, base: str, *, activation_code: str, birth_date: dt.date,
 
 def confirm_password(page: Page, password: str) -> None:
     """allauth's "Confirm it's you" step before a sensitive action; it resumes the action (or,
-    for a download, returns to the page it started from: ``portal.reauth``)."""
+    for a download, returns to the page it started from: ``core.reauth``)."""
     expect(heading(page)).to_have_text("Confirm it's you")
     page.get_by_label("Password").fill(password)
     page.keyboard.press("Enter")

@@ -16,12 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydicom.fileset import FileSet
 
+from core.signing import public_key_pem
 from imaging.dicom import synth
 from imaging.models import Instance, Study
 from imaging.services import dicom_import
 from imaging.storage import open_stored
 from portal.celery import app as celery_app
-from portal.signing import public_key_pem
 
 # What a de-identified archive must not carry anywhere in its headers.
 FAMILY, GIVEN = "Quixotewell", "Ermintrude"

@@ -11,9 +11,9 @@ from django.http import JsonResponse
 from django.test import override_settings
 from django.urls import path
 
-from accounts.models import ServiceAccount
 from accounts.services import service_account_create, service_account_revoke
-from portal.api import api_endpoint, json_body
+from core.api import api_endpoint, json_body
+from core.models import ServiceAccount
 
 
 @api_endpoint(scope="audit:write", methods=("POST",))

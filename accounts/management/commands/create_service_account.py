@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import ServiceAccount
 from accounts.services import service_account_create
+from core.models import ServiceAccount
 
 
 class Command(BaseCommand):

@@ -17,8 +17,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.models import ServiceAccount
-from portal import crypto
+from core import crypto
+from core.actor import Actor, request_origin
+from core.models import ServiceAccount
 
 # A batch body above this is refused before parsing; 500 events of ~1 KB fit comfortably.
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -66,7 +67,8 @@ def json_body(request: HttpRequest) -> Any:
 def api_endpoint(*, scope: str, methods: tuple[str, ...]) -> Callable:
     """Decorate an API view: bearer token with ``scope`` required, listed methods only.
 
-    The view receives ``request.service_account`` and returns a JSON response (or raises
+    The view receives ``request.service_account`` and ``request.actor`` (the token's Actor, which
+    it hands to services) and returns a JSON response (or raises
     ``ApiError``). Session cookies are ignored: APIs are for systems, not browsers, so CSRF does
     not apply and the second-factor gate (for humans) is not involved.
     """
@@ -86,6 +88,7 @@ def api_endpoint(*, scope: str, methods: tuple[str, ...]) -> Callable:
                     raise ApiError(403, "insufficient_scope", f"This token lacks the '{scope}' scope.")
                 ServiceAccount.objects.filter(pk=account.pk).update(last_used_at=timezone.now())
                 request.service_account = account
+                request.actor = Actor.for_service(account, **request_origin(request))
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return api_error(exc.status, exc.code, exc.message, **exc.extra)

@@ -1,0 +1,63 @@
+"""Building the Actor for a signed-in person (``core.actor`` explains the Actor).
+
+The shell builds it because it needs two apps: who the user is (``accounts``) and which patient
+record is theirs (``imaging``). ``ActorMiddleware`` puts it on every request as ``request.actor``;
+tests and commands that act as a person call ``actor_for_user``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from allauth.account.internal.flows.login import get_authentication_records
+from django.conf import settings
+from django.http import HttpRequest
+
+from accounts.models import User
+from core.actor import Actor, Kind, request_origin
+from imaging.models import Patient
+
+_KINDS = {
+    User.Role.PATIENT: Kind.PATIENT,
+    User.Role.PRIVACY_OFFICER: Kind.PRIVACY_OFFICER,
+    User.Role.ADMINISTRATOR: Kind.ADMINISTRATOR,
+}
+
+
+def actor_for_user(
+    user, *, ip: str | None = None, user_agent: str = "", reauthenticated_at: dt.datetime | None = None
+) -> Actor:
+    """The Actor for ``user``: a patient reaches their own linked record (if any), an officer or
+    an administrator none until a flag narrows them (``Actor.investigating``)."""
+    if user is None or not user.is_authenticated:
+        return Actor.anonymous(ip=ip, user_agent=user_agent)
+    kind = _KINDS[user.role]
+    own = frozenset(Patient.objects.filter(user=user).values_list("pk", flat=True)) if kind == Kind.PATIENT else frozenset()
+    officer = kind == Kind.PRIVACY_OFFICER
+    return Actor(
+        kind=kind,
+        name=user.email if kind != Kind.PATIENT else "Patient (self)",
+        user_id=user.pk,
+        patient_ids=own,
+        organization=settings.HOSPITAL_NAME if officer else "",
+        role="Privacy officer" if officer else "",
+        ip=ip,
+        user_agent=user_agent,
+        reauthenticated_at=reauthenticated_at,
+    )
+
+
+def _reauthenticated_at(request: HttpRequest) -> dt.datetime | None:
+    """When this session last re-entered the password (allauth's own record of it)."""
+    records = [r for r in get_authentication_records(request, request.user) if r.get("reauthenticated")]
+    if not records:
+        return None
+    return dt.datetime.fromtimestamp(records[-1]["at"], tz=dt.UTC)
+
+
+def actor_for_request(request: HttpRequest) -> Actor:
+    origin = request_origin(request)
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return Actor.anonymous(**origin)
+    return actor_for_user(user, **origin, reauthenticated_at=_reauthenticated_at(request))
