@@ -49,7 +49,7 @@ def write_ct(directory: Path, *, slices: int, size: int = 512) -> list[Path]:
 
 
 # The export benchmarks' passphrase, and the peer they are measured against: 7-Zip's AES-256 ZIP,
-# stored (issue 6).
+# stored (no compression).
 PASSPHRASE = "bench-orbit-lantern-velvet-cactus-harbor"
 
 
@@ -128,7 +128,7 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-# --- De-identified copies (issue 15) ---------------------------------------------------------
+# --- De-identified copies --------------------------------------------------------------------
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian's fonts-dejavu-core
 # What the generated ultrasound's header says and its pixels show: OCR must find both.
@@ -139,7 +139,7 @@ def write_ultrasound(directory: Path, *, frames: int = 30, rows: int = 480, cols
                      photometric: str = "RGB") -> Path:
     """A generated multi-frame ultrasound (``frames`` RGB or YBR_FULL frames, uncompressed) whose
     pixels show the patient's name, ID and exam date in the corner, the way scanners burn them in,
-    while its header says ``BurnedInAnnotation = NO`` (issue 15: the flag alone is not trusted).
+    while its header says ``BurnedInAnnotation = NO`` (the flag alone is not trusted).
     The header carries the same identifiers (``imaging.dicom.synth``). Call after ``setup_lightbox``."""
     import datetime as dt
 
@@ -196,7 +196,7 @@ def write_ultrasound(directory: Path, *, frames: int = 30, rows: int = 480, cols
 
 # Run in a fresh interpreter by ``package_in_fresh_process``: loads what a Celery worker loads
 # before its first task, resets the kernel's peak-RSS mark, packages, and prints one JSON line.
-# The same approach as benchmarks/export_memory.py, with the OCR switches of issue 15.
+# The same approach as benchmarks/export_memory.py, with switches to turn OCR off or empty its cache.
 PACKAGE_CHILD = r"""
 import json, os, sys, time
 from pathlib import Path

@@ -1,5 +1,5 @@
 """API ingest throughput: POST /api/v1/audit/events in batches of 500 on PostgreSQL, and the share
-of the time spent in hash chaining (issue 4 "Measured").
+of the time spent in hash chaining.
 
 Not a test: prints numbers. Uses its own PostgreSQL database (BENCH_INGEST_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/lightbox_bench_ingest, created if missing and emptied of

@@ -1,5 +1,5 @@
 """The access-log page at 1,000,000 events for one patient (10,000,000 in the table) against the
-same page at 1,000 events (issue 4 "Measured"; target: at most 1.5x slower).
+same page at 1,000 events (target: at most 1.5x slower).
 
 Not a test: prints medians and ratios. Needs PostgreSQL (BENCH_DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/lightbox_bench_audit; the database is created if missing and

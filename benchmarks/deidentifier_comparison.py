@@ -15,7 +15,7 @@ Tools, each with its library defaults unless said here:
 - Lightbox: ``imaging.dicom.deidentify.Deidentifier(seed=SEED).deidentify(file)`` (header only: no OCR regions);
 - dicom-anonymizer: ``dicomanonymizer.anonymize_dataset`` with its newest table (``dicomfields_2026c``)
   and private tags deleted (its default);
-- dicognito: ``dicognito.anonymizer.Anonymizer(seed=SEED).anonymize`` (Lightbox's engine before issue 15);
+- dicognito: ``dicognito.anonymizer.Anonymizer(seed=SEED).anonymize`` (Lightbox's engine before its PS3.15 table);
 - deid, when importable (``pip install deid==0.4.13``, or ``--deid-path`` to a ``pip install
   --target`` folder): ``deid.dicom.replace_identifiers`` with its default recipe and
   ``remove_private=True``.
@@ -26,8 +26,8 @@ behind" when the element at the same place (same tags and item numbers) still ho
 original non-empty value (compared as bytes, so a private element read once as UN and once as
 LO still matches). A sequence row is left behind when anything kept inside it counts: for a
 sequence the profile removes (X), anything; otherwise a person name or an element with a row of
-its own. Counted per row: the number of files. Two groups the table does not list are counted too, because issue 15 found
-them kept: the other elements of curves and overlays (``ps315.in_curve_or_overlay``) and the file
+its own. Counted per row: the number of files. Two groups the table does not list are counted too, because dicognito kept
+them in patients' copies: the other elements of curves and overlays (``ps315.in_curve_or_overlay``) and the file
 meta's application-entity titles and private information. A value kept where one of the tool's
 own declared options (its De-identification Method Code Sequence) marks the row K (keep) or C
 (modify, here left as it was) is still counted, and shown apart.
@@ -62,7 +62,7 @@ from _common import ROOT, setup_lightbox, write_ct, write_ultrasound  # noqa: E4
 
 DOCS = ROOT / "docs" / "deidentifier-comparison.md"
 FULL = 0xFFFFFFFF
-# File meta elements that name the systems a file went through (issue 15 found the Source AE
+# File meta elements that name the systems a file went through (dicognito kept the Source AE
 # Title kept); Table E.1-1 lists only the Media Storage SOP Instance UID of group 0002.
 META_EXTRAS = {
     0x00020016: "Source Application Entity Title",
@@ -551,7 +551,7 @@ def write_markdown(tallies: dict[str, Tally], rows: list[str], inputs_text: str,
     lines = [
         "# De-identifiers compared: what each leaves behind",
         "",
-        f"Measured {dt.date.today().isoformat()} by `benchmarks/deidentifier_comparison.py` (issue 15, \"Measured\").",
+        f"Measured {dt.date.today().isoformat()} by `benchmarks/deidentifier_comparison.py`.",
         "",
         "Rerun (adds this page again): `.venv/bin/python benchmarks/deidentifier_comparison.py --write-docs`.",
         "deid is not a Lightbox dependency; to include it: `.venv/bin/pip install deid==0.4.13` (it brings",
@@ -567,7 +567,7 @@ def write_markdown(tallies: dict[str, Tally], rows: list[str], inputs_text: str,
         "holds the original non-empty value. A sequence row is left behind when something kept inside it",
         "counts: for a sequence the profile removes (X), anything; otherwise a person name or an element with",
         "a row of its own. Each cell is a number of files. Two groups outside the table are counted as well,",
-        "because issue 15 found them kept: the other elements of curves and overlays, and the file meta's AE",
+        "because dicognito, Lightbox's earlier engine, kept them: the other elements of curves and overlays, and the file meta's AE",
         "titles and private information. Values that a tool's own declared options (its De-identification Method Code Sequence)",
         "keep (K) or let it clean (C) are still counted, and shown on their own line. Each tool runs with its",
         "library defaults but for what is said here; a tool can be configured to do more:",
@@ -575,7 +575,7 @@ def write_markdown(tallies: dict[str, Tally], rows: list[str], inputs_text: str,
         "- Lightbox: `imaging.dicom.deidentify.Deidentifier(seed).deidentify(file)`, the patient's-copy options",
         "  (headers only here: OCR masking is measured by `benchmarks/deidentify_export.py`);",
         "- dicom-anonymizer: `anonymize_dataset` with its newest table (`dicomfields_2026c`), private tags deleted;",
-        "- dicognito: `Anonymizer(seed).anonymize` (Lightbox's engine before issue 15);",
+        "- dicognito: `Anonymizer(seed).anonymize` (Lightbox's engine before its PS3.15 table);",
         "- deid: `replace_identifiers` with its default recipe (`deid.dicom`) and `remove_private=True`.",
         "",
         "Lightbox and dicognito get a fixed seed, so the counts repeat: dicognito shifts dates by whole hours",
@@ -583,7 +583,7 @@ def write_markdown(tallies: dict[str, Tally], rows: list[str], inputs_text: str,
         "",
         "Realistic replacements: person names (VR PN) and institution names and addresses that differ from",
         "the original but are not obviously neutral (\"ANONYMOUS\", \"ANONYMIZED\", a hash): a patient who opens",
-        "their copy and sees a stranger's name or clinic is alarmed (issue 15).",
+        "their copy and sees a stranger's name or clinic is alarmed.",
         "",
         "## Totals",
         "",

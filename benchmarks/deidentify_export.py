@@ -1,4 +1,4 @@
-"""De-identified copies (issue 15): what OCR and the PS3.15 de-identifier cost, and memory by study size.
+"""De-identified copies: what OCR and the PS3.15 de-identifier cost, and memory by study size.
 
     .venv/bin/python benchmarks/deidentify_export.py [--runs 3] [--slices 300] [--frames 30]
         [--memory-sizes 150,1500] [--memory-ocr off|on] [--memory-runs 1] [--skip-memory]

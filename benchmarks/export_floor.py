@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/export_floor.py [--slices 300] [--size 512] [--runs 5]
 
-Issue 6 asks packaging to be at least as fast as ``7z a -tzip -mem=AES256 -mx0`` on the same
+The target is packaging at least as fast as ``7z a -tzip -mem=AES256 -mx0`` on the same
 files. Lightbox's archive must do everything 7-Zip does (a PBKDF2 key per entry, AES-256-CTR,
 HMAC-SHA1) and more: a SHA-256 of every file (MANIFEST.json, and the check against the
 fingerprint taken at ingest) and a SHA-256 of the whole archive (``ExportRequest.sha256``).

@@ -1,7 +1,7 @@
 """Writing the DICOMDIR (PS3.10 / PS3.3 F) of an export archive (IHE PDI layout).
 
 Written by hand, without pydicom, on purpose: the export worker must stay under 100 MB while it
-packages (issue 6, benchmarks/export_memory.py), and ``import pydicom`` alone loads numpy, Pillow
+packages (measured by benchmarks/export_memory.py), and ``import pydicom`` alone loads numpy, Pillow
 and the pylibjpeg plugins, about 49 MB. A DICOMDIR needs only a dozen element types in explicit
 VR little endian, so a small encoder does it (8 ms for 300 files, against 0.1 s with pydicom).
 tests/exports/test_dicomdir.py reads what it writes with pydicom's ``FileSet`` (which follows

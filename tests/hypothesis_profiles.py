@@ -1,4 +1,4 @@
-"""Hypothesis settings and shared strategies for the property-based tests (issue 9).
+"""Hypothesis settings and shared strategies for the property-based tests.
 
 Imported by every ``tests/<app>/test_properties.py`` and the DICOM import fuzz. Profiles:
 

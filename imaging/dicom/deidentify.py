@@ -7,7 +7,7 @@ from the standard's machine-readable editions); nothing here lists identifying a
 
 Why not a library: the de-identifier used before invented realistic fake people and clinics
 ("MCMAHON^MARYANNE^BRITTANY"), which alarmed patients opening their own copy, and it kept
-DeviceSerialNumber, PatientSex, station names, overlays and more (issue 15). dicom-anonymizer
+DeviceSerialNumber, PatientSex, station names, overlays and more in patients' copies. dicom-anonymizer
 applies the Basic Profile only, with no option columns, no declaration of what was done and no
 per-archive keyed UIDs. Both are used as independent checks instead: the table is compared with
 dicom-anonymizer's database in ``tests/imaging/test_ps315.py``; see docs/deidentification.md.
@@ -51,8 +51,8 @@ from imaging.dicom import ps315
 
 # The product decision for a patient's copy (explained by describe_options()): dates kept as
 # intervals, nothing else retained. Retain Patient Characteristics / Device Identity /
-# Institution Identity / UIDs / Safe Private are deliberately absent: issue 15 reported sex,
-# serial numbers and station names kept in a copy as defects.
+# Institution Identity / UIDs / Safe Private are deliberately absent: sex, serial numbers and
+# station names kept in a patient's copy were defects of the de-identifier used before.
 PATIENT_COPY_OPTIONS: tuple[str, ...] = ("retain_long_modified_dates",)
 MODIFIED_DATES = "retain_long_modified_dates"
 CLEAN_PIXEL_DATA = "clean_pixel_data"
@@ -237,7 +237,7 @@ class Deidentifier:
                 return
             # TM falls through to the Basic Profile too: dates move by whole days, so a kept time
             # of day would still be the true one, and with the hour of a visit a shifted date can
-            # be matched back to a hospital's schedule (issue 15 lists times as revealing).
+            # be matched back to the hospital's appointment schedule.
             # C has no meaning we could apply to this VR (TimezoneOffsetFromUTC, binary timestamps):
             # the Basic Profile's action, never less than the profile.
             action = rule.basic

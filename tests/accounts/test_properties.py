@@ -1,5 +1,5 @@
 """Property-based tests of the account forms: activation signup, sign-in, the second-factor
-code, authenticator enrolment and renaming a factor (issue 9 "Malformed input").
+code, authenticator enrolment and renaming a factor, with malformed input.
 
 Properties: no input gets a server error; nothing but the right secret creates an account,
 signs in, verifies a session or confirms a device, and a refusal says why; a right activation

@@ -1,5 +1,5 @@
 """Property-based tests of the access log's inputs: the events API (JSON batches and FHIR
-AuditEvents) and the patient's filter and notification forms (issue 9 "Malformed input").
+AuditEvents) and the patient's filter and notification forms, with malformed input.
 
 Properties: no body, however broken, gets a server error; a refused body is a JSON error with a
 code and a message and writes nothing; in an answered batch every event is accepted (one

@@ -1,5 +1,5 @@
 """Property-based tests of consent's inputs: the patient's change form, the privacy office's
-record form, and the consent API's queries and cohort body (issue 9 "Malformed input").
+record form, and the consent API's queries and cohort body, with malformed input.
 
 Properties: nothing a browser or a client sends gets a server error; a refused form answers 400
 with its errors shown and records no decision; a refused API call is a JSON error and writes no

@@ -1,5 +1,5 @@
 """Every page a person can reach passes axe-core (WCAG 2.1 A/AA and best practice) with no
-serious or critical violation, at phone (390x844) and desktop (1280x800) widths (issue 9).
+serious or critical violation, at phone (390x844) and desktop (1280x800) widths.
 
 axe-core comes from the npm registry (package-lock.json, installed by ``make node-deps``) and is
 loaded into Chromium from node_modules as an init script: nothing is fetched from a CDN, and

@@ -1,4 +1,4 @@
-"""A patient checks a file from their own de-identified copy in Chromium and is told so (issue 15).
+"""A patient checks a file from their own de-identified copy in Chromium and is told so.
 
 The copy is made by the real packaging (OCR, de-identification, AES-256 ZIP) and opened with 7-Zip,
 as the patient would; the file is then uploaded on "Verify a copy"."""

@@ -1,4 +1,4 @@
-"""Property-based tests of the export request form (issue 9 "Malformed input").
+"""Property-based tests of the export request form with malformed input.
 
 Properties: any posted body is answered without a server error; a refused request shows its
 errors and creates no export; an accepted one creates exactly one export of the patient's own

@@ -1,5 +1,5 @@
 """Property-based tests of every flags form: the patient's report and reply, and the privacy
-office's note, message, status, assignment, incident and queue filters (issue 9).
+office's note, message, status, assignment, incident and queue filters.
 
 Properties: no input gets a server error; a refused input writes nothing (no flag, no timeline
 entry, no incident or notice) and says why (form errors on the page, or an error message after

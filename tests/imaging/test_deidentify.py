@@ -458,7 +458,7 @@ def test_pixels_that_cannot_be_decoded_fail_the_file_rather_than_ship_unmasked_t
     assert caught.value.reason == "could not mask the pixels (ValueError)"
 
 
-# --- regression: what issue 15 found kept --------------------------------------------------------
+# --- regression: what the de-identifier used before kept -----------------------------------------
 
 ISSUE_VALUES = {
     "DeviceSerialNumber": "SN-884122", "AdmissionID": "ADM-5531", "StudyDescription": "Jane's knee",

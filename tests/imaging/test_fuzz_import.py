@@ -1,4 +1,4 @@
-"""Fuzzing the DICOM import with mutated real files (docs/security.md §16, issue 9 "Malformed input").
+"""Fuzzing the DICOM import with mutated real files (docs/security.md §16).
 
 Seeds are real files: a spread of pydicom's bundled samples (explicit and implicit VR, big
 endian, deflated, JPEG, JPEG 2000, JPEG-LS, RLE, nested and private sequences, a DICOMDIR) and

@@ -322,7 +322,7 @@ def test_one_access_event_per_study_per_run(inputs):
     assert AccessEvent.objects.filter(action="ingest").count() == 2
 
 
-# --- Hash-like UIDs (issue 15) -----------------------------------------------------------------
+# --- Hash-like UIDs ----------------------------------------------------------------------------
 
 HEX_SOP = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"  # a SHA-256, as anonymisers write
 HEX_STUDY = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
@@ -383,7 +383,7 @@ def test_uid_rules():
         assert not parse.acceptable_uid(bad), repr(bad)
 
 
-# --- Pixels that cannot be decoded (issue 15) --------------------------------------------------
+# --- Pixels that cannot be decoded -------------------------------------------------------------
 
 
 def corrupted_jpeg2000(target: Path) -> Path:

@@ -1,5 +1,5 @@
 """Property-based tests of the imaging inputs a signed-in patient controls: "Verify a copy"
-uploads and the viewer's window parameters (issue 9 "Malformed input").
+uploads and the viewer's window parameters, with malformed input.
 
 Properties: any set of uploaded files (mutated DICOM from the import fuzz, copies of the
 patient's own original with bytes changed, anything at all, under hostile file names) is

@@ -16,7 +16,7 @@ from imaging.dicom.deidentify import PATIENT_COPY_OPTIONS
 CATEGORIES = {"D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",
               "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*"}
 
-# Kept by the de-identifier used before this table (issue 15, "What was found").
+# Kept in patients' copies by the de-identifier used before this table (dicognito).
 ISSUE_LISTED = ("DeviceSerialNumber", "AdmissionID", "StudyDescription", "SeriesDescription", "ProtocolName",
                 "AcquisitionComments", "ContrastBolusAgent", "TimezoneOffsetFromUTC", "PerformedStationAETitle",
                 "PerformedStationName", "DeviceDescription", "VerifyingOrganization", "UnformattedTextValue",

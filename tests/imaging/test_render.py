@@ -204,7 +204,7 @@ def test_viewer_metadata_falls_back_to_the_file(ct_series):
     assert viewer_metadata(instance) == stored
 
 
-# --- Big-endian palette colour (issue 15) ------------------------------------------------------
+# --- Big-endian palette colour -----------------------------------------------------------------
 
 
 def pydicom_data_file(name: str) -> Path:

@@ -321,7 +321,7 @@ def test_non_image_series_has_no_viewer(patient_client: Client, patient, tmp_pat
     assert views_of(study) == 0
 
 
-# --- Images that cannot be shown (issue 15) ------------------------------------------------------
+# --- Images that cannot be shown -----------------------------------------------------------------
 
 PART2 = "1.2.840.10008.1.2.4.92"  # JPEG 2000 Part 2 multi-component: pydicom knows it, nothing here decodes it
 PART2_REASON = ("The image is compressed with JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only), "

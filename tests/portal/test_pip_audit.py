@@ -1,4 +1,4 @@
-"""No pinned or installed dependency has a known vulnerability (issue 9, docs/security.md).
+"""No pinned or installed dependency has a known vulnerability (docs/security.md).
 
 ``pip-audit`` checks the pins of ``requirements.txt`` and ``requirements-dev.txt`` and every
 package installed in the test environment (which adds the dependencies of dependencies) against
