@@ -12,7 +12,7 @@ def create_demo_export(*, patient: Patient) -> tuple[ExportRequest, str]:
     and return it with its passphrase, which the caller may print for the demo user.
     Writes no access event of its own beyond what packaging writes (none)."""
     export = services._create(  # noqa: SLF001 - demo set-up bypasses the request view on purpose
-        patient=patient, studies=list(patient.studies.all()), deidentify=False, requested_by=patient.user,
+        patient=patient, studies=list(patient.studies.all()), deidentify=False, requested_by_id=patient.user_id,
         passphrase=(passphrase := services.generate_passphrase()),
     )
     services.export_package(export_id=export.pk)

@@ -1,7 +1,8 @@
-"""Reads of exports for a given user: only the signed-in patient's own jobs.
+"""Reads of exports for an actor: a patient's own jobs only.
 
-Another patient's export (or a privacy officer looking) is ``Http404``, exactly like a missing
-one (docs/security.md §9). Nothing here writes access events: job rows hold no clinical data beyond
+Every function starts from ``ExportRequest.objects.for_actor(actor)`` (``core.querysets``), so
+another patient's export, or a privacy officer looking, is ``Http404`` exactly like a missing one
+(docs/security.md §9). Nothing here writes access events: job rows hold no clinical data beyond
 counts, and the archive itself is only reached through ``services.export_download``.
 """
 
@@ -10,29 +11,34 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
+from core.actor import Actor
 from exports.models import ExportRequest
 
 
-def exports_for_user(user) -> QuerySet[ExportRequest]:
-    if not getattr(user, "is_authenticated", False):
-        return ExportRequest.objects.none()
+def export_list(*, actor: Actor) -> QuerySet[ExportRequest]:
+    """The actor's exports, newest first, with how many studies each holds.
+
+    Callers: the downloads page. Records nothing."""
     return (
-        ExportRequest.objects.filter(patient__user=user)
+        ExportRequest.objects.for_actor(actor)
         .annotate(study_count=Count("studies", distinct=True))
         .order_by("-created_at", "-pk")
     )
 
 
-def export_for_user(user, export_id: int) -> ExportRequest:
-    export = exports_for_user(user).filter(pk=export_id).select_related("patient").first()
+def export_get(*, actor: Actor, export_id: int) -> ExportRequest:
+    """One of the actor's exports; ``Http404`` for a missing one or anyone else's.
+
+    Callers: the export pages. Records nothing."""
+    export = ExportRequest.objects.for_actor(actor).filter(pk=export_id).select_related("patient").first()
     if export is None:
         raise Http404("No such export.")
     return export
 
 
-def unseen_ready_exports(user) -> QuerySet[ExportRequest]:
-    """Ready archives the patient has not looked at yet (the in-portal notice)."""
-    return exports_for_user(user).filter(status=ExportRequest.Status.READY, notice_seen_at__isnull=True)
+def export_list_unseen_ready(*, actor: Actor) -> QuerySet[ExportRequest]:
+    """Ready archives the patient has not downloaded or dismissed yet (the in-portal notice)."""
+    return export_list(actor=actor).filter(status=ExportRequest.Status.READY, notice_seen_at__isnull=True)
 
 
 def status_payload(export: ExportRequest) -> dict:

@@ -1,6 +1,12 @@
 """Writes for exports: request, package (the worker), cancel, revoke, download, purge, reconcile.
 
-Audit (docs/security.md §13), one AccessEvent per access, written in the same transaction:
+Every service that acts for someone takes the ``actor`` (``core.actor``), keyword-only, and
+reaches exports only through ``ExportRequest.objects.for_actor(actor)``: another patient's export
+is a 404. The worker, expiry and reconciliation services act for no one (a Celery task runs them
+on a job id) and read no patient's records on anyone's behalf.
+
+Audit (docs/security.md §13), one AccessEvent per access, written through
+``core.access_log.record`` in the same transaction:
 - the request: ``export`` by the patient (portal) or by the privacy office (command);
 - every download: ``download`` by the patient.
 The packaging itself writes no event of its own: it is the fulfilment of the request already
@@ -29,20 +35,20 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AccessEvent
-from audit.services import record_access, record_portal_access
+from core import access_log
+from core.actor import Actor
 from core.crypto import decrypt, encrypt
-from core.reauth import require_recent_reauthentication
 from exports import packaging
 from exports.models import ExportRequest
 from imaging.copies import deidentified_copies_record
 from imaging.models import Patient, Study
-from imaging.selectors import patient_for_user
+from imaging.selectors import patient_get, study_list
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +89,15 @@ class Requested:
 # --- Request ------------------------------------------------------------------------------
 
 
-def _create(*, patient: Patient, studies: list[Study], deidentify: bool, requested_by, passphrase: str) -> ExportRequest:
+def _create(*, patient: Patient, studies: list[Study], deidentify: bool, requested_by_id: int | None,
+            passphrase: str) -> ExportRequest:
     if not studies:
         raise ValidationError("Choose at least one study.")
     if any(s.patient_id != patient.pk for s in studies):
         raise ValidationError("A study belongs to another patient.")
     export = ExportRequest(
         patient=patient,
-        requested_by=requested_by,
+        requested_by_id=requested_by_id,
         deidentify=deidentify,
         passphrase_encrypted=encrypt(passphrase.encode("utf-8")),
         max_downloads=settings.EXPORTS_MAX_DOWNLOADS,
@@ -104,26 +111,26 @@ def _create(*, patient: Patient, studies: list[Study], deidentify: bool, request
 
 
 @transaction.atomic
-def export_request(*, request: HttpRequest, study_ids: list[int] | None, deidentify: bool) -> Requested:
-    """The signed-in patient asks for an archive of some of their studies (``None`` = all).
+def export_request(*, actor: Actor, study_ids: list[int] | None, deidentify: bool) -> Requested:
+    """The patient ``actor`` asks for an archive of some of their studies (``None`` = all).
 
-    Callers: the new-export view. Needs a recent reauthentication (checked again here). Writes
-    one AccessEvent (export, patient_request); the task is sent after commit, and only the id
-    travels in it. Returns the passphrase to show once.
+    Callers: the new-export view. Needs a recent reauthentication (checked again here, with the
+    actor's own record of it). Writes one AccessEvent (export, patient_request); the task is sent
+    after commit, and only the id travels in it. Returns the passphrase to show once.
     """
-    require_recent_reauthentication(request)
-    patient = patient_for_user(request.user)
+    actor.require_recent_reauthentication()
+    patient = patient_get(actor=actor)
     if patient is None:
         raise PermissionDenied("Only a patient can export their own studies.")
-    own = Study.objects.filter(patient=patient)
+    own = study_list(actor=actor).filter(patient=patient)
     studies = list(own if study_ids is None else own.filter(pk__in=study_ids))
     if study_ids is not None and len(studies) != len(set(study_ids)):
         raise ValidationError("Choose among your own studies.")
     passphrase = generate_passphrase()
-    export = _create(patient=patient, studies=studies, deidentify=deidentify, requested_by=request.user,
+    export = _create(patient=patient, studies=studies, deidentify=deidentify, requested_by_id=actor.user_id,
                      passphrase=passphrase)
-    record_portal_access(
-        request,
+    access_log.record(
+        actor=actor,
         patient=patient,
         study=studies[0] if len(studies) == 1 else None,
         action=AccessEvent.Action.EXPORT,
@@ -272,11 +279,20 @@ def export_failed(*, export_id: int, error: str) -> None:
 # --- Patient actions ----------------------------------------------------------------------
 
 
+def _locked(actor: Actor, export_id: int) -> ExportRequest:
+    """The actor's export under a row lock (the worker and a second tab may act at once);
+    ``Http404`` for anyone else's, like the selector."""
+    export = ExportRequest.objects.for_actor(actor).select_for_update().filter(pk=export_id).first()
+    if export is None:
+        raise Http404("No such export.")
+    return export
+
+
 @transaction.atomic
-def export_cancel(*, actor, export: ExportRequest) -> ExportRequest:
+def export_cancel(*, actor: Actor, export_id: int) -> ExportRequest:
     """The patient stops a queued or running job. The worker notices at its next file and
-    removes its temporary file. Callers: the cancel view, after the selector. Records nothing."""
-    export = ExportRequest.objects.select_for_update().get(pk=export.pk)
+    removes its temporary file. Callers: the cancel view. Records nothing (no data is read)."""
+    export = _locked(actor, export_id)
     if export.status in ExportRequest.ACTIVE:
         export.status = ExportRequest.Status.CANCELLED
         export.passphrase_encrypted = ""
@@ -286,10 +302,10 @@ def export_cancel(*, actor, export: ExportRequest) -> ExportRequest:
 
 
 @transaction.atomic
-def export_revoke(*, actor, export: ExportRequest) -> ExportRequest:
+def export_revoke(*, actor: Actor, export_id: int) -> ExportRequest:
     """The patient withdraws a ready download link; the archive is deleted at once.
-    Callers: the revoke view, after the selector. Records nothing (no data is read)."""
-    export = ExportRequest.objects.select_for_update().get(pk=export.pk)
+    Callers: the revoke view. Records nothing (no data is read)."""
+    export = _locked(actor, export_id)
     if export.status == ExportRequest.Status.READY:
         export.status = ExportRequest.Status.REVOKED
         export.save(update_fields=["status"])
@@ -297,22 +313,28 @@ def export_revoke(*, actor, export: ExportRequest) -> ExportRequest:
     return export
 
 
-def export_mark_seen(*, actor, export: ExportRequest) -> None:
-    """The in-portal "your export is ready" notice has been seen. Records nothing."""
+@transaction.atomic
+def export_mark_seen(*, actor: Actor, export_id: int) -> ExportRequest:
+    """The patient dismisses the in-portal "your export is ready" notice (a POST; opening the
+    export's page changes nothing). Downloading the archive also marks it seen
+    (``export_download``). Callers: the dismiss view. Records nothing (no data is read)."""
+    export = _locked(actor, export_id)
     if export.status == ExportRequest.Status.READY and export.notice_seen_at is None:
-        ExportRequest.objects.filter(pk=export.pk, notice_seen_at__isnull=True).update(notice_seen_at=timezone.now())
+        export.notice_seen_at = timezone.now()
+        export.save(update_fields=["notice_seen_at"])
+    return export
 
 
 @transaction.atomic
-def export_download(*, request: HttpRequest, export: ExportRequest):
-    """Count one download and return the archive opened for reading.
+def export_download(*, actor: Actor, export_id: int):
+    """Count one download, mark the ready notice seen, and return the archive opened for reading.
 
-    Callers: the download view, after the selector narrowed to the signed-in patient. Needs a
-    recent reauthentication (checked again here). Writes one AccessEvent (download). Raises
-    ``ExportUnavailable`` when the link is expired, used up, revoked or not ready.
+    Callers: the download view. Needs a recent reauthentication (checked again here). Writes one
+    AccessEvent (download). Raises ``Http404`` for anyone else's export and ``ExportUnavailable``
+    when the link is expired, used up, revoked or not ready.
     """
-    require_recent_reauthentication(request)
-    export = ExportRequest.objects.select_for_update().get(pk=export.pk)
+    actor.require_recent_reauthentication()
+    export = _locked(actor, export_id)
     if export.status != ExportRequest.Status.READY:
         raise ExportUnavailable("This export cannot be downloaded.")
     if export.expires_at and export.expires_at <= timezone.now():
@@ -324,9 +346,10 @@ def export_download(*, request: HttpRequest, export: ExportRequest):
     except FileNotFoundError as exc:
         raise ExportUnavailable("This export is no longer available.") from exc
     export.downloads += 1
-    export.save(update_fields=["downloads"])
-    record_portal_access(request, patient=export.patient, action=AccessEvent.Action.DOWNLOAD,
-                         details={"export": export.pk, "download": export.downloads})
+    export.notice_seen_at = export.notice_seen_at or timezone.now()
+    export.save(update_fields=["downloads", "notice_seen_at"])
+    access_log.record(actor=actor, patient=export.patient, action=AccessEvent.Action.DOWNLOAD,
+                      details={"export": export.pk, "download": export.downloads})
     return export, fh
 
 
@@ -378,31 +401,35 @@ def exports_reconcile(*, redispatch_after: int | None = None, stale_after: int |
 # --- The privacy office's command ---------------------------------------------------------
 
 
-def export_for_paper_request(*, patient: Patient, studies: list[Study], deidentify: bool, passphrase: str,
-                             out: Path, actor_name: str) -> packaging.Result:
+def export_for_paper_request(*, actor: Actor, patient: Patient, studies: list[Study], deidentify: bool,
+                             passphrase: str, out: Path) -> packaging.Result:
     """Package studies straight to ``out`` for a request received on paper (manage.py
     export_studies), with the same packaging as the Celery job.
 
-    Callers: the management command (run by the privacy office). Writes one AccessEvent
-    (export, actor privacy_office, purpose patient_request), committed only once the archive
-    exists.
+    Callers: the management command, run by the privacy office on the server, with an officer
+    ``actor`` narrowed to the patient (``actor.investigating(patient.pk)``). No password re-check:
+    there is no browser session to re-check, and the shell on the server is the stronger
+    credential. Writes one AccessEvent (export, actor privacy_office, purpose patient_request),
+    committed only once the archive exists; an actor that may not reach ``patient`` is refused
+    before anything is packaged.
     """
     if not studies:
         raise ValidationError("No studies to export.")
+    if not actor.may_reach(patient.pk):
+        raise PermissionDenied("This actor may not reach this patient's records.")
+    if any(s.patient_id != patient.pk for s in studies):
+        raise ValidationError("A study belongs to another patient.")
     out = out.resolve()
     tmp, result = packaging.build_archive(patient=patient, studies=studies, deidentify=deidentify,
                                           passphrase=passphrase, final_path=out)
     try:
         with transaction.atomic():
-            record_access(
+            access_log.record(
+                actor=actor,
                 patient=patient,
                 study=studies[0] if len(studies) == 1 else None,
                 action=AccessEvent.Action.EXPORT,
                 purpose=AccessEvent.Purpose.PATIENT_REQUEST,
-                actor_type=AccessEvent.ActorType.PRIVACY_OFFICE,
-                actor_name=actor_name or "Privacy office",
-                organization=settings.HOSPITAL_NAME,
-                role="Privacy officer",
                 source=AccessEvent.Source.PORTAL,
                 details={"channel": "paper", "studies": len(studies), "deidentified": deidentify,
                          "sha256": result.sha256},

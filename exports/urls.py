@@ -12,4 +12,5 @@ urlpatterns = [
     path("exports/<int:export_id>/cancel/", views.export_cancel, name="exports-cancel"),
     path("exports/<int:export_id>/download/", views.export_download, name="exports-download"),
     path("exports/<int:export_id>/revoke/", views.export_revoke, name="exports-revoke"),
+    path("exports/<int:export_id>/seen/", views.export_seen, name="exports-seen"),
 ]

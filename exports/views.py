@@ -1,8 +1,10 @@
 """The patient's export pages: list, request (passphrase shown once), progress, cancel,
-download, revoke. Every view narrows through ``exports.selectors`` (another patient's export is
-a 404); requesting and downloading need a fresh reauthentication, checked here (allauth's
-decorator; for the download, ``core.reauth.reauthenticate_before_download``, which returns to
-this export's page) and again in the service (docs/security.md §6).
+download, revoke, dismiss the "ready" notice. Every view acts as ``request.actor`` through
+``exports.selectors`` and ``exports.services`` (another patient's export is a 404); requesting and
+downloading need a fresh reauthentication, checked here (allauth's decorator; for the download,
+``core.reauth.reauthenticate_before_download``, which returns to this export's page) and again in
+the service (docs/security.md §6). GET pages change nothing: the "ready" notice goes away when the
+archive is downloaded or the patient dismisses it.
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.reauth import download_ready, reauthenticate_before_download
 from exports import selectors, services
 from exports.forms import ExportRequestForm
-from imaging.selectors import patient_for_user, studies_for_user
+from imaging.selectors import study_list
 
 
 @require_GET
 @never_cache
 def export_list(request: HttpRequest) -> HttpResponse:
-    exports = list(selectors.exports_for_user(request.user)[:50])
+    exports = list(selectors.export_list(actor=request.actor)[:50])
     return render(request, "exports/list.html", {
         "exports": exports,
         "ready_notices": [e for e in exports if e.status == "ready" and e.notice_seen_at is None],
-        "is_patient": patient_for_user(request.user) is not None,
+        "is_patient": request.actor.patient_id is not None,
     })
 
 
@@ -36,13 +38,13 @@ def export_list(request: HttpRequest) -> HttpResponse:
 @never_cache
 @reauthentication_required(allow_get=True)
 def export_new(request: HttpRequest) -> HttpResponse:
-    if patient_for_user(request.user) is None:
+    if request.actor.patient_id is None:
         raise PermissionDenied("Only a patient can export their own studies.")
-    studies = list(studies_for_user(request.user))
+    studies = list(study_list(actor=request.actor))
     form = ExportRequestForm(request.POST or None, studies=studies)
     if request.method == "POST" and form.is_valid():
         try:
-            requested = services.export_request(request=request, study_ids=form.study_ids(),
+            requested = services.export_request(actor=request.actor, study_ids=form.study_ids(),
                                                 deidentify=form.deidentify)
         except ValidationError as exc:
             form.add_error(None, exc.messages[0])
@@ -66,8 +68,7 @@ def _deidentify_options() -> list[str]:
 @require_GET
 @never_cache
 def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = selectors.export_for_user(request.user, export_id)
-    services.export_mark_seen(actor=request.user, export=export)
+    export = selectors.export_get(actor=request.actor, export_id=export_id)
     return render(request, "exports/detail.html", {
         "export": export, "status": selectors.status_payload(export), "download_ready": download_ready(request),
     })
@@ -76,35 +77,40 @@ def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
 @require_GET
 @never_cache
 def export_status(request: HttpRequest, export_id: int) -> JsonResponse:
-    export = selectors.export_for_user(request.user, export_id)
+    export = selectors.export_get(actor=request.actor, export_id=export_id)
     return JsonResponse(selectors.status_payload(export))
 
 
 @require_POST
 @never_cache
 def export_cancel(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = selectors.export_for_user(request.user, export_id)
-    services.export_cancel(actor=request.user, export=export)
+    export = services.export_cancel(actor=request.actor, export_id=export_id)
     return redirect("exports-detail", export_id=export.pk)
 
 
 @require_POST
 @never_cache
 def export_revoke(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = selectors.export_for_user(request.user, export_id)
-    services.export_revoke(actor=request.user, export=export)
+    export = services.export_revoke(actor=request.actor, export_id=export_id)
     return redirect("exports-detail", export_id=export.pk)
 
 
 @require_POST
 @never_cache
+def export_seen(request: HttpRequest, export_id: int) -> HttpResponse:
+    services.export_mark_seen(actor=request.actor, export_id=export_id)
+    return redirect("exports-list")
+
+
+@require_POST
+@never_cache
 def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = selectors.export_for_user(request.user, export_id)
+    export = selectors.export_get(actor=request.actor, export_id=export_id)
     back = reverse("exports-detail", args=[export.pk])
     if (confirm := reauthenticate_before_download(request, back=back)) is not None:
         return confirm
     try:
-        export, fh = services.export_download(request=request, export=export)
+        export, fh = services.export_download(actor=request.actor, export_id=export.pk)
     except services.ExportUnavailable as exc:
         return render(request, "exports/detail.html", {
             "export": export, "status": selectors.status_payload(export), "unavailable": str(exc),

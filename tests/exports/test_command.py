@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit.models import AccessEvent
@@ -33,6 +34,12 @@ def test_exports_chosen_studies_and_logs_the_privacy_office(patient, tmp_path, p
                for f in manifest["files"] if f["path"].startswith("DICOM"))
     event = AccessEvent.objects.get(patient=patient.patient, action="export")
     assert (event.actor_type, event.purpose, event.actor_name) == ("privacy_office", "patient_request", "officer@example.org")
+    # The row reads as it always has: the hospital's privacy officer, no account reference, no
+    # browser, and the details of the paper request.
+    assert (event.organization, event.role, event.actor_ref, event.source, event.ip, event.user_agent) == (
+        settings.HOSPITAL_NAME, "Privacy officer", "", "portal", None, "")
+    assert event.study == wanted
+    assert event.details == {"channel": "paper", "studies": 1, "deidentified": True, "sha256": event.details["sha256"]}
     assert not list(tmp_path.glob(".tmp-*"))
 
 
@@ -54,4 +61,28 @@ def test_bad_input_is_a_clear_error(patient, other_patient, tmp_path, passphrase
         args[5] = str(tmp_path / "none.txt")
     with pytest.raises(CommandError):
         call_command("export_studies", *args)
+    assert AccessEvent.objects.filter(action="export").count() == 0
+
+
+def test_without_a_name_the_row_says_privacy_office(patient, tmp_path, passphrase_file):
+    make_study(patient, tmp_path / "a", slices=1)
+    call_command("export_studies", "--mrn", patient.patient.mrn, "--out", str(tmp_path / "p.zip"),
+                 "--passphrase-file", str(passphrase_file))
+    event = AccessEvent.objects.get(patient=patient.patient, action="export")
+    assert (event.actor_type, event.actor_name, event.purpose) == ("privacy_office", "Privacy office", "patient_request")
+
+
+def test_the_service_refuses_an_actor_that_does_not_reach_the_patient(patient, other_patient, tmp_path):
+    from django.core.exceptions import PermissionDenied
+
+    from core.actor import Actor, Kind
+    from exports import services
+
+    study = make_study(patient, tmp_path / "a", slices=1)
+    officer = Actor(kind=Kind.PRIVACY_OFFICER, name="officer@example.org", role="Privacy officer")
+    for actor in (officer, officer.investigating(other_patient.patient.pk)):
+        with pytest.raises(PermissionDenied):
+            services.export_for_paper_request(actor=actor, patient=patient.patient, studies=[study], deidentify=False,
+                                              passphrase=PASSPHRASE, out=tmp_path / "x.zip")
+    assert not (tmp_path / "x.zip").exists()
     assert AccessEvent.objects.filter(action="export").count() == 0

@@ -1,5 +1,6 @@
 """The export pages: access control, reauthentication, the passphrase shown once, status JSON,
-download limits and expiry, revoke, and one access event per request and per download."""
+download limits and expiry, revoke, the "ready" notice (dismissed by a POST or a download, never
+by a GET), and one access event per request and per download."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import datetime as dt
 from urllib.parse import urlencode
 
 import pytest
+from allauth.core.exceptions import ReauthenticationRequired
+from django.forms.models import model_to_dict
+from django.http import Http404
 from django.test import Client
 from django.utils import timezone
 
@@ -15,7 +19,7 @@ from exports import services
 from exports.models import ExportRequest
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.exports.conftest import make_study
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, actor_of
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +27,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ready_export(patient, tmp_path, exports_dir) -> ExportRequest:
     study = make_study(patient, tmp_path / "s", slices=1)
-    export = services._create(patient=patient.patient, studies=[study], deidentify=False, requested_by=patient,
+    export = services._create(patient=patient.patient, studies=[study], deidentify=False, requested_by_id=patient.pk,
                               passphrase="alpha-bravo-charlie-delta-echo-foxtrot")
     assert services.export_package(export_id=export.pk) == "ready"
     export.refresh_from_db()
@@ -34,7 +38,7 @@ def ready_export(patient, tmp_path, exports_dir) -> ExportRequest:
 def other_export(other_patient, tmp_path, exports_dir) -> ExportRequest:
     study = make_study(other_patient, tmp_path / "o", slices=1)
     return services._create(patient=other_patient.patient, studies=[study], deidentify=False,
-                            requested_by=other_patient, passphrase="golf-hotel-india-juliet-kilo-lima")
+                            requested_by_id=other_patient.pk, passphrase="golf-hotel-india-juliet-kilo-lima")
 
 
 def pages(export: ExportRequest) -> dict[str, tuple[str, str]]:
@@ -44,10 +48,11 @@ def pages(export: ExportRequest) -> dict[str, tuple[str, str]]:
         "cancel": ("post", f"/exports/{export.pk}/cancel/"),
         "download": ("post", f"/exports/{export.pk}/download/"),
         "revoke": ("post", f"/exports/{export.pk}/revoke/"),
+        "seen": ("post", f"/exports/{export.pk}/seen/"),
     }
 
 
-PAGES = ["detail", "status", "cancel", "download", "revoke"]
+PAGES = ["detail", "status", "cancel", "download", "revoke", "seen"]
 
 
 def downloads(export) -> int:
@@ -199,12 +204,61 @@ def test_revoke_deletes_the_archive_and_refuses_downloads(patient_client: Client
     assert downloads(ready_export) == 0
 
 
-def test_list_shows_the_ready_notice_until_seen(patient_client: Client, ready_export):
+def test_list_shows_the_ready_notice_until_dismissed(patient_client: Client, ready_export):
     page = patient_client.get("/exports/").content.decode()
     assert "An export you asked for is ready." in page
     detail = patient_client.get(f"/exports/{ready_export.pk}/")
     assert "Download the encrypted file" in detail.content.decode()
+    # Opening the export's page is a GET: the notice stays until the patient acts on it.
+    assert "An export you asked for is ready." in patient_client.get("/exports/").content.decode()
+    response = patient_client.post(f"/exports/{ready_export.pk}/seen/")
+    assert response.status_code == 302 and response["Location"] == "/exports/"
     assert "An export you asked for is ready." not in patient_client.get("/exports/").content.decode()
+    ready_export.refresh_from_db()
+    assert ready_export.notice_seen_at is not None and ready_export.downloads == 0
+
+
+def test_downloading_the_archive_marks_the_notice_seen(patient_client: Client, ready_export):
+    reauthenticate(patient_client)
+    response = patient_client.post(f"/exports/{ready_export.pk}/download/")
+    assert response.status_code == 200 and b"".join(response.streaming_content)
+    assert "An export you asked for is ready." not in patient_client.get("/exports/").content.decode()
+
+
+def test_dismissing_the_notice_needs_the_csrf_token(patient, ready_export):
+    client = login_verified(Client(enforce_csrf_checks=True), patient)
+    assert client.post(f"/exports/{ready_export.pk}/seen/").status_code == 403
+    ready_export.refresh_from_db()
+    assert ready_export.notice_seen_at is None
+
+
+def _rows() -> tuple[list[dict], int]:
+    return [model_to_dict(e) | {"studies": None} for e in ExportRequest.objects.order_by("pk")], AccessEvent.objects.count()
+
+
+@pytest.mark.parametrize("url", ["/exports/", "/exports/{pk}/", "/exports/{pk}/status/", "/exports/{pk}/?download=ready"])
+def test_get_of_an_export_page_changes_no_row(patient_client: Client, ready_export, url):
+    before = _rows()
+    assert patient_client.get(url.format(pk=ready_export.pk)).status_code == 200
+    assert _rows() == before
+
+
+def test_services_answer_404_for_another_patients_export(patient, other_export):
+    actor = actor_of(patient)
+    for call in (services.export_cancel, services.export_revoke, services.export_mark_seen, services.export_download):
+        with pytest.raises(Http404):
+            call(actor=actor, export_id=other_export.pk)
+    other_export.refresh_from_db()
+    assert other_export.status == "queued" and other_export.downloads == 0
+    assert AccessEvent.objects.filter(patient=other_export.patient).count() == 0
+
+
+def test_services_recheck_the_password(patient, ready_export):
+    with pytest.raises(ReauthenticationRequired):
+        services.export_download(actor=actor_of(patient, reauthenticated=False), export_id=ready_export.pk)
+    with pytest.raises(ReauthenticationRequired):
+        services.export_request(actor=actor_of(patient, reauthenticated=False), study_ids=None, deidentify=False)
+    assert downloads(ready_export) == 0 and ExportRequest.objects.count() == 1
 
 
 def test_empty_state(patient_client: Client):

@@ -1,13 +1,20 @@
 """manage.py export_studies: the privacy office answers a paper request with the same packaging
-as the portal's Celery job (DESIGN.md "Contracts")."""
+as the portal's Celery job (DESIGN.md "Contracts").
+
+The command acts as a privacy officer named by ``--actor`` (as the patient's access log shows
+them), narrowed to the one patient whose request it answers: it reaches that patient's studies
+and no one else's, and records its export under that name.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from core.actor import Actor, Kind
 from exports import packaging, services
 from imaging.models import Patient, Study
 
@@ -48,15 +55,21 @@ class Command(BaseCommand):
             raise CommandError("The output file already exists; choose another name.")
         if not out.parent.resolve().is_dir():
             raise CommandError("The output folder does not exist.")
-        studies = Study.objects.filter(patient=patient)
+        # No user account behind a name typed at the shell: the row names the officer as given,
+        # with no account reference, exactly as the paper-request record has always read.
+        actor = Actor(
+            kind=Kind.PRIVACY_OFFICER, name=options["actor"] or "Privacy office",
+            organization=settings.HOSPITAL_NAME, role="Privacy officer",
+        ).investigating(patient.pk)
+        studies = Study.objects.for_actor(actor)
         if options["study"]:
             studies = studies.filter(study_uid__in=options["study"])
             if studies.count() != len(set(options["study"])):
                 raise CommandError("A study UID is unknown or belongs to another patient.")
         try:
             result = services.export_for_paper_request(
-                patient=patient, studies=list(studies), deidentify=options["deidentify"], passphrase=passphrase,
-                out=out, actor_name=options["actor"],
+                actor=actor, patient=patient, studies=list(studies), deidentify=options["deidentify"],
+                passphrase=passphrase, out=out,
             )
         except (packaging.PackagingError, ValidationError) as exc:
             raise CommandError(str(exc.messages[0] if isinstance(exc, ValidationError) else exc)) from None
