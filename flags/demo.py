@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AccessEvent
+from core.actor import Actor, Kind
 from flags.models import Flag, FlagEvent
 from flags.services import S, _event, _notify_flag, _set_status, _study_status_sync, deadline_days
 
@@ -19,9 +21,15 @@ def build_demo_flag(patient, officer) -> Flag:
 
     Flags the patient's latest ``ai_vendor`` access event if there is one, else their newest
     study. ``patient`` is an ``imaging.Patient``; ``officer`` a privacy-officer ``User``.
-    Written directly (not through the request-bound services) and back-dated by a week so
-    the timeline looks lived-in; the services' own rules (table, notices) still apply.
+    Written directly (not through the services, which date everything now) and back-dated by
+    a week so the timeline looks lived-in; the services' own rules (table, notices) still apply.
+    The timeline names the patient and the officer as they would be had they acted themselves.
     """
+    by_patient = Actor(kind=Kind.PATIENT, name="Patient (self)", user_id=patient.user_id, patient_ids=frozenset({patient.pk}))
+    by_officer = Actor(
+        kind=Kind.PRIVACY_OFFICER, name=officer.email, user_id=officer.pk, organization=settings.HOSPITAL_NAME,
+        role="Privacy officer",
+    ).investigating(patient.pk)
     event = AccessEvent.objects.filter(patient=patient, actor_type=AccessEvent.ActorType.AI_VENDOR).order_by("-occurred_at", "-pk").first()
     study = None if event is not None else patient.studies.order_by("-study_date", "-pk").first()
     if event is None and study is None:
@@ -48,20 +56,20 @@ def build_demo_flag(patient, officer) -> Flag:
     )
     flag.full_clean()
     flag.save()
-    _event(flag, FlagEvent.Kind.CREATED, patient.user, to_status=flag.status, text=description)
-    _study_status_sync(study)
+    _event(flag, FlagEvent.Kind.CREATED, by_patient, to_status=flag.status, text=description)
+    _study_status_sync(actor=by_patient, study=study)
     flag.assignee = officer
     flag.save(update_fields=["assignee"])
-    _event(flag, FlagEvent.Kind.CLAIMED, officer)
-    _set_status(flag, S.IN_REVIEW, officer)
+    _event(flag, FlagEvent.Kind.CLAIMED, by_officer)
+    _set_status(flag, S.IN_REVIEW, by_officer)
     _event(
-        flag, FlagEvent.Kind.MESSAGE_TO_PATIENT, officer,
+        flag, FlagEvent.Kind.MESSAGE_TO_PATIENT, by_officer,
         text=(
             "Thank you for telling us. We are checking this access with the company and our AI programme "
             "team. Do you remember signing a consent form for research or AI use at any appointment? "
             "If so, roughly when?"
         ),
     )
-    _set_status(flag, S.NEEDS_INFO, officer)
+    _set_status(flag, S.NEEDS_INFO, by_officer)
     _notify_flag(flag, "The privacy office needs more information from you. Sign in to reply.")
     return flag

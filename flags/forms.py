@@ -64,10 +64,10 @@ class AssignForm(forms.Form):
     assignee = forms.ModelChoiceField(label=_("Assign to"), queryset=None, empty_label=None)
 
     def __init__(self, *args, **kwargs) -> None:
-        from flags.selectors import officers
+        from flags.selectors import officer_list
 
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = officers()
+        self.fields["assignee"].queryset = officer_list()
 
 
 class IncidentForm(forms.Form):
@@ -111,11 +111,11 @@ class QueueFilterForm(forms.Form):
     )
 
     def __init__(self, *args, **kwargs) -> None:
-        from flags.selectors import officers
+        from flags.selectors import officer_list
 
         super().__init__(*args, **kwargs)
         self.fields["assignee"].choices = [
-            ("", _("Anyone")), ("me", _("Me")), ("none", _("Nobody yet")), *((str(o.pk), o.email) for o in officers())
+            ("", _("Anyone")), ("me", _("Me")), ("none", _("Nobody yet")), *((str(o.pk), o.email) for o in officer_list())
         ]
 
     def filters(self) -> QueueFilters:

@@ -1,16 +1,21 @@
-"""Reads for flags, narrowed to the user (STYLE.md "Logic and data").
+"""Reads for flags, for an actor (STYLE.md "Logic and data").
 
-Patients: their own flags, studies and access events; anything else is ``Http404``, the same as
-a missing id. Officers: the queue and dashboard hold no patient data (ids, categories, dates,
-statuses); the patient's data behind a flag is read only through ``flag_for_officer``, which
-answers ``Http404`` unless the officer holds the flag, and the page that shows it records one
-access event (privacy investigation) for the patient to see. None of these write anything.
+Every function takes the ``actor`` and starts from ``for_actor(actor)`` (``core.querysets``):
+
+- Patients: their own reports, notices, and the study or access-log entry they are reporting;
+  anything else is ``Http404``, the same as a missing id.
+- Officers: ``Flag.objects.for_actor`` gives them every flag, but the queue and dashboard show
+  none of a patient's data (ids, categories, dates, statuses). The patient's data behind a flag is
+  read only by ``flag_context`` with the officer narrowed to that flag's patient
+  (``actor.investigating(flag.patient_id)``), from ``services.flag_office_open``, which records
+  the look (privacy investigation) for the patient to see.
+
+None of these write anything; the audited reads are services (``flags.services``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +26,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AccessEvent
+from consent import selectors as consent_selectors
+from core.actor import Actor
 from flags.models import Flag, FlagEvent, Notice
-from imaging.models import Instance, IntegrityAlert, Patient, Study
-from imaging.selectors import patient_for_user
+from imaging.models import Instance, IntegrityAlert, Study
+from imaging.selectors import study_get
 
 # Rows of access history shown on the officer's flag page: enough for an investigation, bounded
 # so a patient with years of history does not make the page slow.
@@ -36,42 +43,67 @@ CONSENT_SCOPES = (
 )
 
 
-def _is_officer(user) -> bool:
-    return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_privacy_officer", False))
-
-
-def require_officer(user) -> None:
+def require_officer(actor: Actor) -> None:
     """Officer pages answer 404 to everyone else: a patient learns nothing about them."""
-    if not _is_officer(user):
+    if not actor.is_officer:
         raise Http404("No such page.")
 
 
 # --- Patient side --------------------------------------------------------------------------
 
 
-def access_event_for_user(user, event_id: int) -> AccessEvent:
-    """One of the user's own access-log entries; ``Http404`` for another patient's or a missing one."""
-    event = AccessEvent.objects.filter(patient__user=user, pk=event_id).select_related("study").first() if getattr(user, "is_authenticated", False) else None
+@dataclass(frozen=True)
+class FlagTarget:
+    """What a patient is reporting: one of their studies, or one entry of their access log."""
+
+    study: Study | None = None
+    event: AccessEvent | None = None
+
+    @property
+    def patient(self):
+        return self.study.patient if self.study is not None else self.event.patient
+
+    @property
+    def shown_study(self) -> Study | None:
+        """The study the report page shows: the flagged one, or the one the access touched."""
+        return self.study if self.study is not None else self.event.study
+
+
+def access_event_get(*, actor: Actor, event_id: int) -> AccessEvent:
+    """One entry of the actor's access log; ``Http404`` for another patient's or a missing one."""
+    event = AccessEvent.objects.for_actor(actor).filter(pk=event_id).select_related("study", "patient").first()
     if event is None:
         raise Http404("No such access-log entry.")
     return event
 
 
-def flags_for_user(user) -> QuerySet[Flag]:
-    """The reports the patient raised, newest first (flags the integrity check raised are the
-    office's own work and are not listed)."""
-    patient = patient_for_user(user)
-    if patient is None:
+def flag_target_get(*, actor: Actor, study_id: int | None = None, access_event_id: int | None = None) -> FlagTarget:
+    """The study or access-log entry a patient is reporting (the entry wins when both are given,
+    as on the report page); ``Http404`` outside the actor's reach. Records nothing."""
+    if access_event_id is not None:
+        return FlagTarget(event=access_event_get(actor=actor, event_id=access_event_id))
+    if study_id is not None:
+        return FlagTarget(study=study_get(actor=actor, study_id=study_id))
+    raise Http404("Nothing to report.")
+
+
+def flag_list(*, actor: Actor) -> QuerySet[Flag]:
+    """The reports the patient raised, newest first. Flags the integrity check raised are the
+    office's own work and are not listed; officers (who reach every flag in the queue) have no
+    reports of their own here."""
+    if actor.patient_id is None:
         return Flag.objects.none()
     return (
-        Flag.objects.filter(patient=patient, integrity_alert__isnull=True)
+        Flag.objects.for_actor(actor)
+        .filter(patient_id=actor.patient_id, integrity_alert__isnull=True)
         .select_related("study", "access_event")
         .order_by("-created_at", "-pk")
     )
 
 
-def flag_for_user(user, flag_id: int) -> Flag:
-    flag = flags_for_user(user).filter(pk=flag_id).select_related("patient").first()
+def flag_get(*, actor: Actor, flag_id: int) -> Flag:
+    """One of the patient's own reports; ``Http404`` otherwise, the same as a missing one."""
+    flag = flag_list(actor=actor).filter(pk=flag_id).select_related("patient").first()
     if flag is None:
         raise Http404("No such report.")
     return flag
@@ -82,11 +114,11 @@ def patient_timeline(flag: Flag) -> list[FlagEvent]:
     return [e for e in flag.events.all() if e.visible_to_patient]
 
 
-def notices_for_user(user, *, limit: int = 20) -> list[Notice]:
-    patient = patient_for_user(user)
-    if patient is None:
+def notice_list(*, actor: Actor, limit: int = 20) -> list[Notice]:
+    """The patient's newest notices (report updates, incident notices)."""
+    if actor.patient_id is None:
         return []
-    return list(Notice.objects.filter(patient=patient).select_related("incident")[:limit])
+    return list(Notice.objects.for_actor(actor).filter(patient_id=actor.patient_id).select_related("incident")[:limit])
 
 
 # --- Office side -----------------------------------------------------------------------------
@@ -110,10 +142,10 @@ SORTS = {
 }
 
 
-def queue_for_officer(user, filters: QueueFilters) -> QuerySet[Flag]:
+def flag_queue(*, actor: Actor, filters: QueueFilters) -> QuerySet[Flag]:
     """The privacy office's queue (every flag, metadata only; the template shows no patient data)."""
-    require_officer(user)
-    qs = Flag.objects.select_related("assignee")
+    require_officer(actor)
+    qs = Flag.objects.for_actor(actor).select_related("assignee")
     if filters.status == "active":
         qs = qs.exclude(status__in=Flag.CLOSED)
     elif filters.status in Flag.Status.values:
@@ -121,7 +153,7 @@ def queue_for_officer(user, filters: QueueFilters) -> QuerySet[Flag]:
     if filters.category in Flag.Category.values:
         qs = qs.filter(category=filters.category)
     if filters.assignee == "me":
-        qs = qs.filter(assignee=user)
+        qs = qs.filter(assignee_id=actor.user_id)
     elif filters.assignee == "none":
         qs = qs.filter(assignee__isnull=True)
     elif filters.assignee.isdigit():
@@ -134,16 +166,20 @@ def queue_for_officer(user, filters: QueueFilters) -> QuerySet[Flag]:
     return qs.order_by(*SORTS.get(filters.sort, SORTS["due"]))
 
 
-def officers() -> QuerySet[User]:
+def officer_list() -> QuerySet[User]:
+    """The active privacy officers, for "assign to" and the queue's "held by" filter: account
+    data only (who may hold a flag), no patient's."""
     return User.objects.filter(role=User.Role.PRIVACY_OFFICER, is_active=True).order_by("email")
 
 
-def flag_for_officer(user, flag_id: int) -> Flag:
+def flag_office_get(*, actor: Actor, flag_id: int) -> Flag:
     """A flag the officer holds (claimed or assigned), with its patient; ``Http404`` otherwise,
-    the same as a missing flag (docs/security.md §9)."""
-    require_officer(user)
+    the same as a missing flag (docs/security.md §9). The patient's records behind it are read
+    only through ``flag_context`` with the officer narrowed to this flag."""
+    require_officer(actor)
     flag = (
-        Flag.objects.filter(pk=flag_id, assignee=user)
+        Flag.objects.for_actor(actor)
+        .filter(pk=flag_id, assignee_id=actor.user_id)
         .select_related("patient", "study", "access_event", "access_event__study", "integrity_alert", "assignee")
         .first()
     )
@@ -152,29 +188,21 @@ def flag_for_officer(user, flag_id: int) -> Flag:
     return flag
 
 
-def flag_in_queue(user, flag_id: int) -> Flag:
-    """Any flag, for claiming: the officer sees only its metadata until they hold it."""
-    require_officer(user)
-    flag = Flag.objects.filter(pk=flag_id).first()
+def flag_queue_get(*, actor: Actor, flag_id: int) -> Flag:
+    """Any flag in the queue, for claiming or assigning: the officer sees only its metadata until
+    they hold it."""
+    require_officer(actor)
+    flag = Flag.objects.for_actor(actor).filter(pk=flag_id).first()
     if flag is None:
         raise Http404("No such flag.")
     return flag
 
 
-def consent_state_lookup():
-    """``consent.selectors.consent_state_at`` if the consent app provides it, else None (then the
-    flag page says consent is not available rather than guessing)."""
-    try:
-        module = importlib.import_module("consent.selectors")
-    except ImportError:
-        return None
-    return getattr(module, "consent_state_at", None)
-
-
-def _consent_default() -> str:
-    module = importlib.import_module("consent.selectors")
-    default = getattr(module, "default_decision", None)
-    return str(default()) if default else ""
+def flag_subject_study(flag: Flag) -> Study | None:
+    """The study a flag is about: its own, or the one its access event touched."""
+    if flag.study_id:
+        return flag.study
+    return flag.access_event.study if flag.access_event_id else None
 
 
 @dataclass
@@ -192,7 +220,6 @@ class FlagContext:
     event: AccessEvent | None
     study_history: list[AccessEvent] = field(default_factory=list)
     accessor_history: list[AccessEvent] = field(default_factory=list)
-    consent_available: bool = False
     consent_when: dt.datetime | None = None
     consent: list[ConsentRow] = field(default_factory=list)
     instances: int = 0
@@ -202,35 +229,42 @@ class FlagContext:
     timeline: list[FlagEvent] = field(default_factory=list)
 
 
-def flag_context(flag: Flag) -> FlagContext:
-    """Everything the officer's flag page shows about the patient. Call only with a flag from
-    ``flag_for_officer``, inside the view's transaction that records the access."""
-    event = flag.access_event
-    study = flag.study or (event.study if event else None)
+def flag_context(*, actor: Actor, flag: Flag) -> FlagContext:
+    """Everything the officer's flag page shows about the patient: the flagged access and the
+    accessor's other accesses, the study with its integrity and access history, the patient's
+    consent as it stood then, and the flag's full timeline.
+
+    ``actor`` is the officer narrowed to the flag's patient (``actor.investigating(
+    flag.patient_id)``); every read goes through that actor, so nothing of another patient can
+    appear. Callers: ``services.flag_office_open`` (which records the look) with a flag from
+    ``flag_office_get``. Records nothing itself.
+    """
+    if not actor.may_reach(flag.patient_id):
+        raise Http404("No such flag.")
+    events = AccessEvent.objects.for_actor(actor)
+    event = events.filter(pk=flag.access_event_id).select_related("study").first() if flag.access_event_id else None
+    study_id = flag.study_id or (event.study_id if event else None)
+    study = study_get(actor=actor, study_id=study_id) if study_id else None
     ctx = FlagContext(flag=flag, study=study, event=event)
-    patient: Patient = flag.patient
     if study is not None:
-        ctx.study_history = list(AccessEvent.objects.filter(patient=patient, study=study).order_by("-occurred_at", "-pk")[:HISTORY_LIMIT])
-        instances = Instance.objects.filter(series__study=study)
-        counts = instances.aggregate(
+        ctx.study_history = list(events.filter(study=study).order_by("-occurred_at", "-pk")[:HISTORY_LIMIT])
+        counts = Instance.objects.for_actor(actor).filter(series__study=study).aggregate(
             total=Count("pk"), unverified=Count("pk", filter=Q(verified_ok__isnull=True)), failed=Count("pk", filter=Q(verified_ok=False))
         )
         ctx.instances, ctx.instances_unverified, ctx.instances_failed = counts["total"], counts["unverified"], counts["failed"]
-        ctx.open_alerts = list(IntegrityAlert.objects.filter(instance__series__study=study, resolved_at__isnull=True))
+        ctx.open_alerts = list(IntegrityAlert.objects.for_actor(actor).filter(instance__series__study=study, resolved_at__isnull=True))
     if event is not None:
         same_actor = Q(actor_ref=event.actor_ref) if event.actor_ref else Q(actor_name=event.actor_name, organization=event.organization)
         ctx.accessor_history = list(
-            AccessEvent.objects.filter(same_actor, patient=patient).exclude(pk=event.pk).select_related("study").order_by("-occurred_at", "-pk")[:HISTORY_LIMIT]
+            events.filter(same_actor).exclude(pk=event.pk).select_related("study").order_by("-occurred_at", "-pk")[:HISTORY_LIMIT]
         )
-    lookup = consent_state_lookup()
-    if lookup is not None:
-        ctx.consent_available = True
-        ctx.consent_when = event.occurred_at if event else flag.created_at
-        default = _consent_default()
-        ctx.consent = [
-            ConsentRow(scope, label, lookup(patient, scope, ctx.consent_when, study=study), default) for scope, label in CONSENT_SCOPES
-        ]
-    ctx.timeline = list(flag.events.select_related("actor"))
+    ctx.consent_when = event.occurred_at if event else flag.created_at
+    default = str(consent_selectors.default_decision())
+    ctx.consent = [
+        ConsentRow(scope, label, consent_selectors.consent_state_at(flag.patient, scope, ctx.consent_when, study=study), default)
+        for scope, label in CONSENT_SCOPES
+    ]
+    ctx.timeline = list(FlagEvent.objects.for_actor(actor).filter(flag=flag).select_related("actor"))
     return ctx
 
 
@@ -247,18 +281,19 @@ class Dashboard:
     weeks: list[dict[str, Any]]
 
 
-def dashboard(user, *, weeks: int = 12) -> Dashboard:
+def dashboard(*, actor: Actor, weeks: int = 12) -> Dashboard:
     """Counts for the office (no patient data): open flags by category, overdue, median time to
     close over the last year, flags opened and closed per week."""
-    require_officer(user)
+    require_officer(actor)
+    flags = Flag.objects.for_actor(actor)
     now = timezone.now()
-    active = Flag.objects.exclude(status__in=Flag.CLOSED)
+    active = flags.exclude(status__in=Flag.CLOSED)
     by_cat = dict(active.values_list("category").annotate(n=Count("pk")).values_list("category", "n"))
     open_by_category = [(label, by_cat.get(value, 0)) for value, label in Flag.Category.choices]
     year_ago = now - dt.timedelta(days=365)
     durations = [
         (closed - created).total_seconds() / 86400
-        for created, closed in Flag.objects.filter(closed_at__gte=year_ago).values_list("created_at", "closed_at")
+        for created, closed in flags.filter(closed_at__gte=year_ago).values_list("created_at", "closed_at")
     ]
     start = (now - dt.timedelta(weeks=weeks - 1)).date()
     start = start - dt.timedelta(days=start.weekday())  # Monday
@@ -269,8 +304,8 @@ def dashboard(user, *, weeks: int = 12) -> Dashboard:
         series.append(
             {
                 "start": week_start.date(),
-                "opened": Flag.objects.filter(created_at__gte=week_start, created_at__lt=week_end).count(),
-                "closed": Flag.objects.filter(closed_at__gte=week_start, closed_at__lt=week_end).count(),
+                "opened": flags.filter(created_at__gte=week_start, created_at__lt=week_end).count(),
+                "closed": flags.filter(closed_at__gte=week_start, closed_at__lt=week_end).count(),
             }
         )
     return Dashboard(

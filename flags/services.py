@@ -1,17 +1,28 @@
-"""Writes for flags, the privacy office's work on them, incident notices and patient notices.
+"""Writes for flags, the privacy office's work on them, incident notices and patient notices,
+and the audited reads of flag pages.
 
+Every service takes the ``actor`` (``core.actor``), keyword-only, and reaches flags through
+``Flag.objects.for_actor(actor)`` (a patient: their own; an officer: every flag, for the queue).
 Who may call what:
-- ``flag_create``, ``flag_reply``, ``notices_mark_read``: the patient, for their own record (the
-  view has already narrowed the study or access event through a selector).
-- ``flag_claim``, ``flag_assign``, ``flag_note``, ``flag_message``, ``flag_transition``,
-  ``flag_integrity_recheck``, ``incident_confirm``: a privacy officer holding the flag
-  (``flags.selectors.flag_for_officer``); each re-checks the officer and the hold.
-- ``flags_from_integrity_alerts``: the periodic task and the queue page (no user).
+
+- ``flag_target_open``, ``flag_create``, ``flag_list_open``, ``flag_open``, ``flag_reply``,
+  ``notices_mark_read``: the patient, for their own records.
+- ``flag_office_open``, ``flag_claim``, ``flag_assign``, ``flag_note``, ``flag_message``,
+  ``flag_transition``, ``flag_integrity_recheck``, ``incident_confirm``: a privacy officer; each
+  re-checks the officer and (except claim and assign) that they hold the flag. An officer reaches
+  the flag's patient records only as ``actor.investigating(flag.patient_id)``.
+- ``flags_from_integrity_alerts``: the periodic task, as ``Actor.system``.
 
 Status changes follow ``TRANSITIONS``; anything else raises ``ValidationError``. Every change the
-patient can see writes a ``Notice`` and, after commit, an email with no clinical detail.
-Reads of patient data (the officer's flag page, the integrity re-check) are audited by the
-callers here with ``audit.services.record_portal_access`` in the same transaction.
+patient can see writes a ``Notice`` and, after commit, an email with no clinical detail. A
+study's "under review" status belongs to imaging and is set through
+``imaging.services.integrity.study_status_set``.
+
+Audit (docs/security.md §13): every page that shows a patient's data records one access event
+through ``core.access_log.record`` in the same transaction as the read: the report form
+(view, or modify when a report is sent), "My reports", a report's page, a reply (modify); the
+officer's flag page (view) and integrity re-check (query), both purpose privacy investigation
+under the officer's name. A read that ends in ``Http404`` records nothing.
 """
 
 from __future__ import annotations
@@ -24,16 +35,19 @@ from django.contrib.sites.models import Site
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit.models import AccessEvent
-from audit.services import record_portal_access
+from core import access_log
+from core.actor import Actor
+from flags import selectors
 from flags.models import Flag, FlagEvent, Incident, Notice
 from imaging.models import IntegrityAlert, Patient, Study
+from imaging.selectors import patient_get, study_get
 
 S = Flag.Status
 
@@ -66,26 +80,38 @@ def deadline_days() -> int:
     return int(getattr(settings, "FLAGS_DEADLINE_DAYS", 30))
 
 
-def _require_officer(actor) -> None:
-    if not getattr(actor, "is_privacy_officer", False):
+def _require_officer(actor: Actor) -> None:
+    if not actor.is_officer:
         raise PermissionDenied("Only the privacy office may do this.")
 
 
-def _require_holder(actor, flag: Flag) -> None:
+def _require_holder(actor: Actor, flag: Flag) -> None:
     _require_officer(actor)
-    if flag.assignee_id != actor.pk:
+    if flag.assignee_id is None or flag.assignee_id != actor.user_id:
         raise PermissionDenied("Only the officer holding this flag may work on it.")
 
 
-def _locked(flag: Flag) -> Flag:
-    """Re-read the flag under a row lock: two officers (or an officer and the patient) acting at
-    once must not both move it from the same status."""
-    return Flag.objects.select_for_update(of=("self",)).select_related("patient", "patient__user", "study").get(pk=flag.pk)
+def _locked(actor: Actor, flag_id: int) -> Flag:
+    """Re-read the flag under a row lock, through the actor's reach (``Http404`` outside it): two
+    officers (or an officer and the patient) acting at once must not both move it from the same
+    status."""
+    flag = (
+        Flag.objects.for_actor(actor)
+        .select_for_update(of=("self",))
+        .select_related("patient", "patient__user", "study")
+        .filter(pk=flag_id)
+        .first()
+    )
+    if flag is None:
+        raise Http404("No such flag.")
+    return flag
 
 
-def _event(flag: Flag, kind: str, actor=None, *, text: str = "", from_status: str = "", to_status: str = "", details=None) -> FlagEvent:
+def _event(flag: Flag, kind: str, actor: Actor | None = None, *, text: str = "", from_status: str = "", to_status: str = "",
+           details=None) -> FlagEvent:
     event = FlagEvent(
-        flag=flag, kind=kind, actor=actor, text=text, from_status=from_status, to_status=to_status, details=details or {}
+        flag=flag, kind=kind, actor_id=actor.user_id if actor is not None else None, text=text,
+        from_status=from_status, to_status=to_status, details=details or {},
     )
     event.full_clean()
     event.save()
@@ -101,13 +127,14 @@ def _touch(flag: Flag, *fields: str) -> None:
 # --- Study status ----------------------------------------------------------------------------
 
 
-def _study_status_sync(study: Study | None) -> None:
+def _study_status_sync(*, actor: Actor, study: Study | None) -> None:
     """A study with any open flag is "under review"; when its last flag closes it is available
-    again. Locked so a flag closing and another opening at once cannot leave it wrong."""
+    again. ``actor`` is whoever changed the flag (narrowed to the patient for an officer)."""
     if study is None:
         return
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    flagged = Flag.objects.filter(study=study).exclude(status__in=Flag.CLOSED).exists()
+    # Still written here until imaging's study_status_set lands (next commit).
+    study = Study.objects.for_actor(actor).select_for_update().get(pk=study.pk)
+    flagged = Flag.objects.filter(study_id=study.pk).exclude(status__in=Flag.CLOSED).exists()
     wanted = Study.Status.UNDER_REVIEW if flagged else Study.Status.AVAILABLE
     if study.status != wanted:
         study.status = wanted
@@ -157,44 +184,62 @@ def _notify_flag(flag: Flag, body: str) -> None:
 
 
 @transaction.atomic
-def notices_mark_read(*, actor, patient: Patient) -> int:
-    """The patient marks their notices read. Returns how many changed."""
-    if patient.user_id != actor.pk:
+def notices_mark_read(*, actor: Actor) -> int:
+    """The patient marks their notices read. Returns how many changed. Records nothing (no
+    patient data is read)."""
+    if actor.patient_id is None:
         raise PermissionDenied("Only the patient may mark their notices read.")
-    return Notice.objects.filter(patient=patient, read_at__isnull=True).update(read_at=timezone.now())
+    return Notice.objects.for_actor(actor).filter(patient_id=actor.patient_id, read_at__isnull=True).update(read_at=timezone.now())
 
 
-# --- Patient actions ---------------------------------------------------------------------------
+# --- Patient pages and actions -------------------------------------------------------------------
+
+
+@transaction.atomic
+def flag_target_open(*, actor: Actor, study_id: int | None = None, access_event_id: int | None = None) -> selectors.FlagTarget:
+    """The patient opens the report form for one of their studies or access-log entries.
+
+    Callers: the report page (GET, and a refused POST shown again). ``Http404`` outside the
+    patient's records, recording nothing. Records one access event: view, page flag_new (with
+    the entry's id for an access-log entry).
+    """
+    target = selectors.flag_target_get(actor=actor, study_id=study_id, access_event_id=access_event_id)
+    access_log.record(
+        actor=actor, patient=target.patient, study=target.shown_study, action=AccessEvent.Action.VIEW,
+        details={"page": "flag_new", **({"event": target.event.pk} if target.event else {})},
+    )
+    return target
 
 
 @transaction.atomic
 def flag_create(
-    *, actor, patient: Patient, category: str, description: str, study: Study | None = None, access_event: AccessEvent | None = None
+    *, actor: Actor, category: str, description: str, study_id: int | None = None, access_event_id: int | None = None
 ) -> Flag:
-    """The patient flags one of their studies or access-log entries.
+    """The patient flags one of their studies or access-log entries (exactly one of the two).
 
-    The caller has narrowed ``study`` / ``access_event`` to the patient (selectors). Rejects a
-    second open flag on the same thing. Sets the study "under review"; notifies the patient.
+    Callers: the report page (POST). ``Http404`` for a study or entry outside the patient's
+    records. Rejects a category that does not fit the target and a second open flag on the same
+    thing. Sets the study "under review"; notifies the patient; records one access event (modify,
+    page flag_new, the new flag's id).
     """
-    if patient.user_id is None or patient.user_id != actor.pk:
-        raise PermissionDenied("Only the patient may flag their own records.")
-    if (study is None) == (access_event is None):
+    if (study_id is None) == (access_event_id is None):
         raise ValidationError("Flag either a study or an access-log entry.")
-    target = study or access_event
-    if target.patient_id != patient.pk:
-        raise PermissionDenied("That record belongs to another patient.")
-    allowed = STUDY_CATEGORIES if study is not None else EVENT_CATEGORIES
+    target = selectors.flag_target_get(actor=actor, study_id=study_id, access_event_id=access_event_id)
+    patient = target.patient
+    if actor.patient_id is None or patient.pk != actor.patient_id:
+        raise PermissionDenied("Only the patient may flag their own records.")
+    allowed = STUDY_CATEGORIES if target.study is not None else EVENT_CATEGORIES
     if category not in allowed:
         raise ValidationError({"category": _("Choose one of the reasons listed.")})
-    existing = Flag.objects.filter(patient=patient, study=study, access_event=access_event).exclude(status__in=Flag.CLOSED)
-    if existing.exists():
+    existing = Flag.objects.for_actor(actor).filter(patient=patient, study=target.study, access_event=target.event)
+    if existing.exclude(status__in=Flag.CLOSED).exists():
         raise ValidationError(_("You have already reported this, and the report is still open."))
     now = timezone.now()
     flag = Flag(
         patient=patient,
-        study=study,
-        access_event=access_event,
-        raised_by=actor,
+        study=target.study,
+        access_event=target.event,
+        raised_by_id=actor.user_id,
         category=category,
         description=description.strip(),
         created_at=now,
@@ -204,21 +249,63 @@ def flag_create(
     flag.full_clean()
     flag.save()
     _event(flag, FlagEvent.Kind.CREATED, actor, to_status=flag.status, text=flag.description)
-    _study_status_sync(study)
+    _study_status_sync(actor=actor, study=target.study)
     _notify_flag(
         flag,
         _("We have received your report. The privacy office will look into it and reply by %(due)s.")
         % {"due": timezone.localtime(flag.due_at).strftime("%-d %B %Y")},
     )
+    access_log.record(
+        actor=actor, patient=patient, study=target.shown_study, action=AccessEvent.Action.MODIFY,
+        details={"page": "flag_new", "flag": flag.pk},
+    )
+    return flag
+
+
+@dataclass
+class MyReports:
+    patient: Patient | None
+    flags: list[Flag]
+    notices: list[Notice]
+
+    @property
+    def unread(self) -> int:
+        return sum(1 for n in self.notices if n.read_at is None)
+
+
+@transaction.atomic
+def flag_list_open(*, actor: Actor) -> MyReports:
+    """The patient opens "My reports": their reports and their notices.
+
+    Callers: the "My reports" page. Records one access event (view, page flags_mine) when the
+    actor has a patient record; an account without one sees an empty page and nothing is recorded.
+    """
+    patient = patient_get(actor=actor)
+    reports = MyReports(patient=patient, flags=list(selectors.flag_list(actor=actor)), notices=selectors.notice_list(actor=actor))
+    if patient is not None:
+        access_log.record(actor=actor, patient=patient, action=AccessEvent.Action.VIEW, details={"page": "flags_mine"})
+    return reports
+
+
+@transaction.atomic
+def flag_open(*, actor: Actor, flag_id: int) -> Flag:
+    """The patient opens one of their reports. ``Http404`` for anyone else's (nothing recorded);
+    otherwise one access event (view, page flag, the flag's id)."""
+    flag = selectors.flag_get(actor=actor, flag_id=flag_id)
+    access_log.record(
+        actor=actor, patient=flag.patient, study=flag.study, action=AccessEvent.Action.VIEW,
+        details={"page": "flag", "flag": flag.pk},
+    )
     return flag
 
 
 @transaction.atomic
-def flag_reply(*, actor, flag: Flag, text: str) -> FlagEvent:
+def flag_reply(*, actor: Actor, flag: Flag, text: str) -> FlagEvent:
     """The patient answers the office's question. Only while the flag waits for them
-    (needs_info); the flag goes back to in_review."""
-    flag = _locked(flag)
-    if flag.patient.user_id != actor.pk:
+    (needs_info); the flag goes back to in_review. Records one access event (modify, page
+    flag_reply)."""
+    flag = _locked(actor, flag.pk)
+    if actor.patient_id is None or flag.patient_id != actor.patient_id or flag.from_integrity_check:
         raise PermissionDenied("Only the patient may reply to their report.")
     if flag.status != S.NEEDS_INFO:
         raise ValidationError(_("The privacy office is not waiting for a reply on this report."))
@@ -228,13 +315,17 @@ def flag_reply(*, actor, flag: Flag, text: str) -> FlagEvent:
     event = _event(flag, FlagEvent.Kind.MESSAGE_FROM_PATIENT, actor, text=text)
     _set_status(flag, S.IN_REVIEW, actor)
     _notify_flag(flag, _("We have received your reply. The privacy office will continue its review."))
+    access_log.record(
+        actor=actor, patient=flag.patient, study=flag.study, action=AccessEvent.Action.MODIFY,
+        details={"page": "flag_reply", "flag": flag.pk},
+    )
     return event
 
 
 # --- Office actions ------------------------------------------------------------------------
 
 
-def _set_status(flag: Flag, to: str, actor, *, resolution: str = "") -> None:
+def _set_status(flag: Flag, to: str, actor: Actor, *, resolution: str = "") -> None:
     """Move ``flag`` (already locked) along the table; reject anything the table does not allow."""
     if to not in TRANSITIONS.get(flag.status, frozenset()):
         raise ValidationError(
@@ -253,16 +344,37 @@ def _set_status(flag: Flag, to: str, actor, *, resolution: str = "") -> None:
     _touch(flag, *fields)
     _event(flag, FlagEvent.Kind.STATUS, actor, from_status=previous, to_status=to, text=flag.resolution if to in Flag.CLOSED else "")
     if to in Flag.CLOSED:
-        _study_status_sync(flag.study)
+        # The study's status is the patient's record: an officer changes it only as narrowed to it.
+        on_record = actor.investigating(flag.patient_id) if actor.is_officer else actor
+        _study_status_sync(actor=on_record, study=flag.study)
         if flag.integrity_alert_id:
             IntegrityAlert.objects.filter(pk=flag.integrity_alert_id, resolved_at__isnull=True).update(resolved_at=timezone.now())
 
 
 @transaction.atomic
-def flag_transition(*, actor, flag: Flag, to: str, resolution: str = "") -> Flag:
+def flag_office_open(*, actor: Actor, flag_id: int) -> selectors.FlagContext:
+    """The holding officer opens a flag's page: the flag and everything about the patient it
+    needs (``selectors.flag_context``), read as the officer narrowed to that patient.
+
+    ``Http404`` unless the officer holds the flag (nothing recorded). Records one access event:
+    view, purpose privacy investigation, under the officer's name, on the flag's study (or the
+    flagged access's study), details page flag and the flag's id.
+    """
+    flag = selectors.flag_office_get(actor=actor, flag_id=flag_id)
+    investigating = actor.investigating(flag.patient_id)
+    ctx = selectors.flag_context(actor=investigating, flag=flag)
+    access_log.record(
+        actor=investigating, patient=flag.patient, study=ctx.study, action=AccessEvent.Action.VIEW,
+        details={"page": "flag", "flag": flag.pk},
+    )
+    return ctx
+
+
+@transaction.atomic
+def flag_transition(*, actor: Actor, flag: Flag, to: str, resolution: str = "") -> Flag:
     """The holding officer changes the status (per ``TRANSITIONS``); closing needs a resolution
     for the patient. The patient is notified."""
-    flag = _locked(flag)
+    flag = _locked(actor, flag.pk)
     _require_holder(actor, flag)
     _set_status(flag, to, actor, resolution=resolution)
     if to in Flag.CLOSED:
@@ -276,14 +388,14 @@ def flag_transition(*, actor, flag: Flag, to: str, resolution: str = "") -> Flag
 
 
 @transaction.atomic
-def flag_claim(*, actor, flag: Flag) -> Flag:
+def flag_claim(*, actor: Actor, flag: Flag) -> Flag:
     """An officer takes an unassigned flag; an open flag moves to in_review."""
     _require_officer(actor)
-    flag = _locked(flag)
-    if flag.assignee_id not in (None, actor.pk):
+    flag = _locked(actor, flag.pk)
+    if flag.assignee_id not in (None, actor.user_id):
         raise PermissionDenied("Another officer holds this flag.")
     if flag.assignee_id is None:
-        flag.assignee = actor
+        flag.assignee_id = actor.user_id
         _touch(flag, "assignee")
         _event(flag, FlagEvent.Kind.CLAIMED, actor)
     if flag.status == S.OPEN:
@@ -293,13 +405,14 @@ def flag_claim(*, actor, flag: Flag) -> Flag:
 
 
 @transaction.atomic
-def flag_assign(*, actor, flag: Flag, assignee) -> Flag:
-    """An officer hands a flag they hold (or an unassigned one) to an officer, themselves included."""
+def flag_assign(*, actor: Actor, flag: Flag, assignee) -> Flag:
+    """An officer hands a flag they hold (or an unassigned one) to an officer, themselves
+    included. ``assignee`` is a user from ``selectors.officer_list``."""
     _require_officer(actor)
     if not getattr(assignee, "is_privacy_officer", False) or not assignee.is_active:
         raise ValidationError({"assignee": _("Choose an active privacy officer.")})
-    flag = _locked(flag)
-    if flag.assignee_id not in (None, actor.pk):
+    flag = _locked(actor, flag.pk)
+    if flag.assignee_id not in (None, actor.user_id):
         raise PermissionDenied("Another officer holds this flag.")
     previous = flag.assignee
     flag.assignee = assignee
@@ -312,9 +425,9 @@ def flag_assign(*, actor, flag: Flag, assignee) -> Flag:
 
 
 @transaction.atomic
-def flag_note(*, actor, flag: Flag, text: str) -> FlagEvent:
+def flag_note(*, actor: Actor, flag: Flag, text: str) -> FlagEvent:
     """An internal note; the patient never sees it and is not notified."""
-    flag = _locked(flag)
+    flag = _locked(actor, flag.pk)
     _require_holder(actor, flag)
     if not text.strip():
         raise ValidationError({"text": _("Write the note.")})
@@ -324,10 +437,10 @@ def flag_note(*, actor, flag: Flag, text: str) -> FlagEvent:
 
 
 @transaction.atomic
-def flag_message(*, actor, flag: Flag, text: str, ask_for_info: bool = False) -> FlagEvent:
+def flag_message(*, actor: Actor, flag: Flag, text: str, ask_for_info: bool = False) -> FlagEvent:
     """A message to the patient, shown on their report; ``ask_for_info`` also moves the flag to
     needs_info so they can reply. The patient is notified."""
-    flag = _locked(flag)
+    flag = _locked(actor, flag.pk)
     _require_holder(actor, flag)
     if flag.from_integrity_check:
         raise ValidationError(_("This flag was raised by the integrity check; there is no patient report to answer."))
@@ -343,31 +456,27 @@ def flag_message(*, actor, flag: Flag, text: str, ask_for_info: bool = False) ->
     return event
 
 
-def flag_subject_study(flag: Flag) -> Study | None:
-    """The study a flag is about: its own, or the one its access event touched."""
-    if flag.study_id:
-        return flag.study
-    return flag.access_event.study if flag.access_event_id else None
-
-
 @transaction.atomic
-def flag_integrity_recheck(request: HttpRequest, *, flag: Flag):
+def flag_integrity_recheck(*, actor: Actor, flag: Flag):
     """The holding officer re-hashes the flag's study files now (``imaging.services.
-    instances_verify``). A look at patient data: one access event (privacy investigation)."""
+    instances_verify``). A look at patient data: one access event (query, privacy
+    investigation, under the officer's name)."""
     from imaging.services import instances_verify
 
-    flag = _locked(flag)
-    _require_holder(request.user, flag)
-    study = flag_subject_study(flag)
-    if study is None:
+    flag = _locked(actor, flag.pk)
+    _require_holder(actor, flag)
+    investigating = actor.investigating(flag.patient_id)
+    subject = selectors.flag_subject_study(flag)
+    if subject is None:
         raise ValidationError(_("This access-log entry is not about a particular study; there are no files to check."))
+    study = study_get(actor=investigating, study_id=subject.pk)
     result = instances_verify(study=study)
-    record_portal_access(
-        request, patient=flag.patient, study=study, action=AccessEvent.Action.QUERY,
+    access_log.record(
+        actor=investigating, patient=flag.patient, study=study, action=AccessEvent.Action.QUERY,
         details={"page": "flag", "flag": flag.pk, "integrity_recheck": True},
     )
     summary = {"checked": result.checked, "ok": result.ok, "mismatched": result.mismatched, "missing": result.missing}
-    _event(flag, FlagEvent.Kind.INTEGRITY_RECHECK, request.user, details=summary)
+    _event(flag, FlagEvent.Kind.INTEGRITY_RECHECK, actor, details=summary)
     _touch(flag)
     return result
 
@@ -376,16 +485,18 @@ def flag_integrity_recheck(request: HttpRequest, *, flag: Flag):
 
 
 @transaction.atomic
-def flags_from_integrity_alerts() -> int:
+def flags_from_integrity_alerts(*, actor: Actor) -> int:
     """One ``suspected_tampering`` flag for each open IntegrityAlert that has none.
 
-    Imaging must not import flags, so the flow runs this way round: the periodic task
-    ``flags.sync_integrity_alerts`` and every load of the queue call this. Idempotent: alerts
-    are locked (skipping any another caller holds) and the one-to-one column allows one flag
-    per alert. Returns how many flags it created.
+    Callers: the periodic task ``flags.flags_from_integrity_alerts`` only, as
+    ``Actor.system("Integrity check")`` (imaging must not import flags, so flags pulls; the
+    queue page only reads). Idempotent: alerts are locked (skipping any another run holds) and
+    the one-to-one column allows one flag per alert. Records no access event: no one looks at a
+    patient's data. Returns how many flags it created.
     """
     alerts = (
-        IntegrityAlert.objects.select_for_update(skip_locked=True, of=("self",))
+        IntegrityAlert.objects.for_actor(actor)
+        .select_for_update(skip_locked=True, of=("self",))
         .filter(resolved_at__isnull=True, flag__isnull=True)
         .select_related("instance__series__study")
     )
@@ -405,8 +516,8 @@ def flags_from_integrity_alerts() -> int:
         )
         flag.full_clean()
         flag.save()
-        _event(flag, FlagEvent.Kind.CREATED, None, to_status=flag.status, details={"integrity_alert": alert.pk, "kind": alert.kind})
-        _study_status_sync(study)
+        _event(flag, FlagEvent.Kind.CREATED, actor, to_status=flag.status, details={"integrity_alert": alert.pk, "kind": alert.kind})
+        _study_status_sync(actor=actor, study=study)
         created += 1
     return created
 
@@ -422,34 +533,40 @@ class IncidentCriteria:
     study: Study | None = None
 
 
-def incident_patients(criteria: IncidentCriteria):
-    """The patients an incident concerns: anyone with an access event in the window from the
-    organisation (case-insensitive, exact) and, if given, on the study. At least one of
-    organisation or study is required, or "everyone in the window" would be a slip of the hand."""
+def incident_patients(*, actor: Actor, criteria: IncidentCriteria):
+    """The patients an incident concerns, among those ``actor`` reaches: anyone with an access
+    event in the window from the organisation (case-insensitive, exact) and, if given, on the
+    study. At least one of organisation or study is required, or "everyone in the window" would
+    be a slip of the hand."""
     if not criteria.organization.strip() and criteria.study is None:
         raise ValidationError(_("Choose an organisation, a study, or both."))
     if criteria.window_end < criteria.window_start:
         raise ValidationError(_("The time window ends before it starts."))
-    events = AccessEvent.objects.filter(occurred_at__gte=criteria.window_start, occurred_at__lte=criteria.window_end)
+    events = AccessEvent.objects.for_actor(actor).filter(occurred_at__gte=criteria.window_start, occurred_at__lte=criteria.window_end)
     if criteria.organization.strip():
         events = events.filter(organization__iexact=criteria.organization.strip())
     if criteria.study is not None:
         events = events.filter(study=criteria.study)
-    return Patient.objects.filter(pk__in=events.values("patient_id")).order_by("pk")
+    return Patient.objects.for_actor(actor).filter(pk__in=events.values("patient_id")).order_by("pk")
 
 
 @transaction.atomic
-def incident_confirm(*, actor, flag: Flag, criteria: IncidentCriteria, subject: str, message: str) -> Incident:
+def incident_confirm(*, actor: Actor, flag: Flag, criteria: IncidentCriteria, subject: str, message: str) -> Incident:
     """The holding officer confirms an incident and notifies exactly the patients the criteria
     choose (portal notice + email carrying the office's message, which the form asks to keep
-    free of clinical detail). The officer is not shown who they are: only the count."""
-    flag = _locked(flag)
+    free of clinical detail). The officer is not shown who they are: only the count.
+
+    The patients are chosen by the hospital, not by the officer (who reaches no record but their
+    flag's): the search runs as ``Actor.system("Incident notice")``, and nothing of theirs is
+    read or shown, so no access event is recorded.
+    """
+    flag = _locked(actor, flag.pk)
     _require_holder(actor, flag)
     if not subject.strip() or not message.strip():
         raise ValidationError(_("Write a subject and a message for the patients."))
-    patients = list(incident_patients(criteria))
+    patients = list(incident_patients(actor=Actor.system("Incident notice"), criteria=criteria))
     incident = Incident(
-        flag=flag, confirmed_by=actor, organization=criteria.organization.strip(), study=criteria.study,
+        flag=flag, confirmed_by_id=actor.user_id, organization=criteria.organization.strip(), study=criteria.study,
         window_start=criteria.window_start, window_end=criteria.window_end,
         subject=subject.strip(), message=message.strip(), patients_notified=len(patients),
     )

@@ -6,19 +6,22 @@ import logging
 
 from celery import shared_task
 
-from flags.services import flags_from_integrity_alerts
+from core.actor import Actor
+from flags import services
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="flags.sync_integrity_alerts", acks_late=True)
-def sync_integrity_alerts() -> int:
-    """Turn open IntegrityAlerts without a flag into ``suspected_tampering`` flags in the queue.
+@shared_task(name="flags.flags_from_integrity_alerts", acks_late=True)
+def flags_from_integrity_alerts() -> int:
+    """Turn open IntegrityAlerts without a flag into ``suspected_tampering`` flags in the queue
+    (``services.flags_from_integrity_alerts``, as ``Actor.system("Integrity check")``).
 
-    Scheduled by ``CELERY_BEAT_SCHEDULE`` (imaging does not import flags, so flags pulls).
-    Idempotent: one flag per alert, so a redelivery creates nothing new. Returns the count.
+    Scheduled by ``CELERY_BEAT_SCHEDULE`` (imaging does not import flags, so flags pulls; the
+    queue page only reads). Idempotent: one flag per alert, so a redelivery creates nothing new.
+    Returns the count.
     """
-    created = flags_from_integrity_alerts()
+    created = services.flags_from_integrity_alerts(actor=Actor.system("Integrity check"))
     if created:
         logger.info("integrity alerts: %s new flags for the privacy office", created)
     return created

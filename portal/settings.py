@@ -345,11 +345,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.create_checkpoint",
         "schedule": crontab(hour=2, minute=30),
     },
-    # Integrity alerts become flags in the privacy office's queue within 15 minutes (the queue
-    # page also pulls them in on every load); imaging must not import flags, so flags pulls.
-    "flags-sync-integrity-alerts": {
-        "task": "flags.sync_integrity_alerts",
-        "schedule": crontab(minute="*/15"),
+    # Integrity alerts become flags in the privacy office's queue within 10 minutes: this task is
+    # their only way in (the queue page only reads), and a query of the few open alerts is cheap.
+    "flags-from-integrity-alerts": {
+        "task": "flags.flags_from_integrity_alerts",
+        "schedule": crontab(minute="*/10"),
     },
     # Exports: delete expired archives hourly (a link promised "7 days" should not live on for
     # a day more), and re-send jobs stuck in queued every minute (broker outage, lost worker).

@@ -1,10 +1,12 @@
 """The privacy office's side: queue, flag page, claim/assign, notes, messages, status,
 integrity re-check, incident notices, dashboard.
 
-Non-officers get 404 on every page here (they learn nothing about the office's pages). An
-officer reaches a patient's data only through a flag they hold (``selectors.flag_for_officer``,
-404 otherwise); the flag page and the integrity re-check each record one access event with
-purpose privacy investigation, which the patient sees in their access log.
+Every view acts as ``request.actor``. Non-officers get 404 on every page here (they learn nothing
+about the office's pages). An officer reaches a patient's data only through a flag they hold
+(``selectors.flag_office_get``, 404 otherwise), narrowed to that flag's patient; the flag page
+(``services.flag_office_open``) and the integrity re-check are services that each record one
+access event with purpose privacy investigation, which the patient sees in their access log. The
+queue only reads: integrity alerts reach it through the periodic task, never on page load.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,8 +24,6 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit.models import AccessEvent
-from audit.services import record_portal_access
 from flags import selectors, services
 from flags.forms import AssignForm, IncidentForm, MessageForm, NoteForm, QueueFilterForm, StatusForm
 from flags.models import Flag
@@ -51,10 +50,9 @@ def _to_flag(flag_id: int) -> HttpResponse:
 @require_GET
 @never_cache
 def queue(request: HttpRequest) -> HttpResponse:
-    selectors.require_officer(request.user)
-    services.flags_from_integrity_alerts()  # alerts raised since the last periodic run show up now
+    selectors.require_officer(request.actor)
     form = QueueFilterForm(request.GET or None)
-    flags = selectors.queue_for_officer(request.user, form.filters())
+    flags = selectors.flag_queue(actor=request.actor, filters=form.filters())
     page = Paginator(flags, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     params = {k: v for k, v in request.GET.items() if k != "page"}
     return render(
@@ -65,14 +63,9 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@transaction.atomic
 def officer_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_officer(request.user, flag_id)
-    ctx = selectors.flag_context(flag)
-    record_portal_access(
-        request, patient=flag.patient, study=ctx.study, action=AccessEvent.Action.VIEW,
-        details={"page": "flag", "flag": flag.pk},
-    )
+    ctx = services.flag_office_open(actor=request.actor, flag_id=flag_id)
+    flag = ctx.flag
     allowed = services.TRANSITIONS[flag.status]
     status_form = StatusForm()
     status_form.fields["status"].choices = [(v, lbl) for v, lbl in Flag.office_status_choices() if v in allowed]
@@ -92,18 +85,17 @@ def officer_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
             "note_form": NoteForm(auto_id="note_%s"),
             "message_form": MessageForm(),
             "status_form": status_form if allowed else None,
-            "assign_form": AssignForm(initial={"assignee": request.user.pk}),
+            "assign_form": AssignForm(initial={"assignee": request.actor.user_id}),
             "incident_form": IncidentForm(initial=incident_initial),
-            "consent_available": ctx.consent_available,
         },
     )
 
 
 @require_POST
 def claim(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_in_queue(request.user, flag_id)
+    flag = selectors.flag_queue_get(actor=request.actor, flag_id=flag_id)
     try:
-        services.flag_claim(actor=request.user, flag=flag)
+        services.flag_claim(actor=request.actor, flag=flag)
     except PermissionDenied:
         raise Http404("No such flag.") from None  # held by someone else: as if it were not there
     messages.success(request, _("You now hold flag #%(id)s.") % {"id": flag.pk})
@@ -112,13 +104,13 @@ def claim(request: HttpRequest, flag_id: int) -> HttpResponse:
 
 @require_POST
 def assign(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_in_queue(request.user, flag_id)
+    flag = selectors.flag_queue_get(actor=request.actor, flag_id=flag_id)
     form = AssignForm(request.POST)
     if not form.is_valid():
         _form_errors(request, form)
         return redirect("flags-queue")
     try:
-        services.flag_assign(actor=request.user, flag=flag, assignee=form.cleaned_data["assignee"])
+        services.flag_assign(actor=request.actor, flag=flag, assignee=form.cleaned_data["assignee"])
     except PermissionDenied:
         raise Http404("No such flag.") from None
     except ValidationError as exc:
@@ -126,15 +118,15 @@ def assign(request: HttpRequest, flag_id: int) -> HttpResponse:
         return redirect("flags-queue")
     assignee = form.cleaned_data["assignee"]
     messages.success(request, _("Flag #%(id)s is now held by %(who)s.") % {"id": flag.pk, "who": assignee.email})
-    return _to_flag(flag.pk) if assignee == request.user else redirect("flags-queue")
+    return _to_flag(flag.pk) if assignee.pk == request.actor.user_id else redirect("flags-queue")
 
 
 @require_POST
 def note(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_officer(request.user, flag_id)
+    flag = selectors.flag_office_get(actor=request.actor, flag_id=flag_id)
     form = NoteForm(request.POST)
     if form.is_valid():
-        services.flag_note(actor=request.user, flag=flag, text=form.cleaned_data["text"])
+        services.flag_note(actor=request.actor, flag=flag, text=form.cleaned_data["text"])
         messages.success(request, _("Note added."))
     else:
         _form_errors(request, form)
@@ -143,12 +135,12 @@ def note(request: HttpRequest, flag_id: int) -> HttpResponse:
 
 @require_POST
 def message(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_officer(request.user, flag_id)
+    flag = selectors.flag_office_get(actor=request.actor, flag_id=flag_id)
     form = MessageForm(request.POST)
     if form.is_valid():
         try:
             services.flag_message(
-                actor=request.user, flag=flag, text=form.cleaned_data["text"], ask_for_info=form.cleaned_data["ask_for_info"]
+                actor=request.actor, flag=flag, text=form.cleaned_data["text"], ask_for_info=form.cleaned_data["ask_for_info"]
             )
         except ValidationError as exc:
             _errors(request, exc)
@@ -161,12 +153,12 @@ def message(request: HttpRequest, flag_id: int) -> HttpResponse:
 
 @require_POST
 def status(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_officer(request.user, flag_id)
+    flag = selectors.flag_office_get(actor=request.actor, flag_id=flag_id)
     form = StatusForm(request.POST)
     if form.is_valid():
         try:
             services.flag_transition(
-                actor=request.user, flag=flag, to=form.cleaned_data["status"], resolution=form.cleaned_data["resolution"]
+                actor=request.actor, flag=flag, to=form.cleaned_data["status"], resolution=form.cleaned_data["resolution"]
             )
         except ValidationError as exc:
             _errors(request, exc)
@@ -179,9 +171,9 @@ def status(request: HttpRequest, flag_id: int) -> HttpResponse:
 
 @require_POST
 def integrity_recheck(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_officer(request.user, flag_id)
+    flag = selectors.flag_office_get(actor=request.actor, flag_id=flag_id)
     try:
-        result = services.flag_integrity_recheck(request, flag=flag)
+        result = services.flag_integrity_recheck(actor=request.actor, flag=flag)
     except ValidationError as exc:
         _errors(request, exc)
     else:
@@ -198,13 +190,13 @@ def integrity_recheck(request: HttpRequest, flag_id: int) -> HttpResponse:
 
 @require_http_methods(["POST"])
 def incident(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_officer(request.user, flag_id)
+    flag = selectors.flag_office_get(actor=request.actor, flag_id=flag_id)
     form = IncidentForm(request.POST)
     if not form.is_valid():
         _form_errors(request, form)
         return _to_flag(flag.pk)
     data = form.cleaned_data
-    study = services.flag_subject_study(flag) if data["limit_to_study"] else None
+    study = selectors.flag_subject_study(flag) if data["limit_to_study"] else None
     if data["limit_to_study"] and study is None:
         messages.error(request, _("This flag is not about a particular study."))
         return _to_flag(flag.pk)
@@ -213,7 +205,7 @@ def incident(request: HttpRequest, flag_id: int) -> HttpResponse:
     )
     try:
         result = services.incident_confirm(
-            actor=request.user, flag=flag, criteria=criteria, subject=data["subject"], message=data["message"]
+            actor=request.actor, flag=flag, criteria=criteria, subject=data["subject"], message=data["message"]
         )
     except ValidationError as exc:
         _errors(request, exc)
@@ -249,6 +241,5 @@ def _chart(weeks: list[dict]) -> dict:
 @require_GET
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
-    selectors.require_officer(request.user)
-    data = selectors.dashboard(request.user)
+    data = selectors.dashboard(actor=request.actor)
     return render(request, "flags/dashboard.html", {"d": data, "chart": _chart(data.weeks)})

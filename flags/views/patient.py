@@ -1,14 +1,14 @@
 """The patient's side: report a study or an access-log entry, "My reports", one report, reply.
 
-Every page shows the patient's own data only (selectors; another patient's id is a 404) and
-records one access event in the same transaction, like the imaging pages.
+Every page acts as ``request.actor`` and shows the patient's own data only (another patient's id
+is a 404). The pages that show patient data are audited reads in ``flags.services``, which
+record one access event each; these views only call them and render.
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,11 +16,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from audit.models import AccessEvent
-from audit.services import record_portal_access
 from flags import selectors, services
 from flags.forms import FlagForm, ReplyForm
-from imaging import selectors as imaging_selectors
+from imaging.selectors import patient_get
 
 
 def _int(value: str | None) -> int:
@@ -36,68 +34,50 @@ def _error_messages(exc: ValidationError) -> list[str]:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@transaction.atomic
 def flag_new(request: HttpRequest) -> HttpResponse:
-    patient = imaging_selectors.patient_for_user(request.user)
-    study = event = None
+    actor = request.actor
+    study_id = event_id = None
     if "event" in request.GET:
-        event = selectors.access_event_for_user(request.user, _int(request.GET.get("event")))
+        event_id = _int(request.GET.get("event"))
     elif "study" in request.GET:
-        study = imaging_selectors.study_for_user(request.user, _int(request.GET.get("study")))
-    if patient is None or (study is None and event is None):
-        return render(request, "flags/pick.html", {"patient": patient})
-    target = "study" if study is not None else "event"
+        study_id = _int(request.GET.get("study"))
+    else:
+        return render(request, "flags/pick.html", {"patient": patient_get(actor=actor)})
+    target = "study" if study_id is not None else "event"
     form = FlagForm(request.POST or None, target=target)
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
-                flag = services.flag_create(
-                    actor=request.user, patient=patient, study=study, access_event=event,
-                    category=form.cleaned_data["category"], description=form.cleaned_data["description"],
-                )
+            flag = services.flag_create(
+                actor=actor, study_id=study_id, access_event_id=event_id,
+                category=form.cleaned_data["category"], description=form.cleaned_data["description"],
+            )
         except ValidationError as exc:
             for message in _error_messages(exc):
                 form.add_error(None, message)
         else:
-            record_portal_access(
-                request, patient=patient, study=study or (event.study if event else None),
-                action=AccessEvent.Action.MODIFY, details={"page": "flag_new", "flag": flag.pk},
-            )
             messages.success(request, _("Thank you. Your report has been sent to the privacy office."))
             return redirect("flags-detail", flag_id=flag.pk)
-    record_portal_access(
-        request, patient=patient, study=study or (event.study if event else None), action=AccessEvent.Action.VIEW,
-        details={"page": "flag_new", **({"event": event.pk} if event else {})},
-    )
+    opened = services.flag_target_open(actor=actor, study_id=study_id, access_event_id=event_id)
     return render(
-        request, "flags/new.html", {"form": form, "study": study, "event": event, "target": target},
+        request, "flags/new.html", {"form": form, "study": opened.study, "event": opened.event, "target": target},
         status=400 if form.is_bound and form.errors else 200,
     )
 
 
 @require_http_methods(["GET"])
 @never_cache
-@transaction.atomic
 def flags_mine(request: HttpRequest) -> HttpResponse:
-    patient = imaging_selectors.patient_for_user(request.user)
-    flags = list(selectors.flags_for_user(request.user))
-    notices = selectors.notices_for_user(request.user)
-    if patient is not None:
-        record_portal_access(request, patient=patient, action=AccessEvent.Action.VIEW, details={"page": "flags_mine"})
+    reports = services.flag_list_open(actor=request.actor)
     return render(
         request, "flags/mine.html",
-        {"patient": patient, "flags": flags, "notices": notices, "unread": sum(1 for n in notices if n.read_at is None)},
+        {"patient": reports.patient, "flags": reports.flags, "notices": reports.notices, "unread": reports.unread},
     )
 
 
 @require_http_methods(["GET"])
 @never_cache
-@transaction.atomic
 def flag_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_user(request.user, flag_id)
-    record_portal_access(
-        request, patient=flag.patient, study=flag.study, action=AccessEvent.Action.VIEW, details={"page": "flag", "flag": flag.pk}
-    )
+    flag = services.flag_open(actor=request.actor, flag_id=flag_id)
     return render(
         request, "flags/detail.html",
         {"flag": flag, "timeline": selectors.patient_timeline(flag), "reply_form": ReplyForm() if flag.status == "needs_info" else None},
@@ -107,16 +87,11 @@ def flag_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
 @require_POST
 @never_cache
 def flag_reply(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = selectors.flag_for_user(request.user, flag_id)
+    flag = selectors.flag_get(actor=request.actor, flag_id=flag_id)
     form = ReplyForm(request.POST)
     if form.is_valid():
         try:
-            with transaction.atomic():
-                services.flag_reply(actor=request.user, flag=flag, text=form.cleaned_data["text"])
-                record_portal_access(
-                    request, patient=flag.patient, study=flag.study, action=AccessEvent.Action.MODIFY,
-                    details={"page": "flag_reply", "flag": flag.pk},
-                )
+            services.flag_reply(actor=request.actor, flag=flag, text=form.cleaned_data["text"])
         except ValidationError as exc:
             for message in _error_messages(exc):
                 messages.error(request, message)
@@ -129,8 +104,7 @@ def flag_reply(request: HttpRequest, flag_id: int) -> HttpResponse:
 
 @require_POST
 def notices_read(request: HttpRequest) -> HttpResponse:
-    patient = imaging_selectors.patient_for_user(request.user)
-    if patient is None:
+    if request.actor.patient_id is None:
         raise Http404("No record.")
-    services.notices_mark_read(actor=request.user, patient=patient)
+    services.notices_mark_read(actor=request.actor)
     return redirect("flags-mine")

@@ -10,6 +10,7 @@ from django.db import connection
 
 from flags import services
 from flags.models import Flag, FlagEvent
+from tests.factories import actor_of
 from tests.flags.conftest import make_study
 from tests.flags.test_patient import raise_flag
 
@@ -23,7 +24,7 @@ def test_parallel_claims_leave_one_holder(patient, officer, second_officer):
     def claim(user):
         try:
             barrier.wait()
-            services.flag_claim(actor=user, flag=Flag.objects.get(pk=flag.pk))
+            services.flag_claim(actor=actor_of(user), flag=Flag.objects.get(pk=flag.pk))
             outcomes.append("won")
         except PermissionDenied:
             outcomes.append("refused")

@@ -14,6 +14,7 @@ from django.utils import timezone
 from flags import services
 from flags.models import FlagEvent, Incident, Notice
 from tests.conftest import _patient_user, login_verified
+from tests.factories import actor_of
 from tests.flags.conftest import make_event, make_study
 
 pytestmark = pytest.mark.django_db
@@ -36,9 +37,9 @@ def scene(patient, officer):
     make_event(people["other_org"].patient, study=studies["other_org"], organization="Beta Research", when=inside)
     reporter_event = patient.patient.access_events.get(organization="Acme AI Ltd")
     flag = services.flag_create(
-        actor=patient, patient=patient.patient, access_event=reporter_event, category="unfamiliar_accessor", description="Who?"
+        actor=actor_of(patient), access_event_id=reporter_event.pk, category="unfamiliar_accessor", description="Who?"
     )
-    services.flag_claim(actor=officer, flag=flag)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
     return {"people": people, "studies": studies, "flag": flag, "start": now - dt.timedelta(days=10), "end": now - dt.timedelta(days=5)}
 
 
@@ -47,7 +48,7 @@ def test_incident_by_organisation_and_window_reaches_exactly_those_patients(offi
     criteria = services.IncidentCriteria(window_start=scene["start"], window_end=scene["end"], organization="acme ai ltd")
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        incident = services.incident_confirm(actor=officer, flag=scene["flag"], criteria=criteria, subject="About your scans", message=MESSAGE)
+        incident = services.incident_confirm(actor=actor_of(officer), flag=scene["flag"], criteria=criteria, subject="About your scans", message=MESSAGE)
     expected = {people[n].patient.pk for n in ("reporter", "hit", "hit_other_case")}
     assert set(Notice.objects.filter(incident=incident).values_list("patient_id", flat=True)) == expected
     assert incident.patients_notified == 3
@@ -63,7 +64,7 @@ def test_incident_limited_to_a_study(officer, scene, django_capture_on_commit_ca
     )
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        services.incident_confirm(actor=officer, flag=scene["flag"], criteria=criteria, subject="About your scan", message=MESSAGE)
+        services.incident_confirm(actor=actor_of(officer), flag=scene["flag"], criteria=criteria, subject="About your scan", message=MESSAGE)
     assert list(Notice.objects.filter(incident__isnull=False).values_list("patient_id", flat=True)) == [people["hit"].patient.pk]
     assert [m.to for m in mail.outbox] == [[people["hit"].email]]
 
@@ -71,7 +72,7 @@ def test_incident_limited_to_a_study(officer, scene, django_capture_on_commit_ca
 def test_incident_needs_an_organisation_or_a_study(officer, scene):
     criteria = services.IncidentCriteria(window_start=scene["start"], window_end=scene["end"])
     with pytest.raises(services.ValidationError):
-        services.incident_confirm(actor=officer, flag=scene["flag"], criteria=criteria, subject="s", message="m")
+        services.incident_confirm(actor=actor_of(officer), flag=scene["flag"], criteria=criteria, subject="s", message="m")
     assert not Incident.objects.exists() and not Notice.objects.filter(incident__isnull=False).exists()
 
 

@@ -15,11 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AccessEvent
+from core.actor import Actor
 from flags import selectors, services
 from flags.models import Flag, FlagEvent, Notice
-from flags.tasks import sync_integrity_alerts
+from flags.tasks import flags_from_integrity_alerts as integrity_task
 from imaging.models import IntegrityAlert, Study
 from tests.conftest import login_password_only, login_verified
+from tests.factories import actor_of
 from tests.flags.conftest import make_study
 from tests.flags.test_patient import raise_flag
 
@@ -67,7 +69,7 @@ def test_anonymous_and_password_only_officers_are_stopped(client: Client, office
 
 def test_wrong_method_is_405(officer_client: Client, officer, patient, study):
     flag = raise_flag(patient, study)
-    services.flag_claim(actor=officer, flag=flag)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
     for url in officer_get_urls(flag):
         assert officer_client.post(url).status_code == 405, url
     for url in officer_post_urls(flag):
@@ -98,7 +100,7 @@ def test_officer_sees_patient_data_only_through_a_flag_they_hold(officer_client:
 
 def test_another_officers_flag_is_404(client: Client, officer, second_officer, patient, study):
     flag = raise_flag(patient, study)
-    services.flag_claim(actor=second_officer, flag=flag)
+    services.flag_claim(actor=actor_of(second_officer), flag=flag)
     login_verified(client, officer)
     assert client.get(reverse("flags-officer-detail", args=[flag.pk])).status_code == 404
     for url in officer_post_urls(flag):
@@ -122,7 +124,7 @@ def test_handing_a_flag_over_removes_access(officer_client: Client, officer, sec
 def test_assign_refuses_a_patient_as_assignee(officer, patient, study):
     flag = raise_flag(patient, study)
     with pytest.raises(ValidationError):
-        services.flag_assign(actor=officer, flag=flag, assignee=patient)
+        services.flag_assign(actor=actor_of(officer), flag=flag, assignee=patient)
 
 
 def test_flag_page_context_accessors_other_accesses_and_consent(officer_client: Client, officer, patient, study, event):
@@ -131,18 +133,15 @@ def test_flag_page_context_accessors_other_accesses_and_consent(officer_client: 
 
     make_event(patient.patient, study=other_study, when=timezone.now() - dt.timedelta(days=40))  # same accessor
     make_event(patient.patient, study=other_study, organization="Other Org", actor_ref="other")  # someone else
-    flag = services.flag_create(actor=patient, patient=patient.patient, access_event=event, category="unfamiliar_accessor", description="Who?")
-    services.flag_claim(actor=officer, flag=flag)
-    ctx = selectors.flag_context(flag)
+    flag = services.flag_create(actor=actor_of(patient), access_event_id=event.pk, category="unfamiliar_accessor", description="Who?")
+    services.flag_claim(actor=actor_of(officer), flag=flag)
+    ctx = selectors.flag_context(actor=actor_of(officer).investigating(patient.patient.pk), flag=flag)
     assert ctx.study == study
     assert [e.study for e in ctx.accessor_history] == [other_study]
     assert event in ctx.study_history
     body = officer_client.get(reverse("flags-officer-detail", args=[flag.pk])).content.decode()
     assert "The accessor&#x27;s other accesses" in body or "The accessor's other accesses" in body
-    if selectors.consent_state_lookup() is None:
-        assert "Consent history is not available" in body
-    else:
-        assert "The patient&#x27;s choices as they stood" in body or "choices as they stood" in body
+    assert "The patient&#x27;s choices as they stood" in body or "choices as they stood" in body
 
 
 # --- State machine -----------------------------------------------------------------------------
@@ -159,28 +158,28 @@ def test_state_machine_allows_exactly_the_table(officer, patient, start, to):
     flag.save()
     allowed = to in services.TRANSITIONS[start]
     if allowed:
-        services.flag_transition(actor=officer, flag=flag, to=to, resolution="Outcome text")
+        services.flag_transition(actor=actor_of(officer), flag=flag, to=to, resolution="Outcome text")
         flag.refresh_from_db()
         assert flag.status == to
     else:
         with pytest.raises(ValidationError):
-            services.flag_transition(actor=officer, flag=flag, to=to, resolution="Outcome text")
+            services.flag_transition(actor=actor_of(officer), flag=flag, to=to, resolution="Outcome text")
         flag.refresh_from_db()
         assert flag.status == start
 
 
 def test_closing_needs_a_resolution_and_study_is_available_again_only_when_all_flags_close(officer, patient, study, event):
     first = raise_flag(patient, study)
-    second = services.flag_create(actor=patient, patient=patient.patient, access_event=event, category="other", description="x")
+    second = services.flag_create(actor=actor_of(patient), access_event_id=event.pk, category="other", description="x")
     third = raise_flag(patient, make_study(patient.patient))
     # A flag on an access event does not hold its study under review by itself.
     for flag in (first, second, third):
-        services.flag_claim(actor=officer, flag=flag)
+        services.flag_claim(actor=actor_of(officer), flag=flag)
     with pytest.raises(ValidationError):
-        services.flag_transition(actor=officer, flag=first, to="resolved", resolution="  ")
+        services.flag_transition(actor=actor_of(officer), flag=first, to="resolved", resolution="  ")
     study.refresh_from_db()
     assert study.status == Study.Status.UNDER_REVIEW
-    services.flag_transition(actor=officer, flag=first, to="dismissed", resolution="We checked: this is your scan.")
+    services.flag_transition(actor=actor_of(officer), flag=first, to="dismissed", resolution="We checked: this is your scan.")
     study.refresh_from_db()
     assert study.status == Study.Status.AVAILABLE
     first.refresh_from_db()
@@ -190,7 +189,7 @@ def test_closing_needs_a_resolution_and_study_is_available_again_only_when_all_f
 def test_status_view_rejects_a_transition_outside_the_table(officer_client: Client, officer, patient, study):
     flag = raise_flag(patient, study)
     officer_client.post(reverse("flags-claim", args=[flag.pk]))  # open -> in_review
-    services.flag_transition(actor=officer, flag=flag, to="resolved", resolution="Done")
+    services.flag_transition(actor=actor_of(officer), flag=flag, to="resolved", resolution="Done")
     response = officer_client.post(reverse("flags-status", args=[flag.pk]), {"status": "in_review"}, follow=True)
     assert "cannot go from" in response.content.decode()
     flag.refresh_from_db()
@@ -199,13 +198,13 @@ def test_status_view_rejects_a_transition_outside_the_table(officer_client: Clie
 
 def test_only_the_holder_may_change_status(officer, second_officer, patient, study):
     flag = raise_flag(patient, study)
-    services.flag_claim(actor=officer, flag=flag)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
     with pytest.raises(PermissionDenied):
-        services.flag_transition(actor=second_officer, flag=flag, to="needs_info")
+        services.flag_transition(actor=actor_of(second_officer), flag=flag, to="needs_info")
     with pytest.raises(PermissionDenied):
-        services.flag_claim(actor=second_officer, flag=flag)
+        services.flag_claim(actor=actor_of(second_officer), flag=flag)
     with pytest.raises(PermissionDenied):
-        services.flag_transition(actor=patient, flag=flag, to="dismissed", resolution="x")
+        services.flag_transition(actor=actor_of(patient), flag=flag, to="dismissed", resolution="x")
 
 
 # --- Deadlines ---------------------------------------------------------------------------------
@@ -227,9 +226,9 @@ def test_due_date_follows_the_configured_deadline_and_overdue_is_highlighted(set
 
 def test_queue_filters_and_sorting(officer_client: Client, officer, patient, study, event):
     a = raise_flag(patient, study)
-    b = services.flag_create(actor=patient, patient=patient.patient, access_event=event, category="unfamiliar_accessor", description="x")
-    services.flag_claim(actor=officer, flag=b)
-    qs = lambda **kw: list(selectors.queue_for_officer(officer, selectors.QueueFilters(**kw)))  # noqa: E731
+    b = services.flag_create(actor=actor_of(patient), access_event_id=event.pk, category="unfamiliar_accessor", description="x")
+    services.flag_claim(actor=actor_of(officer), flag=b)
+    qs = lambda **kw: list(selectors.flag_queue(actor=actor_of(officer), filters=selectors.QueueFilters(**kw)))  # noqa: E731
     assert qs(category="unfamiliar_accessor") == [b]
     assert qs(assignee="me") == [b]
     assert qs(assignee="none") == [a]
@@ -249,13 +248,13 @@ def test_patient_is_notified_of_every_change_without_clinical_detail(officer, pa
     with django_capture_on_commit_callbacks(execute=True):
         flag = raise_flag(patient, study)
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_claim(actor=officer, flag=flag)
+        services.flag_claim(actor=actor_of(officer), flag=flag)
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_note(actor=officer, flag=flag, text="internal")  # not a change the patient sees
+        services.flag_note(actor=actor_of(officer), flag=flag, text="internal")  # not a change the patient sees
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_message(actor=officer, flag=flag, text="Your CT chest of 14 March: which clinic?", ask_for_info=True)
+        services.flag_message(actor=actor_of(officer), flag=flag, text="Your CT chest of 14 March: which clinic?", ask_for_info=True)
     with django_capture_on_commit_callbacks(execute=True):
-        services.flag_transition(actor=officer, flag=flag, to="resolved", resolution="Your CT chest was misfiled.")
+        services.flag_transition(actor=actor_of(officer), flag=flag, to="resolved", resolution="Your CT chest was misfiled.")
     notices = Notice.objects.filter(patient=patient.patient, flag=flag)
     assert notices.count() == 4  # received, review started, info requested, closed
     assert len(mail.outbox) == 4
@@ -275,8 +274,8 @@ def test_integrity_alerts_arrive_in_the_queue_once(officer_client: Client, patie
     result = instances_verify(study=study)
     assert result.missing == 1
     alert = IntegrityAlert.objects.get()
-    assert sync_integrity_alerts() == 1
-    assert sync_integrity_alerts() == 0  # idempotent
+    assert integrity_task() == 1
+    assert integrity_task() == 0  # idempotent
     flag = Flag.objects.get(integrity_alert=alert)
     assert (flag.category, flag.status, flag.study, flag.patient) == ("suspected_tampering", "open", study, patient.patient)
     study.refresh_from_db()
@@ -284,23 +283,37 @@ def test_integrity_alerts_arrive_in_the_queue_once(officer_client: Client, patie
     assert f"#{flag.pk}" in officer_client.get(reverse("flags-queue")).content.decode()
     assert Flag.objects.count() == 1
     # Not a patient report: not in "My reports", no notice.
-    assert list(selectors.flags_for_user(patient)) == []
+    assert list(selectors.flag_list(actor=actor_of(patient))) == []
     assert not Notice.objects.exists()
 
 
-def test_queue_load_pulls_in_new_alerts(officer_client: Client, patient):
+def test_queue_load_writes_nothing_the_periodic_service_brings_alerts_in(officer_client: Client, patient):
+    """GET never writes: the queue only reads; the periodic service makes one flag per new alert,
+    once."""
     from imaging.services import instances_verify
 
     study = make_study(patient.patient, with_instance=True)
+    other = make_study(patient.patient, with_instance=True)
     instances_verify(study=study)
-    officer_client.get(reverse("flags-queue"))
-    assert Flag.objects.filter(category="suspected_tampering", study=study).count() == 1
+    instances_verify(study=other)
+    assert IntegrityAlert.objects.count() == 2
+    before = (Flag.objects.count(), FlagEvent.objects.count(), AccessEvent.objects.count(), Study.objects.filter(status="under_review").count())
+    assert officer_client.get(reverse("flags-queue")).status_code == 200
+    assert (Flag.objects.count(), FlagEvent.objects.count(), AccessEvent.objects.count(), Study.objects.filter(status="under_review").count()) == before == (0, 0, 0, 0)
+    system = Actor.system("Integrity check")
+    assert services.flags_from_integrity_alerts(actor=system) == 2
+    assert services.flags_from_integrity_alerts(actor=system) == 0  # idempotent
+    assert sorted(Flag.objects.values_list("study_id", flat=True)) == sorted([study.pk, other.pk])
+    assert set(FlagEvent.objects.values_list("kind", "actor_id")) == {("created", None)}
+    assert not AccessEvent.objects.exists()  # no one looked at a patient's data
+    page = officer_client.get(reverse("flags-queue")).content.decode()
+    assert all(f"#{flag.pk}" in page for flag in Flag.objects.all())
 
 
 def test_integrity_recheck_is_logged_for_the_patient(officer_client: Client, officer, patient):
     study = make_study(patient.patient, with_instance=True)
     flag = raise_flag(patient, study, category="suspected_tampering")
-    services.flag_claim(actor=officer, flag=flag)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
     response = officer_client.post(reverse("flags-integrity-recheck", args=[flag.pk]), follow=True)
     assert "do not match their fingerprint or are missing" in response.content.decode()
     recheck = flag.events.get(kind=FlagEvent.Kind.INTEGRITY_RECHECK)
@@ -315,12 +328,12 @@ def test_closing_an_integrity_flag_resolves_its_alert(officer, patient):
 
     study = make_study(patient.patient, with_instance=True)
     instances_verify(study=study)
-    services.flags_from_integrity_alerts()
+    services.flags_from_integrity_alerts(actor=Actor.system("Integrity check"))
     flag = Flag.objects.get()
-    services.flag_claim(actor=officer, flag=flag)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
     with pytest.raises(ValidationError):
-        services.flag_message(actor=officer, flag=flag, text="hello")  # no patient report to answer
-    services.flag_transition(actor=officer, flag=flag, to="resolved", resolution="File restored from backup.")
+        services.flag_message(actor=actor_of(officer), flag=flag, text="hello")  # no patient report to answer
+    services.flag_transition(actor=actor_of(officer), flag=flag, to="resolved", resolution="File restored from backup.")
     assert IntegrityAlert.objects.get().resolved_at is not None
 
 
@@ -330,13 +343,13 @@ def test_closing_an_integrity_flag_resolves_its_alert(officer, patient):
 def test_dashboard_counts(officer_client: Client, officer, patient):
     flags = [raise_flag(patient, make_study(patient.patient)) for _ in range(3)]
     for flag in flags[:2]:
-        services.flag_claim(actor=officer, flag=flag)
+        services.flag_claim(actor=actor_of(officer), flag=flag)
     Flag.objects.filter(pk=flags[0].pk).update(created_at=timezone.now() - dt.timedelta(days=4))
-    services.flag_transition(actor=officer, flag=flags[0], to="resolved", resolution="x")
+    services.flag_transition(actor=actor_of(officer), flag=flags[0], to="resolved", resolution="x")
     Flag.objects.filter(pk=flags[1].pk).update(created_at=timezone.now() - dt.timedelta(days=2))
-    services.flag_transition(actor=officer, flag=flags[1], to="dismissed", resolution="x")
+    services.flag_transition(actor=actor_of(officer), flag=flags[1], to="dismissed", resolution="x")
     Flag.objects.filter(pk=flags[2].pk).update(due_at=timezone.now() - dt.timedelta(days=1))
-    data = selectors.dashboard(officer)
+    data = selectors.dashboard(actor=actor_of(officer))
     assert data.open_total == 1 and data.overdue == 1
     assert data.median_days_to_close == 3.0
     assert dict(data.open_by_category)["I never had this scan"] == 1
@@ -347,8 +360,6 @@ def test_dashboard_counts(officer_client: Client, officer, patient):
 
 def test_consent_shown_is_the_state_at_the_time_of_the_access(officer_client: Client, officer, patient, event):
     """Granted 10 days ago, refused yesterday; the access was 3 days ago: the page says granted."""
-    if selectors.consent_state_lookup() is None:
-        pytest.skip("consent.selectors.consent_state_at is not available")
     from consent.services import _write_decision, consent_policy_publish
 
     policy = consent_policy_publish(version=1, text="Policy text", effective_from=timezone.now() - dt.timedelta(days=30))
@@ -357,9 +368,9 @@ def test_consent_shown_is_the_state_at_the_time_of_the_access(officer_client: Cl
             patient=patient.patient, scope="ai_training", decision=decision, study=None, policy=policy, actor=patient,
             channel="portal", kind="change", recorded_by="patient", decided_at=timezone.now() - dt.timedelta(days=days),
         )
-    flag = services.flag_create(actor=patient, patient=patient.patient, access_event=event, category="unexpected_ai_or_research_use", description="x")
-    services.flag_claim(actor=officer, flag=flag)
-    ctx = selectors.flag_context(flag)
+    flag = services.flag_create(actor=actor_of(patient), access_event_id=event.pk, category="unexpected_ai_or_research_use", description="x")
+    services.flag_claim(actor=actor_of(officer), flag=flag)
+    ctx = selectors.flag_context(actor=actor_of(officer).investigating(patient.patient.pk), flag=flag)
     rows = {row.scope: row for row in ctx.consent}
     assert ctx.consent_when == event.occurred_at
     assert rows["ai_training"].state["decision"] == "granted"
@@ -373,8 +384,8 @@ def test_the_office_reads_waiting_for_the_patient_where_the_patient_reads_waitin
     officer, officer_client: Client, client: Client, patient, study
 ):
     flag = raise_flag(patient, study)
-    services.flag_claim(actor=officer, flag=flag)
-    services.flag_transition(actor=officer, flag=flag, to="needs_info")
+    services.flag_claim(actor=actor_of(officer), flag=flag)
+    services.flag_transition(actor=actor_of(officer), flag=flag, to="needs_info")
     for url in (reverse("flags-queue"), reverse("flags-officer-detail", args=[flag.pk])):
         page = officer_client.get(url).content.decode()
         assert "Waiting for the patient" in page and "Waiting for your reply" not in page, url

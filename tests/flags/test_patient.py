@@ -18,6 +18,7 @@ from flags import services
 from flags.models import Flag, FlagEvent, Notice
 from imaging.models import Study
 from tests.conftest import login_password_only, login_verified
+from tests.factories import actor_of
 from tests.flags.conftest import make_event, make_study
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,7 @@ def new_url(**params) -> str:
 
 def raise_flag(patient, study, **kwargs) -> Flag:
     return services.flag_create(
-        actor=patient, patient=patient.patient, study=study, category=kwargs.get("category", "not_my_scan"),
+        actor=actor_of(patient), study_id=study.pk, category=kwargs.get("category", "not_my_scan"),
         description=kwargs.get("description", DESCRIPTION),
     )
 
@@ -153,14 +154,14 @@ def test_description_is_required_and_text_only(patient_client: Client, study):
 
 def test_patient_sees_messages_and_outcome_but_never_internal_notes(patient_client: Client, patient, study, officer):
     flag = raise_flag(patient, study)
-    services.flag_claim(actor=officer, flag=flag)
-    services.flag_note(actor=officer, flag=flag, text="INTERNAL: check vendor contract 42")
-    services.flag_message(actor=officer, flag=flag, text="Which clinic did you visit?", ask_for_info=True)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
+    services.flag_note(actor=actor_of(officer), flag=flag, text="INTERNAL: check vendor contract 42")
+    services.flag_message(actor=actor_of(officer), flag=flag, text="Which clinic did you visit?", ask_for_info=True)
     page = patient_client.get(reverse("flags-detail", args=[flag.pk])).content.decode()
     assert "Which clinic did you visit?" in page
     assert "INTERNAL" not in page and "contract 42" not in page
     assert "needs more information" in page  # the reply form
-    services.flag_transition(actor=officer, flag=flag, to="resolved", resolution="The scan was filed under the wrong record and has been moved.")
+    services.flag_transition(actor=actor_of(officer), flag=flag, to="resolved", resolution="The scan was filed under the wrong record and has been moved.")
     page = patient_client.get(reverse("flags-detail", args=[flag.pk])).content.decode()
     assert "filed under the wrong record" in page and "Outcome" in page
     assert "INTERNAL" not in patient_client.get(reverse("flags-mine")).content.decode()
@@ -168,11 +169,11 @@ def test_patient_sees_messages_and_outcome_but_never_internal_notes(patient_clie
 
 def test_patient_replies_only_when_asked(patient_client: Client, patient, study, officer, django_capture_on_commit_callbacks):
     flag = raise_flag(patient, study)
-    services.flag_claim(actor=officer, flag=flag)
+    services.flag_claim(actor=actor_of(officer), flag=flag)
     url = reverse("flags-reply", args=[flag.pk])
     patient_client.post(url, {"text": "unasked"})
     assert not flag.events.filter(kind=FlagEvent.Kind.MESSAGE_FROM_PATIENT).exists()
-    services.flag_message(actor=officer, flag=flag, text="When was your appointment?", ask_for_info=True)
+    services.flag_message(actor=actor_of(officer), flag=flag, text="When was your appointment?", ask_for_info=True)
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         response = patient_client.post(url, {"text": "In May, at the north clinic."})

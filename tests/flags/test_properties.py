@@ -67,7 +67,7 @@ def test_any_report_is_filed_or_refused_with_reasons(patient_client, patient, ta
         if response.status_code == 302:
             flag = Flag.objects.latest("pk")
             assert Flag.objects.count() == before + 1
-            assert flag.patient == patient.patient and flag.status == Flag.Status.NEW and flag.assignee is None
+            assert flag.patient == patient.patient and flag.status == Flag.Status.OPEN and flag.assignee is None
             assert (flag.study_id or flag.access_event_id) == int(target)
             return
         assert Flag.objects.count() == before, "a refused report was filed"
