@@ -8,7 +8,6 @@ from django.utils.translation import gettext_lazy as _
 
 from audit.models import AccessEvent, NotificationPreference
 from audit.selectors import LogFilters
-from imaging.models import Study
 
 ANY = [("", _("Any"))]
 # Dates before this are typing mistakes, not real history; keeps the query bounds sane.
@@ -51,11 +50,10 @@ class AccessLogFilterForm(forms.Form):
         if not self.is_valid():
             return LogFilters()
         data = self.cleaned_data
-        study = Study.objects.filter(pk=int(data["study"])).first() if data.get("study") else None
         return LogFilters(
             since=data.get("since"), until=data.get("until"), organization=data.get("organization") or "",
             actor_type=data.get("actor_type") or "", purpose=data.get("purpose") or "",
-            action=data.get("action") or "", study=study,
+            action=data.get("action") or "", study_id=int(data["study"]) if data.get("study") else None,
         )
 
 

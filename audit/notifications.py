@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from audit.models import AccessEvent, NotificationPreference, NotificationSent
 from audit.selectors import AI_RESEARCH_ACTORS, AI_RESEARCH_PURPOSES
+from core.actor import Actor
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,14 @@ def preference_for(user) -> NotificationPreference:
 
 
 @transaction.atomic
-def notification_preference_update(*, actor, new_organization: bool, ai_or_research: bool, emergency: bool,
+def notification_preference_update(*, actor: Actor, new_organization: bool, ai_or_research: bool, emergency: bool,
                                    downloads: bool) -> NotificationPreference:
-    """Save ``actor``'s own choices. Callers: the preferences page (the patient). Not audited:
-    it changes no patient data, only which emails the account receives."""
-    pref, _created = NotificationPreference.objects.select_for_update().get_or_create(user=actor)
+    """Save the patient's own choices. Callers: the preferences page. Patients only (the emails
+    are about their own record); anyone else raises ``PermissionDenied``. Not audited: it changes
+    no patient data, only which emails the account receives."""
+    if actor.patient_id is None or actor.user_id is None:
+        raise PermissionDenied("Only a patient chooses which emails they receive.")
+    pref, _created = NotificationPreference.objects.select_for_update().get_or_create(user_id=actor.user_id)
     pref.new_organization, pref.ai_or_research = new_organization, ai_or_research
     pref.emergency, pref.downloads = emergency, downloads
     pref.updated_at = timezone.now()

@@ -1,8 +1,10 @@
-"""Reads of the access log for a given user (STYLE.md "Logic and data").
+"""Reads of the access log for an actor (STYLE.md "Logic and data").
 
-Every function takes the signed-in user and narrows to the events of the Patient record linked
-to that user; anyone else's event is a 404 like a missing one (docs/security.md §9). Nothing here
-records an access: the views record one per page or download, in the same transaction.
+Every function takes the ``actor`` and starts from ``AccessEvent.objects.for_actor(actor)`` (or
+``MonthlyAccessCount``'s): a patient reaches their own events, an officer only the records of the
+flag they opened (``Actor.investigating``), anyone else nothing; another patient's event is a 404
+like a missing one (docs/security.md §9). Nothing here records an access: the audited reads in
+``audit.reads`` call these and record the visit or download in the same transaction.
 
 The log page is built to cost the same at 1,000 events as at 1,000,000: rows come by keyset
 pagination on (occurred_at, id) over the ``accessevent_patient_time_id`` index, "first access by
@@ -23,7 +25,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit.models import AccessEvent, MonthlyAccessCount
-from imaging.models import Patient, Study
+from core.actor import Actor
+from imaging.models import Study
 
 # Rows per page: one screen on a laptop, and a bounded query.
 PAGE_SIZE = 25
@@ -39,42 +42,30 @@ AI_RESEARCH_PURPOSES = (
 LOG_PAGE = "access_log"
 
 
-def patient_for_user(user) -> Patient | None:
-    if not getattr(user, "is_authenticated", False):
-        return None
-    return Patient.objects.filter(user=user).first()
-
-
-def _own(user) -> Q:
-    """The user's own rows, by patient id: a plain ``patient_id = n`` (not a join on the user)
-    lets PostgreSQL walk the (patient, occurred_at, id) index and stop after one page."""
-    if not getattr(user, "is_authenticated", False):
-        return Q(pk__in=[])
-    patient_id = Patient.objects.filter(user=user).values_list("pk", flat=True).first()
-    return Q(patient_id=patient_id) if patient_id is not None else Q(pk__in=[])
-
-
 def is_ai_or_research(event: AccessEvent) -> bool:
     return event.actor_type in AI_RESEARCH_ACTORS or event.purpose in AI_RESEARCH_PURPOSES
 
 
-def events_for_patient(
-    user,
+def event_list(
     *,
+    actor: Actor,
     purposes: Iterable[str] | None = None,
     organization: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> QuerySet[AccessEvent]:
-    """The user's own access events, newest first, optionally narrowed.
+    """The access events ``actor`` may reach, newest first, optionally narrowed.
 
     ``purposes``: only these purposes; ``organization``: exact organisation name; ``since`` /
-    ``until``: occurred_at >= since and < until. Anyone without a linked patient record (officers,
-    administrators, anonymous) gets an empty queryset. Callers: the access-log pages and other
-    apps showing the patient their own history (consent: "uses made before you opted out").
-    Records nothing; a view that shows these to the patient records its own access.
+    ``until``: occurred_at >= since and < until. A patient gets their own events; an officer who
+    is not investigating, an administrator or an anonymous request gets none. Callers: the
+    access-log reads and other apps showing the patient their own history (consent: "uses made
+    before you opted out", the partners page). Records nothing: the caller's service records
+    the access it shows.
     """
-    events = AccessEvent.objects.filter(_own(user))
+    # for_actor gives a patient (or an officer on one flag) a plain ``patient_id = n``: PostgreSQL
+    # then walks the (patient, occurred_at, id) index and stops after one page (core.querysets).
+    events = AccessEvent.objects.for_actor(actor)
     if purposes is not None:
         events = events.filter(purpose__in=list(purposes))
     if organization:
@@ -86,9 +77,9 @@ def events_for_patient(
     return events.select_related("study").order_by("-occurred_at", "-pk")
 
 
-def event_for_user(user, event_id: int) -> AccessEvent:
-    """One of the user's own events; ``Http404`` for a missing event or another patient's."""
-    event = AccessEvent.objects.filter(_own(user), pk=event_id).select_related("study").first()
+def event_get(*, actor: Actor, event_id: int) -> AccessEvent:
+    """One event ``actor`` may reach; ``Http404`` for a missing event or another patient's."""
+    event = AccessEvent.objects.for_actor(actor).filter(pk=event_id).select_related("study").first()
     if event is None:
         raise Http404("No such access event.")
     return event
@@ -105,23 +96,30 @@ class LogFilters:
     actor_type: str = ""
     purpose: str = ""
     action: str = ""
-    study: Study | None = None
+    # An id from the filter form, whose choices are the patient's own studies; the events are
+    # narrowed by it after for_actor, so an id of another patient's study finds nothing.
+    study_id: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter narrows the log (recorded with a download)."""
+        return self != LogFilters()
 
 
-def filtered_events(user, filters: LogFilters) -> QuerySet[AccessEvent]:
-    """The user's events narrowed by the access-log filters, newest first."""
+def filtered_events(*, actor: Actor, filters: LogFilters) -> QuerySet[AccessEvent]:
+    """The events ``actor`` may reach, narrowed by the access-log filters, newest first."""
     tz = timezone.get_current_timezone()
     since = dt.datetime.combine(filters.since, dt.time.min, tz) if filters.since else None
     until = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time.min, tz) if filters.until else None
-    events = events_for_patient(user, organization=filters.organization or None, since=since, until=until)
+    events = event_list(actor=actor, organization=filters.organization or None, since=since, until=until)
     if filters.actor_type:
         events = events.filter(actor_type=filters.actor_type)
     if filters.purpose:
         events = events.filter(purpose=filters.purpose)
     if filters.action:
         events = events.filter(action=filters.action)
-    if filters.study is not None:
-        events = events.filter(study=filters.study)
+    if filters.study_id is not None:
+        events = events.filter(study_id=filters.study_id)
     return events
 
 
@@ -165,14 +163,15 @@ def log_page(events: QuerySet[AccessEvent], *, before: str = "", size: int = PAG
     return LogPage(rows, encode_cursor(rows[-1]) if more and rows else None, position is None)
 
 
-def first_access_ids(patient_id: int, events: list[AccessEvent]) -> set[int]:
-    """Ids among ``events`` that are their organisation's first access to this patient.
+def first_access_ids(*, actor: Actor, events: list[AccessEvent]) -> set[int]:
+    """Ids among ``events`` that are their organisation's first access to that event's patient.
 
-    One index probe (``accessevent_patient_org``) per organisation on the page."""
+    One index probe (``accessevent_patient_org``) per (patient, organisation) on the page."""
     firsts: set[int] = set()
-    for organization in {e.organization for e in events if e.organization}:
+    for patient_id, organization in {(e.patient_id, e.organization) for e in events if e.organization}:
         first = (
-            AccessEvent.objects.filter(patient_id=patient_id, organization=organization)
+            AccessEvent.objects.for_actor(actor)
+            .filter(patient_id=patient_id, organization=organization)
             .order_by("occurred_at", "pk")
             .values_list("pk", flat=True)
             .first()
@@ -238,8 +237,9 @@ class LogRow:
     badges: list[tuple[str, str]] = field(default_factory=list)  # (css modifier, label)
 
 
-def log_rows(patient_id: int, events: list[AccessEvent], *, last_visit: dt.datetime | None) -> list[LogRow]:
-    firsts = first_access_ids(patient_id, events)
+def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime | None) -> list[LogRow]:
+    """The page's rows: one plain sentence and its badges per event."""
+    firsts = first_access_ids(actor=actor, events=events)
     rows = []
     for event in events:
         badges = []
@@ -264,11 +264,13 @@ def log_rows(patient_id: int, events: list[AccessEvent], *, last_visit: dt.datet
 # --- Summary and timeline --------------------------------------------------------------------
 
 
-def last_visit(user, *, before: AccessEvent | None = None) -> dt.datetime | None:
-    """When the user last opened their access log (before the visit ``before``), or None."""
-    visits = AccessEvent.objects.filter(
-        _own(user), actor_type=AccessEvent.ActorType.PATIENT, details__page=LOG_PAGE
-    ).order_by("-occurred_at", "-pk")
+def last_visit(*, actor: Actor, before: AccessEvent | None = None) -> dt.datetime | None:
+    """When the patient last opened their access log (before the visit ``before``), or None."""
+    visits = (
+        AccessEvent.objects.for_actor(actor)
+        .filter(actor_type=AccessEvent.ActorType.PATIENT, details__page=LOG_PAGE)
+        .order_by("-occurred_at", "-pk")
+    )
     if before is not None:
         visits = visits.exclude(pk=before.pk)
     return visits.values_list("occurred_at", flat=True).first()
@@ -296,10 +298,11 @@ class LogSummary:
     series: dict[str, list[int]]
 
 
-def log_summary(user, *, last_visit_at: dt.datetime | None) -> LogSummary:
-    """The 12-month summary and monthly timeline, from the monthly counts (no history scan)."""
+def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummary:
+    """The 12-month summary and monthly timeline of the log ``actor`` may reach, from the
+    monthly counts (no history scan)."""
     months = _months_back(timezone.now().astimezone(dt.UTC).date(), 12)
-    counts = MonthlyAccessCount.objects.filter(_own(user), month__gte=months[0])
+    counts = MonthlyAccessCount.objects.for_actor(actor).filter(month__gte=months[0])
     per_month: dict[str, list[int]] = defaultdict(lambda: [0] * len(months))
     index = {m: i for i, m in enumerate(months)}
     organizations: set[str] = set()
@@ -319,7 +322,7 @@ def log_summary(user, *, last_visit_at: dt.datetime | None) -> LogSummary:
             research += n
     new = 0
     if last_visit_at is not None:
-        recent = AccessEvent.objects.filter(_own(user), occurred_at__gt=last_visit_at).exclude(
+        recent = AccessEvent.objects.for_actor(actor).filter(occurred_at__gt=last_visit_at).exclude(
             actor_type=AccessEvent.ActorType.PATIENT
         )
         new = recent.order_by()[: NEW_COUNT_CAP + 1].count()
@@ -337,13 +340,14 @@ def log_summary(user, *, last_visit_at: dt.datetime | None) -> LogSummary:
     )
 
 
-def filter_choices(user) -> dict[str, list[tuple[str, str]]]:
-    """Organisations and studies the user's log mentions, for the filter form's select boxes."""
+def filter_choices(*, actor: Actor) -> dict[str, list[tuple[str, str]]]:
+    """Organisations in the log ``actor`` may reach and the studies it may reach, for the filter
+    form's select boxes (so a crafted value for anything else is "not a valid choice")."""
     organizations = (
-        MonthlyAccessCount.objects.filter(_own(user)).exclude(organization="")
+        MonthlyAccessCount.objects.for_actor(actor).exclude(organization="")
         .order_by("organization").values_list("organization", flat=True).distinct()
     )
-    studies = Study.objects.filter(_own(user)).order_by("-study_date", "-pk")
+    studies = Study.objects.for_actor(actor).order_by("-study_date", "-pk")
     return {
         "organization": [(o, o) for o in organizations],
         "study": [

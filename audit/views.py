@@ -1,7 +1,8 @@
 """The patient's access log: the page, its CSV download and the notification preferences.
 
-Reads go through ``audit.selectors`` (narrowed to the signed-in patient). Opening the log and
-downloading it are themselves access events, recorded in the same transaction as the read.
+Every view acts as ``request.actor``. Opening the log and downloading it are themselves access
+events: the audited reads in ``audit.reads`` select and record them in one transaction; the
+views only present what those return.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import csv
 from collections.abc import Iterator
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,11 +19,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from audit import notifications, selectors
+from audit import notifications, reads, selectors
 from audit.charts import timeline_chart
 from audit.forms import AccessLogFilterForm, NotificationPreferenceForm
-from audit.services import record_portal_access
 from core.reauth import DOWNLOAD_READY, download_ready, reauthenticate_before_download
+from imaging.selectors import patient_get
 
 CSV_COLUMNS = [
     "occurred_at", "actor_type", "actor_name", "role", "organization", "purpose", "action", "outcome",
@@ -34,22 +34,16 @@ CSV_CHUNK = 2000
 
 
 def _filter_form(request: HttpRequest) -> AccessLogFilterForm:
-    return AccessLogFilterForm(request.GET or None, choices=selectors.filter_choices(request.user))
+    return AccessLogFilterForm(request.GET or None, choices=selectors.filter_choices(actor=request.actor))
 
 
 @require_GET
 @never_cache
-@transaction.atomic
 def access_log(request: HttpRequest) -> HttpResponse:
-    patient = selectors.patient_for_user(request.user)
-    if patient is None:
+    if patient_get(actor=request.actor) is None:
         return render(request, "audit/no_record.html")
     form = _filter_form(request)
-    filters = form.filters()
-    visit = record_portal_access(request, patient=patient, action="view", details={"page": selectors.LOG_PAGE})
-    last_visit = selectors.last_visit(request.user, before=visit)
-    page = selectors.log_page(selectors.filtered_events(request.user, filters), before=request.GET.get("before", ""))
-    summary = selectors.log_summary(request.user, last_visit_at=last_visit)
+    log = reads.access_log_open(actor=request.actor, filters=form.filters(), before=request.GET.get("before", ""))
     query = request.GET.copy()
     query.pop("before", None)
     query.pop(DOWNLOAD_READY, None)
@@ -58,14 +52,14 @@ def access_log(request: HttpRequest) -> HttpResponse:
         request,
         "audit/log.html",
         {
-            "patient": patient,
+            "patient": log.patient,
             "form": form,
             "filtered": form.active,
-            "rows": selectors.log_rows(patient.pk, page.events, last_visit=last_visit),
-            "page": page,
+            "rows": log.rows,
+            "page": log.page,
             "query": flag_url_query,
-            "summary": summary,
-            "chart": timeline_chart(summary),
+            "summary": log.summary,
+            "chart": timeline_chart(log.summary),
             "download_ready": download_ready(request),
         },
     )
@@ -110,16 +104,9 @@ def access_log_csv(request: HttpRequest) -> HttpResponse:
     back = f"{reverse('audit-log')}?{query.urlencode()}" if query else reverse("audit-log")
     if (confirm := reauthenticate_before_download(request, back=back)) is not None:
         return confirm
-    patient = selectors.patient_for_user(request.user)
-    if patient is None:
+    if patient_get(actor=request.actor) is None:
         return render(request, "audit/no_record.html", status=404)
-    form = _filter_form(request)
-    filters = form.filters()
-    with transaction.atomic():
-        record_portal_access(
-            request, patient=patient, action="download", details={"page": "access_log_csv", "filtered": form.active}
-        )
-    events = selectors.filtered_events(request.user, filters)
+    events = reads.access_log_download(actor=request.actor, filters=_filter_form(request).filters())
     response = StreamingHttpResponse(_csv_rows(events), content_type="text/csv; charset=utf-8")
     stamp = timezone.localdate().isoformat()
     response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.csv"'
@@ -129,12 +116,12 @@ def access_log_csv(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 def preferences(request: HttpRequest) -> HttpResponse:
-    if selectors.patient_for_user(request.user) is None:
+    if patient_get(actor=request.actor) is None:
         return render(request, "audit/no_record.html", status=404)
     current = notifications.preference_for(request.user)
     form = NotificationPreferenceForm(request.POST or None, instance=current)
     if request.method == "POST" and form.is_valid():
-        notifications.notification_preference_update(actor=request.user, **form.cleaned_data)
+        notifications.notification_preference_update(actor=request.actor, **form.cleaned_data)
         messages.success(request, _("Your email choices are saved."))
         return redirect("audit-preferences")
     return render(request, "audit/preferences.html", {"form": form})

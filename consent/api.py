@@ -4,7 +4,8 @@
 - ``POST /api/v1/consent/cohort`` ``{"scope": ..., "study_uids": [...]}``: the permitted subset.
 - ``GET /api/v1/fhir/Consent?patient=<issuer>|<mrn>``: the decisions as FHIR R4 Consent.
 
-Every answer is written to the patient's access log by the service that computes it.
+Every view acts as the token's ``request.actor`` (``core.api``). Every answer is written to the
+patient's access log by the service that computes it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.http import HttpRequest, JsonResponse
 
 from consent import services
 from consent.models import Scope
+from core.actor import Actor
 from core.api import ApiError, api_endpoint, json_body
 from imaging.models import Patient, Study
 from portal import openapi
@@ -31,12 +33,12 @@ def _no_nul(value: str, name: str) -> str:
     return value
 
 
-def _patient(issuer: str, mrn: str) -> Patient:
+def _patient(actor: Actor, issuer: str, mrn: str) -> Patient:
     if not issuer or not mrn:
         raise ApiError(400, "missing_patient", "Give the patient's issuer and mrn.")
     _no_nul(issuer, "issuer")
     _no_nul(mrn, "mrn")
-    patient = Patient.objects.filter(issuer=issuer, mrn=mrn).first()
+    patient = Patient.objects.for_actor(actor).filter(issuer=issuer, mrn=mrn).first()
     if patient is None:
         raise ApiError(404, "unknown_patient", "No patient with this issuer and MRN.")
     return patient
@@ -45,15 +47,15 @@ def _patient(issuer: str, mrn: str) -> Patient:
 @api_endpoint(scope="consent:read", methods=("GET",))
 def check(request: HttpRequest) -> JsonResponse:
     scope = _scope(request.GET.get("scope"))
-    patient = _patient(request.GET.get("issuer", "").strip(), request.GET.get("mrn", "").strip())
+    patient = _patient(request.actor, request.GET.get("issuer", "").strip(), request.GET.get("mrn", "").strip())
     study = None
     study_uid = _no_nul(request.GET.get("study_uid", "").strip(), "study_uid")
     if study_uid:
         # A study of another patient is "unknown" too: the answer must not link records.
-        study = Study.objects.filter(study_uid=study_uid, patient=patient).first()
+        study = Study.objects.for_actor(request.actor).filter(study_uid=study_uid, patient=patient).first()
         if study is None:
             raise ApiError(404, "unknown_study", "This patient has no study with this UID.")
-    answer = services.consent_check_answer(account=request.service_account, patient=patient, scope=scope, study=study)
+    answer = services.consent_check_answer(actor=request.actor, patient=patient, scope=scope, study=study)
     return JsonResponse(answer)
 
 
@@ -68,7 +70,7 @@ def cohort(request: HttpRequest) -> JsonResponse:
         raise ApiError(400, "invalid_study_uids", "study_uids must be a list of Study Instance UIDs.")
     if len(uids) > services.COHORT_MAX_STUDIES:
         raise ApiError(413, "too_many_studies", f"Ask about at most {services.COHORT_MAX_STUDIES} studies per request.")
-    return JsonResponse(services.consent_cohort_answer(account=request.service_account, scope=scope, study_uids=uids))
+    return JsonResponse(services.consent_cohort_answer(actor=request.actor, scope=scope, study_uids=uids))
 
 
 @api_endpoint(scope="consent:read", methods=("GET",))
@@ -76,8 +78,8 @@ def fhir_consent(request: HttpRequest) -> JsonResponse:
     issuer, sep, mrn = request.GET.get("patient", "").partition("|")
     if not sep:
         raise ApiError(400, "invalid_patient", "Give patient=<issuer>|<mrn> (a FHIR token).")
-    patient = _patient(issuer.strip(), mrn.strip())
-    bundle = services.consent_fhir_read(account=request.service_account, patient=patient)
+    patient = _patient(request.actor, issuer.strip(), mrn.strip())
+    bundle = services.consent_fhir_read(actor=request.actor, patient=patient)
     return JsonResponse(bundle, content_type="application/fhir+json")
 
 

@@ -99,7 +99,8 @@ def build_demo_consent(patient: Patient) -> None:
         by_office = channel != "portal"
         row = services._write_decision(
             patient=patient, scope=scope, decision=decision, study=study, policy=v1,
-            actor=officer if by_office else patient.user, channel=channel, kind=ConsentDecision.Kind.CHANGE,
+            actor_id=(officer.pk if officer else None) if by_office else patient.user_id, channel=channel,
+            kind=ConsentDecision.Kind.CHANGE,
             note=note, recorded_by="privacy_office" if by_office else "patient", decided_at=when,
         )
         actor = (

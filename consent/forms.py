@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from consent.models import ConsentDecision, Scope
+from core.actor import Actor
 from imaging.models import Patient, Study
 
 
@@ -21,10 +22,11 @@ class ChangeForm(forms.Form):
         help_text=_("Choose one scan to make an exception for it alone; your choice for all other scans stays as it is."),
     )
 
-    def __init__(self, *args, patient: Patient, **kwargs) -> None:
+    def __init__(self, *args, actor: Actor, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Only the patient's own studies: another patient's id is "not a valid choice".
-        self.fields["study"].queryset = Study.objects.filter(patient=patient).order_by("-study_date", "-pk")
+        # Only the studies the actor reaches (the patient's own): another patient's id is "not a
+        # valid choice".
+        self.fields["study"].queryset = Study.objects.for_actor(actor).order_by("-study_date", "-pk")
         self.fields["study"].label_from_instance = lambda s: f"{s.study_date or _('Undated')} · {s.description or s.modalities or _('Imaging study')}"
 
 

@@ -1,11 +1,15 @@
 """Reads of consent data.
 
-Patient-facing selectors take the user and narrow to the Patient record linked to them; another
-patient's decision or receipt raises ``Http404`` like a missing one (docs/security.md §9). The
-state functions (``consent_state_at``, ``effective_consent``) take a Patient and are for other
-services (the consent-check API, flags, exports) that already resolved whose data it is.
+The patient-facing selectors take the ``actor`` and start from
+``ConsentDecision.objects.for_actor(actor)`` (the access log through ``audit.selectors``): a
+patient reaches their own decisions and receipts, an officer who is not investigating reaches
+none, and another patient's decision or receipt raises ``Http404`` like a missing one
+(docs/security.md §9). The state functions (``consent_state_at``, ``effective_consent``) take a
+Patient and are for other services (the consent-check API, flags, exports) that already reached
+that patient through their own ``for_actor`` selector.
 
-Nothing here writes access events; views and services record one per page or answer.
+Nothing here writes access events: the audited reads (``consent.reads``) and the services
+(``consent.services``) record one per page or answer.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from django.http import Http404
 from django.utils import timezone
 
 from audit.models import AccessEvent
-from audit.selectors import events_for_patient
+from audit.selectors import event_list
 from consent.models import ConsentDecision, ConsentPolicy, Recipient, Scope
 from consent.scopes import AUDIT_PURPOSE, SCOPES, ScopeInfo
+from core.actor import Actor
 from imaging.models import Patient, Study
-from imaging.selectors import patient_for_user
 
 __all__ = [
     "Answer",
@@ -33,7 +37,6 @@ __all__ = [
     "current_policy",
     "default_decision",
     "effective_consent",
-    "patient_for_user",
 ]
 
 
@@ -131,19 +134,26 @@ class Card:
         return AUDIT_PURPOSE[self.info.scope]
 
 
-def _current_per_key(patient: Patient) -> dict[tuple[str, int | None], ConsentDecision]:
+def _decisions(actor: Actor, patient: Patient) -> QuerySet[ConsentDecision]:
+    """``patient``'s decisions as far as ``actor`` reaches them (none outside its reach)."""
+    return ConsentDecision.objects.for_actor(actor).filter(patient_id=patient.pk)
+
+
+def _current_per_key(actor: Actor, patient: Patient) -> dict[tuple[str, int | None], ConsentDecision]:
     """The latest decision for every (scope, study) the patient ever decided on."""
     current: dict[tuple[str, int | None], ConsentDecision] = {}
-    rows = ConsentDecision.objects.filter(patient=patient).select_related("policy", "study").order_by("decided_at", "pk")
+    rows = _decisions(actor, patient).select_related("policy", "study").order_by("decided_at", "pk")
     for decision in rows:
         current[(decision.scope, decision.study_id)] = decision  # later rows overwrite earlier ones
     return current
 
 
-def consent_cards(patient: Patient) -> list[Card]:
-    """One card per scope: the current choice, per-study exceptions, who would receive the
-    scans, and (after a withdrawal) how many uses of that kind happened before it."""
-    current = _current_per_key(patient)
+def consent_cards(*, actor: Actor, patient: Patient) -> list[Card]:
+    """One card per scope of ``patient``'s consent page: the current choice, per-study
+    exceptions, who would receive the scans, and (after a withdrawal) how many uses of that kind
+    happened before it. Reads only what ``actor`` reaches (a patient: their own record); records
+    nothing (the consent overview, like the scans list, is not an audited read)."""
+    current = _current_per_key(actor, patient)
     recipients = list(Recipient.objects.filter(active=True))
     default_allowed = default_decision() == ConsentDecision.Decision.GRANTED
     cards = []
@@ -160,16 +170,16 @@ def consent_cards(patient: Patient) -> list[Card]:
             recipients=[r for r in recipients if r.scope == scope],
         )
         if general is not None and not general.allowed:
-            earlier_yes = ConsentDecision.objects.filter(
-                patient=patient, scope=scope, study=None, decision=ConsentDecision.Decision.GRANTED,
-                decided_at__lt=general.decided_at,
+            earlier_yes = _decisions(actor, patient).filter(
+                scope=scope, study=None, decision=ConsentDecision.Decision.GRANTED, decided_at__lt=general.decided_at,
             ).exists()
             # Only AI training and research have their own purpose in the log; commercial and
             # teaching share "operations" with the hospital's own work, so a count would mislead.
             if earlier_yes and AUDIT_PURPOSE[scope] == scope:
                 card.withdrawn_at = general.decided_at
                 card.uses_before_withdrawal = (
-                    AccessEvent.objects.filter(patient=patient, purpose=AUDIT_PURPOSE[scope], occurred_at__lt=general.decided_at)
+                    event_list(actor=actor, purposes=[AUDIT_PURPOSE[scope]], until=general.decided_at)
+                    .filter(patient_id=patient.pk)
                     .exclude(action=AccessEvent.Action.CONSENT_CHECK)
                     .count()
                 )
@@ -177,13 +187,13 @@ def consent_cards(patient: Patient) -> list[Card]:
     return cards
 
 
-def pending_policy(patient: Patient) -> tuple[ConsentPolicy | None, list[ConsentDecision]]:
-    """The current policy and the patient's standing decisions made under an older version
-    (empty when there is nothing to re-confirm)."""
+def pending_policy(*, actor: Actor, patient: Patient) -> tuple[ConsentPolicy | None, list[ConsentDecision]]:
+    """The current policy and ``patient``'s standing decisions made under an older version
+    (empty when there is nothing to re-confirm), as far as ``actor`` reaches them."""
     policy = current_policy()
     if policy is None:
         return None, []
-    stale = [d for d in _current_per_key(patient).values() if d.policy_id != policy.pk and d.policy.version < policy.version]
+    stale = [d for d in _current_per_key(actor, patient).values() if d.policy_id != policy.pk and d.policy.version < policy.version]
     return policy, sorted(stale, key=lambda d: (d.scope, d.study_id or 0))
 
 
@@ -191,30 +201,22 @@ def policies_between(old_version: int, new_version: int) -> list[ConsentPolicy]:
     return list(ConsentPolicy.objects.filter(version__gt=old_version, version__lte=new_version).order_by("version"))
 
 
-def history_for_user(user) -> QuerySet[ConsentDecision]:
-    """Every decision of the user's own record, newest first (empty for staff accounts)."""
-    if not getattr(user, "is_authenticated", False):
-        return ConsentDecision.objects.none()
+def decision_list(*, actor: Actor) -> QuerySet[ConsentDecision]:
+    """Every decision ``actor`` reaches, newest first: a patient's own history; none for an
+    officer who is not investigating, an administrator or an anonymous request."""
     return (
-        ConsentDecision.objects.filter(patient__user=user)
+        ConsentDecision.objects.for_actor(actor)
         .select_related("policy", "study", "actor")
         .order_by("-decided_at", "-pk")
     )
 
 
-def decision_for_user(user, receipt_id: uuid.UUID) -> ConsentDecision:
-    """One of the user's own decisions by receipt id; ``Http404`` for a missing or foreign one."""
-    decision = history_for_user(user).select_related("patient").filter(receipt_id=receipt_id).first()
+def decision_get(*, actor: Actor, receipt_id: uuid.UUID) -> ConsentDecision:
+    """One decision ``actor`` reaches, by receipt id; ``Http404`` for a missing or foreign one."""
+    decision = decision_list(actor=actor).select_related("patient").filter(receipt_id=receipt_id).first()
     if decision is None:
         raise Http404("No such receipt.")
     return decision
-
-
-def study_for_user(user, study_id: int) -> Study:
-    study = Study.objects.filter(patient__user=user, pk=study_id).select_related("patient").first() if getattr(user, "is_authenticated", False) else None
-    if study is None:
-        raise Http404("No such study.")
-    return study
 
 
 @dataclass
@@ -226,13 +228,15 @@ class PartnerRow:
     allowed: bool
 
 
-def partners_for_user(user, patient: Patient) -> list[PartnerRow]:
-    """The organisations the hospital shares with, and which of them used this patient's scans
-    (the access log's own selector, matched on the organisation's name)."""
-    cards = {card.scope: card for card in consent_cards(patient)}
+def partner_list(*, actor: Actor, patient: Patient) -> list[PartnerRow]:
+    """The organisations the hospital shares with, and which of them used ``patient``'s scans
+    (the access log's own selector, matched on the organisation's name), as far as ``actor``
+    reaches them. Records nothing: ``consent.reads.consent_partners_open`` records the page."""
+    cards = {card.scope: card for card in consent_cards(actor=actor, patient=patient)}
     rows = []
     for recipient in Recipient.objects.all().order_by("-active", "scope", "name"):
-        stats = events_for_patient(user, organization=recipient.name).order_by().aggregate(
+        events = event_list(actor=actor, organization=recipient.name).filter(patient_id=patient.pk)
+        stats = events.order_by().aggregate(
             accesses=Count("pk", filter=~Q(action=AccessEvent.Action.CONSENT_CHECK)),
             last=Max("occurred_at", filter=~Q(action=AccessEvent.Action.CONSENT_CHECK)),
             checks=Count("pk", filter=Q(action=AccessEvent.Action.CONSENT_CHECK)),

@@ -1,10 +1,11 @@
 """The patient's consent pages, the signed receipts, and the privacy office's record form.
 
-Views narrow through ``consent.selectors`` (another patient's receipt or study is a 404) and
-change nothing themselves: every choice goes through ``consent.services`` after a fresh
-reauthentication (checked here by allauth's decorator and again in the service). Pages that
-show the patient's decisions or their access log record one access event each; the consent
-overview, like the scans list, records none.
+Every view acts as ``request.actor`` and narrows through the selectors (another patient's
+receipt or study is a 404); none writes anything itself. Every choice goes through
+``consent.services`` after a fresh reauthentication (checked here by allauth's decorator and
+again in the service). Pages that show the patient's decisions or their access log are audited
+reads (``consent.reads``), each recording one access event; the consent overview, like the scans
+list, records none.
 """
 
 from __future__ import annotations
@@ -13,23 +14,22 @@ import json
 
 from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from audit.services import record_portal_access
-from consent import selectors, services
+from consent import reads, selectors, services
 from consent.forms import ChangeForm, OfficeRecordForm
 from consent.models import ConsentDecision, ConsentPolicy
 from consent.scopes import SCOPES
 from imaging.models import Study
+from imaging.selectors import patient_get, study_get
 
 
 def _patient_or_404(request: HttpRequest):
-    patient = selectors.patient_for_user(request.user)
+    patient = patient_get(actor=request.actor)
     if patient is None:
         raise Http404("This account has no patient record.")
     return patient
@@ -38,15 +38,16 @@ def _patient_or_404(request: HttpRequest):
 @require_GET
 @never_cache
 def home(request: HttpRequest) -> HttpResponse:
-    patient = selectors.patient_for_user(request.user)
+    actor = request.actor
+    patient = patient_get(actor=actor)
     if patient is None:
         return render(request, "consent/home.html", {"patient": None})
-    policy, stale = selectors.pending_policy(patient)
+    policy, stale = selectors.pending_policy(actor=actor, patient=patient)
     return render(
         request,
         "consent/home.html",
-        {"patient": patient, "cards": selectors.consent_cards(patient), "policy": policy, "stale": stale,
-         "default": selectors.default_decision(), "has_studies": patient.studies.exists()},
+        {"patient": patient, "cards": selectors.consent_cards(actor=actor, patient=patient), "policy": policy,
+         "stale": stale, "default": selectors.default_decision(), "has_studies": Study.objects.for_actor(actor).exists()},
     )
 
 
@@ -57,7 +58,7 @@ def _study_param(request: HttpRequest, data) -> Study | None:
         return None
     if not (raw.isascii() and raw.isdigit()):  # str.isdigit() is true for "²", which int() refuses
         raise Http404("No such study.")
-    return selectors.study_for_user(request.user, int(raw))
+    return study_get(actor=request.actor, study_id=int(raw))
 
 
 @require_http_methods(["GET", "POST"])
@@ -70,14 +71,15 @@ def change(request: HttpRequest, scope: str) -> HttpResponse:
     patient = _patient_or_404(request)
     data = request.POST if request.method == "POST" else request.GET
     study = _study_param(request, data)
-    form = ChangeForm(data or None, patient=patient)
+    form = ChangeForm(data or None, actor=request.actor)
     if request.method == "GET" and form.is_bound and not form.is_valid():
         # A link that names only the study (or nothing valid): ask, without shouting errors.
-        form = ChangeForm(initial={"study": study.pk if study else None}, patient=patient)
+        form = ChangeForm(initial={"study": study.pk if study else None}, actor=request.actor)
     if request.method == "POST" and form.is_valid():
         try:
             decision = services.consent_decision_record(
-                request=request, scope=scope, decision=form.cleaned_data["decision"], study=study
+                actor=request.actor, scope=scope, decision=form.cleaned_data["decision"],
+                study_id=study.pk if study else None,
             )
         except services.NoPolicy:
             form.add_error(None, _("The hospital has not published its consent policy yet, so choices cannot be recorded."))
@@ -97,32 +99,23 @@ def change(request: HttpRequest, scope: str) -> HttpResponse:
 
 @require_GET
 @never_cache
-@transaction.atomic
 def history(request: HttpRequest) -> HttpResponse:
-    patient = _patient_or_404(request)
-    decisions = list(selectors.history_for_user(request.user))
-    record_portal_access(request, patient=patient, action="view", details={"page": "consent_history"})
+    decisions = reads.consent_history_open(actor=request.actor)
     return render(request, "consent/history.html", {"decisions": decisions})
 
 
 @require_GET
 @never_cache
-@transaction.atomic
 def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
-    decision = selectors.decision_for_user(request.user, receipt_id)
-    record_portal_access(request, patient=decision.patient, action="view",
-                         details={"page": "consent_receipt", "receipt_id": str(decision.receipt_id)})
+    decision = reads.consent_receipt_open(actor=request.actor, receipt_id=receipt_id)
     return render(request, "consent/receipt.html", {"decision": decision, "body": decision.receipt.get("receipt", {}),
                                                     "signature": decision.receipt.get("signature", {})})
 
 
 @require_GET
 @never_cache
-@transaction.atomic
 def receipt_json(request: HttpRequest, receipt_id) -> HttpResponse:
-    decision = selectors.decision_for_user(request.user, receipt_id)
-    record_portal_access(request, patient=decision.patient, action="download",
-                         details={"page": "consent_receipt_json", "receipt_id": str(decision.receipt_id)})
+    decision = reads.consent_receipt_download(actor=request.actor, receipt_id=receipt_id)
     response = HttpResponse(json.dumps(decision.receipt, indent=2, sort_keys=True), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="consent-receipt-{decision.receipt_id}.json"'
     return response
@@ -132,12 +125,14 @@ def receipt_json(request: HttpRequest, receipt_id) -> HttpResponse:
 @never_cache
 @reauthentication_required(allow_get=True)
 def policy(request: HttpRequest) -> HttpResponse:
-    patient = selectors.patient_for_user(request.user)
-    current, stale = selectors.pending_policy(patient) if patient else (selectors.current_policy(), [])
+    patient = patient_get(actor=request.actor)
+    current, stale = (
+        selectors.pending_policy(actor=request.actor, patient=patient) if patient else (selectors.current_policy(), [])
+    )
     if request.method == "POST":
         if patient is None:
             raise Http404("This account has no patient record.")
-        rows = services.consent_policy_confirm(request=request)
+        rows = services.consent_policy_confirm(actor=request.actor)
         if rows:
             messages.success(request, _("Thank you. Your choices now stand under policy version %(v)s.") % {"v": current.version})
         return redirect("consent-home")
@@ -152,12 +147,9 @@ def policy(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@transaction.atomic
 def partners(request: HttpRequest) -> HttpResponse:
-    patient = _patient_or_404(request)
-    rows = selectors.partners_for_user(request.user, patient)
     # The page reads the patient's access log (who used their scans): reading it is logged too.
-    record_portal_access(request, patient=patient, action="view", details={"page": "consent_partners"})
+    rows = reads.consent_partners_open(actor=request.actor)
     return render(request, "consent/partners.html", {"rows": rows})
 
 
@@ -165,15 +157,15 @@ def partners(request: HttpRequest) -> HttpResponse:
 @never_cache
 @reauthentication_required
 def office_record(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_privacy_officer:
+    if not request.actor.is_officer:
         raise Http404("Not found.")
     form = OfficeRecordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             decision = services.consent_decision_record_for_patient(
-                request=request, patient=data["patient"], scope=data["scope"], decision=data["decision"],
-                channel=data["channel"], study=data["study"], note=data.get("note", ""),
+                actor=request.actor, patient=data["patient"], scope=data["scope"], decision=data["decision"],
+                channel=data["channel"], study_id=data["study"].pk if data["study"] else None, note=data.get("note", ""),
             )
         except services.NoPolicy:
             form.add_error(None, _("No consent policy is published yet."))

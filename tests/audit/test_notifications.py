@@ -63,12 +63,11 @@ def test_one_email_per_patient_per_batch(patient, record, other_patient):
     assert sorted(m.to[0] for m in mail.outbox) == sorted([patient.email, other_patient.email])
 
 
-def test_portal_events_never_notify(patient, record, rf):
-    from audit.services import record_portal_access
+def test_portal_events_never_notify(patient, record):
+    from core import access_log
+    from tests.factories import actor_of
 
-    request = rf.get("/")
-    request.user = patient
-    event = record_portal_access(request, patient=record, action="download")
+    event = access_log.record(actor=actor_of(patient), patient=record, action="download")
     assert notify_events([event.pk]) == 0
     assert not mail.outbox
 

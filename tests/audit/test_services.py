@@ -10,7 +10,7 @@ import json
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.test import RequestFactory, override_settings
+from django.test import override_settings
 from django.utils import timezone
 
 from audit.models import GENESIS_HASH, AccessEvent, ChainHead
@@ -20,10 +20,10 @@ from audit.services import (
     event_hash,
     event_payload,
     record_access,
-    record_portal_access,
 )
+from core import access_log
 from tests.audit.conftest import clinician_view, make_study
-from tests.factories import UserFactory
+from tests.factories import UserFactory, actor_of
 
 # --- the chain -----------------------------------------------------------------------------
 
@@ -265,18 +265,17 @@ def test_events_without_a_source_id_may_repeat(record):
 # --- portal actors ------------------------------------------------------------------------
 
 
-def _request(user, **meta):
-    request = RequestFactory().get("/studies/", REMOTE_ADDR="203.0.113.9", **meta)
-    request.user = user
-    return request
+def _actor(user, user_agent: str = ""):
+    """The Actor of ``user``'s request from 203.0.113.9, as the middleware builds it."""
+    return actor_of(user, ip="203.0.113.9", user_agent=user_agent)
 
 
 def test_a_patient_viewing_their_own_record_is_recorded_as_themselves(patient):
     record = patient.patient
     study = make_study(record)
 
-    event = record_portal_access(
-        _request(patient, HTTP_USER_AGENT="Firefox/" + "9" * 400), patient=record, action="view", study=study
+    event = access_log.record(
+        actor=_actor(patient, user_agent="Firefox/" + "9" * 400), patient=record, action="view", study=study
     )
 
     assert event.actor_type == "patient"
@@ -294,8 +293,8 @@ def test_a_patient_viewing_their_own_record_is_recorded_as_themselves(patient):
 
 @override_settings(HOSPITAL_NAME="St. Test Infirmary")
 def test_a_privacy_officer_is_recorded_with_role_and_hospital(officer, patient):
-    event = record_portal_access(
-        _request(officer), patient=patient.patient, action="view", details={"flag": 7}
+    event = access_log.record(
+        actor=_actor(officer).investigating(patient.patient.pk), patient=patient.patient, action="view", details={"flag": 7}
     )
 
     assert event.actor_type == "privacy_office"
@@ -308,14 +307,14 @@ def test_a_privacy_officer_is_recorded_with_role_and_hospital(officer, patient):
 
 
 def test_the_purpose_can_be_given(patient):
-    event = record_portal_access(_request(patient), patient=patient.patient, action="export", purpose="legal")
+    event = access_log.record(actor=_actor(patient), patient=patient.patient, action="export", purpose="legal")
 
     assert event.purpose == "legal"
 
 
 def test_another_patient_cannot_be_recorded_as_accessing_a_record(patient, other_patient):
     with pytest.raises(PermissionDenied):
-        record_portal_access(_request(other_patient), patient=patient.patient, action="view")
+        access_log.record(actor=_actor(other_patient), patient=patient.patient, action="view")
 
     assert not AccessEvent.objects.exists()
 
@@ -324,19 +323,19 @@ def test_an_administrator_is_not_a_portal_actor(patient):
     admin = UserFactory(role="administrator", is_staff=True, is_superuser=True)
 
     with pytest.raises(PermissionDenied):
-        record_portal_access(_request(admin), patient=patient.patient, action="view")
+        access_log.record(actor=_actor(admin), patient=patient.patient, action="view")
 
 
 def test_an_anonymous_request_is_refused(patient):
     from django.contrib.auth.models import AnonymousUser
 
     with pytest.raises(PermissionDenied):
-        record_portal_access(_request(AnonymousUser()), patient=patient.patient, action="view")
+        access_log.record(actor=_actor(AnonymousUser()), patient=patient.patient, action="view")
 
 
 def test_recording_never_logs_the_patient_name(patient, caplog):
     with caplog.at_level("DEBUG"):
-        record_portal_access(_request(patient), patient=patient.patient, action="view")
+        access_log.record(actor=_actor(patient), patient=patient.patient, action="view")
         chain_verify()
 
     assert patient.patient.name not in caplog.text

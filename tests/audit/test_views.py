@@ -10,10 +10,10 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AccessEvent, NotificationPreference
-from audit.selectors import PAGE_SIZE, events_for_patient
+from audit.selectors import PAGE_SIZE, event_list
 from tests.audit.conftest import clinician_view, make_study
 from tests.conftest import login_verified, reauthenticate
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, actor_of
 
 pytestmark = pytest.mark.django_db
 
@@ -216,14 +216,15 @@ def test_preferences_ignore_other_fields(patient_client, patient, other_patient)
 # --- The selector other apps use --------------------------------------------------------------
 
 
-def test_events_for_patient_narrows_to_the_user(patient, other_patient, officer):
+def test_event_list_narrows_to_the_actor(patient, other_patient, officer):
     mine = clinician_view(patient.patient, purpose="research", organization="Research Net", occurred_at=ago(days=3))
     clinician_view(patient.patient, purpose="treatment", occurred_at=ago(days=2))
     clinician_view(other_patient.patient, purpose="research", organization="Research Net")
-    assert list(events_for_patient(patient, purposes=["research"])) == [mine]
-    assert list(events_for_patient(patient, organization="Research Net", until=ago(days=1))) == [mine]
-    assert events_for_patient(patient, since=ago(days=1)).count() == 0
-    assert events_for_patient(officer).count() == 0
+    actor = actor_of(patient)
+    assert list(event_list(actor=actor, purposes=["research"])) == [mine]
+    assert list(event_list(actor=actor, organization="Research Net", until=ago(days=1))) == [mine]
+    assert event_list(actor=actor, since=ago(days=1)).count() == 0
+    assert event_list(actor=actor_of(officer)).count() == 0
 
 
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (1, 1), (3, 5), (8, 10), (13, 20), (21, 50), (99, 100), (101, 200)])

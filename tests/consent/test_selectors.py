@@ -14,6 +14,7 @@ from consent.models import ConsentDecision, ConsentPolicy, Recipient
 from consent.selectors import consent_cards, consent_state_at, pending_policy
 from consent.services import _write_decision
 from tests.consent.conftest import make_study
+from tests.factories import actor_of
 
 pytestmark = pytest.mark.django_db
 
@@ -52,9 +53,10 @@ def test_demo_consent(patient, officer):
     assert decisions.count() == 5
     paper = decisions.get(channel="paper")
     assert paper.scope == "teaching" and paper.actor == officer
-    policy, stale = pending_policy(record)
+    actor = actor_of(patient)
+    policy, stale = pending_policy(actor=actor, patient=record)
     assert policy.version == 2 and len(stale) == 4  # decided under v1, waiting for confirmation
-    cards = {c.scope: c for c in consent_cards(record)}
+    cards = {c.scope: c for c in consent_cards(actor=actor, patient=record)}
     assert cards["ai_training"].allowed and cards["research"].allowed and not cards["teaching"].allowed
     assert len(cards["research"].exceptions) == 1
     assert Recipient.objects.count() == 4

@@ -16,6 +16,7 @@ from consent import receipts, selectors
 from consent.models import ConsentDecision, Recipient
 from consent.services import consent_policy_publish
 from tests.conftest import login_password_only, login_verified, reauthenticate
+from tests.factories import actor_of
 
 pytestmark = pytest.mark.django_db
 
@@ -129,18 +130,14 @@ def test_changing_a_choice_needs_a_fresh_reauthentication(patient_client, patien
     assert not ConsentDecision.objects.exists()
 
 
-def test_the_service_checks_reauthentication_again(rf, patient, policy):
+def test_the_service_checks_reauthentication_again(patient, policy):
     """Called without the view's check (a future caller), the service still refuses."""
     from allauth.core.exceptions import ReauthenticationRequired
-    from django.contrib.sessions.backends.db import SessionStore
 
     from consent.services import consent_decision_record
 
-    request = rf.post("/consent/change/research/")
-    request.user = patient
-    request.session = SessionStore()
     with pytest.raises(ReauthenticationRequired):
-        consent_decision_record(request=request, scope="research", decision="granted")
+        consent_decision_record(actor=actor_of(patient, reauthenticated=False), scope="research", decision="granted")
     assert not ConsentDecision.objects.exists()
 
 

@@ -1,0 +1,92 @@
+"""Audited reads of the access log: select and record in one transaction.
+
+Reading one's access log is itself a look at patient data (who saw the scans, and why), so
+opening the page and downloading it each write one access event, in the same transaction as the
+read (docs/security.md §13). The views call these and only present what they return; they never
+record. Each takes the ``actor`` and reads through ``audit.selectors`` (``for_actor``); an account
+without its own patient record gets ``Http404`` and nothing is recorded.
+
+Writes to the log itself (``record_access``, the chain, verification) stay in ``audit.services``;
+these record through ``core.access_log.record``, the port every app's audited read uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404
+
+from audit import selectors
+from audit.models import AccessEvent
+from audit.selectors import LogFilters, LogPage, LogRow, LogSummary
+from core import access_log
+from core.actor import Actor
+from imaging.models import Patient
+from imaging.selectors import patient_get
+
+
+@dataclass
+class AccessLogView:
+    patient: Patient
+    visit: AccessEvent  # this visit, as recorded
+    last_visit: dt.datetime | None  # the visit before this one: "new since your last visit"
+    page: LogPage
+    rows: list[LogRow]
+    summary: LogSummary
+
+
+def _own_record(actor: Actor) -> Patient:
+    patient = patient_get(actor=actor)
+    if patient is None:
+        raise Http404("This account has no patient record.")
+    return patient
+
+
+@transaction.atomic
+def access_log_open(*, actor: Actor, filters: LogFilters | None = None, before: str = "") -> AccessLogView:
+    """The patient opens their access log: one page of it (``before``: the keyset cursor),
+    narrowed by ``filters``, with the 12-month summary.
+
+    Callers: the access-log page. Patients only: an account with no patient record of its own
+    (an officer, an administrator) gets ``Http404`` and nothing is recorded. Records one access
+    event (view, details ``{"page": "access_log"}``) before reading, so the page lists this visit
+    too; the event is returned as ``visit`` and "your last visit" is the one before it.
+    """
+    patient = _own_record(actor)
+    visit = access_log.record(
+        actor=actor, patient=patient, action=AccessEvent.Action.VIEW, details={"page": selectors.LOG_PAGE}
+    )
+    last_visit = selectors.last_visit(actor=actor, before=visit)
+    page = selectors.log_page(selectors.filtered_events(actor=actor, filters=filters or LogFilters()), before=before)
+    summary = selectors.log_summary(actor=actor, last_visit_at=last_visit)
+    rows = selectors.log_rows(actor=actor, events=page.events, last_visit=last_visit)
+    return AccessLogView(patient, visit, last_visit, page, rows, summary)
+
+
+@transaction.atomic
+def access_log_download(
+    *, actor: Actor, filters: LogFilters | None = None, fmt: Literal["csv"] = "csv"
+) -> QuerySet[AccessEvent]:
+    """The patient downloads their access log (narrowed by ``filters``) as a file.
+
+    Callers: the CSV download. Needs a recent reauthentication (docs/security.md §6): the view
+    checks it (and sends the browser to the password page), and so does this service, so no other
+    caller can skip it. ``Http404`` for an account without its own patient record, recording
+    nothing. Records one access event (download, details ``{"page": "access_log_csv",
+    "filtered": <whether any filter narrowed the file>}``) and returns the events, newest first,
+    for the caller to stream in chunks.
+    """
+    if fmt != "csv":
+        raise ValueError(f"unknown access-log format {fmt!r}")
+    actor.require_recent_reauthentication()
+    patient = _own_record(actor)
+    filters = filters or LogFilters()
+    access_log.record(
+        actor=actor, patient=patient, action=AccessEvent.Action.DOWNLOAD,
+        details={"page": f"access_log_{fmt}", "filtered": filters.active},
+    )
+    return selectors.filtered_events(actor=actor, filters=filters)
