@@ -176,3 +176,63 @@ def test_cohort_uses_the_institution_default_where_nobody_decided(client, patien
     settings.CONSENT_DEFAULT = "granted"
     body = cohort(client, ai_token, {"scope": "research", "study_uids": [a1.study_uid, b1.study_uid]}).json()
     assert body["permitted"] == [a1.study_uid] and body["not_permitted"] == [b1.study_uid]
+
+
+# --- The answers are written as the token's Actor, the rows as before -----------------------------
+
+
+def _service_fields(account) -> dict[str, str]:
+    """What every consent answer wrote for the account before services took an Actor."""
+    return {"actor_type": account.actor_type, "actor_name": account.name, "actor_ref": f"service:{account.pk}",
+            "organization": account.organization, "role": "", "source": "api"}
+
+
+def _row(event) -> dict[str, str]:
+    return {name: getattr(event, name) for name in ("actor_type", "actor_name", "actor_ref", "organization", "role", "source")}
+
+
+def test_a_service_actors_consent_check_row_is_unchanged(client, patient, policy, ai_token):
+    from core.models import ServiceAccount
+
+    record = patient.patient
+    account = ServiceAccount.objects.get(name="acme-pipeline")
+    decision = decide(record, policy, "research", "granted")
+    check(client, ai_token, issuer=record.issuer, mrn=record.mrn, scope="research")
+    event = AccessEvent.objects.get(action="consent_check")
+    assert _row(event) == _service_fields(account) == {
+        "actor_type": "ai_vendor", "actor_name": "acme-pipeline", "actor_ref": f"service:{account.pk}",
+        "organization": "Acme AI Triage", "role": "", "source": "api",
+    }
+    assert (event.patient, event.study, event.action, event.purpose, event.outcome) == (
+        record, None, "consent_check", "research", "success"
+    )
+    assert event.details == {"consent_scope": "research", "allowed": True, "basis": "decision",
+                             "decision_id": decision.pk, "api": "check"}
+
+
+def test_every_consent_answer_is_written_as_the_service_account(patient, policy, ai_token):
+    """Called directly with the token's Actor (as ``core.api`` builds it): the same rows."""
+    from consent.services import consent_check_answer, consent_cohort_answer, consent_fhir_read
+    from core.actor import Actor
+    from core.models import ServiceAccount
+
+    record = patient.patient
+    study = make_study(record)
+    account = ServiceAccount.objects.get(name="acme-pipeline")
+    actor = Actor.for_service(account, ip="192.0.2.7", user_agent="pipeline/1")
+    consent_check_answer(actor=actor, patient=record, scope="ai_training", study=study)
+    consent_cohort_answer(actor=actor, scope="teaching", study_uids=[study.study_uid])
+    consent_fhir_read(actor=actor, patient=record)
+    check_event, cohort_event, fhir_event = AccessEvent.objects.filter(action="consent_check").order_by("seq")
+    for event in (check_event, cohort_event, fhir_event):
+        assert _row(event) == _service_fields(account)
+        assert event.patient == record and event.ip == "192.0.2.7" and event.user_agent == "pipeline/1"
+    assert (check_event.study, check_event.purpose, check_event.details) == (
+        study, "ai_training",
+        {"consent_scope": "ai_training", "allowed": False, "basis": "institution_default", "decision_id": None, "api": "check"},
+    )
+    assert (cohort_event.purpose, cohort_event.details) == (
+        "operations", {"consent_scope": "teaching", "api": "cohort", "asked": [study.study_uid], "permitted": []},
+    )
+    assert (fhir_event.purpose, fhir_event.details) == ("operations", {"api": "fhir", "decisions": 0})
+    assert chain_verify(record).ok
