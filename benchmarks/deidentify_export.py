@@ -87,16 +87,17 @@ def timing(slices: int, frames: int, runs: int) -> None:
         setup_lightbox(tmp_path / "lightbox")
         from django.conf import settings
 
+        from core.actor import Actor
         from exports.packaging import build_archive
         from imaging.models import Instance, Patient, PixelText, Study
         from imaging.pixel_text import pixel_text_for_study
-        from imaging.services import dicom_import
+        from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
         write_ct(tmp_path / "ct", slices=slices)
         write_ultrasound(tmp_path / "us", frames=frames)
         studies = {}
         for key, folder in (("CT", "ct"), ("US", "us")):
-            summary = dicom_import(paths=[tmp_path / folder])
+            summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[tmp_path / folder])
             if summary.imported == 0:
                 raise SystemExit(f"{key}: nothing imported")
             study = Study.objects.get(modalities__contains=key)  # one patient and one study each
@@ -164,10 +165,11 @@ def memory_one(megabytes: int, *, ocr: bool, runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-deid-mem-") as tmp:
         tmp_path = Path(tmp)
         setup_lightbox(tmp_path / "lightbox")
-        from imaging.services import dicom_import
+        from core.actor import Actor
+        from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
         write_study(tmp_path / "study", megabytes)
-        summary = dicom_import(paths=[tmp_path / "study"])
+        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[tmp_path / "study"])
         for f in (tmp_path / "study").glob("*.dcm"):
             f.unlink()  # only the stored copies remain
         peaks, bases, seconds = [], [], []

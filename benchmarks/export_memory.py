@@ -121,10 +121,11 @@ def measure(megabytes: int, deidentify: bool, runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-exportmem-") as tmp:
         tmp_path = Path(tmp)
         setup_lightbox(tmp_path / "lightbox")
-        from imaging.services import dicom_import
+        from core.actor import Actor
+        from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
         write_study(tmp_path / "study", megabytes)
-        summary = dicom_import(paths=[tmp_path / "study"])
+        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[tmp_path / "study"])
         for f in (tmp_path / "study").glob("*.dcm"):
             f.unlink()  # only the stored copies remain: the disk holds one copy plus the archive
         env = dict(os.environ, LIGHTBOX_DATA_DIR=str(tmp_path / "lightbox"))

@@ -43,12 +43,13 @@ def main() -> None:
         setup_lightbox(tmp_path / "lightbox")
         from django.conf import settings
 
+        from core.actor import Actor
         from exports.packaging import build_archive
         from imaging.models import Instance, Patient, Study
-        from imaging.services import dicom_import
+        from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
         files = write_ct(tmp_path / "study", slices=args.slices, size=args.size)
-        summary = dicom_import(paths=[tmp_path / "study"])
+        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[tmp_path / "study"])
         assert summary.imported == len(files)
         study = Study.objects.get()
         patient = Patient.objects.get()

@@ -29,7 +29,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         tmp_path = Path(tmp)
         setup_lightbox(tmp_path / "lightbox")
-        from imaging.services import dicom_import
+        from core.actor import Actor
+        from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
         t0 = time.perf_counter()
         files = write_ct(tmp_path / "study", slices=args.slices, size=args.size)
@@ -37,7 +38,7 @@ def main() -> None:
         print(f"generated {len(files)} slices {args.size}x{args.size} ({size_mb:.0f} MB) in {time.perf_counter() - t0:.1f}s")
 
         t0 = time.perf_counter()
-        summary = dicom_import(paths=[tmp_path / "study"])
+        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[tmp_path / "study"])
         lightbox_s = time.perf_counter() - t0
         assert summary.imported == len(files), summary.as_dict()["files"][:3]
 

@@ -31,11 +31,13 @@ def main() -> None:
         setup_lightbox(tmp_path / "lightbox")
         from django.conf import settings
 
+        from core.actor import Actor
         from imaging.models import Instance
-        from imaging.services import dicom_import, render_frame
+        from imaging.services.ingest import IMPORTER_NAME, dicom_import
+        from imaging.services.rendering import render_frame
 
         files = write_ct(tmp_path / "study", slices=args.slices)
-        dicom_import(paths=[tmp_path / "study"])
+        dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[tmp_path / "study"])
         instances = list(Instance.objects.order_by("number"))
 
         cold, warm, static = [], [], []

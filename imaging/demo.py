@@ -14,9 +14,10 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from core.actor import Actor
 from imaging.dicom import synth
 from imaging.models import Patient, Study
-from imaging.services import dicom_import
+from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
 
 def _identity(patient: Patient) -> synth.Identity:
@@ -76,7 +77,7 @@ def build_demo_studies(patient: Patient) -> list[Study]:
         synth.rewrite_bundled(synth.bundled_file("examples_rgb_color.dcm"), root / "us" / "still.dcm", identity, us,
                               series_uid=us_series, series_number=1, description="LIVER CINE", number=2,
                               burned_in=True)
-        summary = dicom_import(paths=[root], issuer=patient.issuer)
+        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[root], issuer=patient.issuer)
     if summary.rejected or summary.conflict:
         problems = [f"{f.path}: {f.reason}" for f in summary.files if f.outcome in ("rejected", "conflict")]
         raise RuntimeError("demo import failed: " + "; ".join(problems))

@@ -264,7 +264,7 @@ class DeidentifiedCopy(models.Model):
 
     Kept server side only (the copy itself names nothing), so "Verify a copy" can tell a patient
     that a file is from their own de-identified copy. Written by
-    :func:`imaging.services.deidentified_copies_record` when an export is packaged.
+    :func:`imaging.copies.deidentified_copies_record` when an export is packaged.
     """
 
     sop_uid = models.CharField("De-identified SOP Instance UID", max_length=64, unique=True)

@@ -45,8 +45,9 @@ from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from core.actor import Actor
 from imaging.models import PacsInstance, PacsPatientSync, PacsSyncRun, Patient
-from imaging.services import dicom_import
+from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
 if TYPE_CHECKING:
     from imaging.dicomweb import Client
@@ -299,7 +300,7 @@ def _sync_study(api: Client, patient: Patient, study_uid: str, result: SyncResul
             files.append(path)
             if throttle:
                 time.sleep(throttle)  # pacing requests to the PACS, not synchronisation
-        summary = dicom_import(paths=files, issuer=patient.issuer) if files else None
+        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=files, issuer=patient.issuer) if files else None
 
     if summary is not None:
         now = timezone.now()

@@ -5,8 +5,10 @@ from ``for_actor(actor)`` (``core.querysets``). Another patient's object raises 
 like a missing one (docs/security.md §9). Privacy officers reach a patient's studies only as
 ``actor.investigating(...)`` from a flag.
 
-None of these write access events: the audited reads in ``imaging.services`` (``study_open`` and
-friends) call them and record the access in the same transaction (docs/security.md §13).
+None of these write access events: the audited reads in ``imaging.services.viewing``
+(``study_open`` and friends) call them and record the access in the same transaction
+(docs/security.md §13). Functions that take a ``study`` or ``series`` read inside an object one
+of the ``*_get`` selectors already narrowed.
 """
 
 from __future__ import annotations
@@ -16,16 +18,27 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 
 from core import crypto
 from core.actor import Actor
 from imaging.copies import deidentified_copy_among
-from imaging.models import DeidentifiedCopy, Instance, IntegrityAlert, Patient, PixelStatus, PixelText, Series, Study
+from imaging.models import (
+    DeidentifiedCopy,
+    Instance,
+    IntegrityAlert,
+    PacsPatientSync,
+    Patient,
+    PixelStatus,
+    PixelText,
+    Series,
+    Study,
+)
 from imaging.storage import open_stored
 
 if TYPE_CHECKING:
@@ -100,7 +113,47 @@ def instance_get(*, actor: Actor, study_id: int, series_id: int, instance_id: in
     return instance
 
 
+# --- PACS sync state ---------------------------------------------------------------------------
+
+
+def pacs_fetch_progress(*, actor: Actor) -> dict[str, Any] | None:
+    """The home page's "fetching your images" state for a patient whose history is still coming
+    from the PACS, or None (nobody else's, none once the first fetch completed)."""
+    if actor.patient_id is None:
+        return None
+    state = (
+        PacsPatientSync.objects.for_actor(actor)
+        .filter(patient_id=actor.patient_id, last_synced_at__isnull=True)
+        .first()
+    )
+    if state is None:
+        return None
+    total = state.instances_total
+    return {
+        "status": state.status,
+        "failed": state.status == PacsPatientSync.Status.FAILED,
+        "studies_done": state.studies_done,
+        "studies_total": state.studies_total,
+        "instances_done": state.instances_done,
+        "instances_total": total,
+        "percent": int(100 * state.instances_done / total) if total else 0,
+    }
+
+
 # --- The study page ----------------------------------------------------------------------------
+
+
+@dataclass
+class Unshown:
+    """Images of one series that cannot be shown, and why (found at ingest)."""
+
+    count: int = 0
+    total: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def all(self) -> bool:
+        return self.count == self.total
 
 
 @dataclass
@@ -111,10 +164,13 @@ class SeriesCard:
     instances: int
     frames: int
     report: list[tuple[str, str]] | None = None  # simple SR text
+    unshown: Unshown | None = None  # None when every image can be shown
 
 
 def series_cards(study: Study) -> list[SeriesCard]:
-    """The study's series with counts and what kind of object each holds."""
+    """The study's series with counts, what kind of object each holds and which of its images
+    cannot be shown. ``study`` came from :func:`study_get` (the study page,
+    ``imaging.services.viewing.study_open``); this reads only its own series."""
     rows = (
         study.series.annotate(
             n=Count("instances"),
@@ -126,6 +182,7 @@ def series_cards(study: Study) -> list[SeriesCard]:
     )
     from imaging.dicom import reveal
 
+    unshown = _unshown_by_series(study)
     cards: list[SeriesCard] = []
     for series in rows:
         kind = "image" if series.image_n else reveal.object_kind(series.first_class or "", has_pixels=False)
@@ -134,8 +191,24 @@ def series_cards(study: Study) -> list[SeriesCard]:
             first = series.instances.order_by("number", "pk").first()
             if first is not None:
                 card.report = _report_text(first)
+        card.unshown = unshown.get(series.pk)
         cards.append(card)
     return cards
+
+
+def _unshown_by_series(study: Study) -> dict[int, Unshown]:
+    """Per series, the images whose pixels cannot be decoded and why (series with none left out)."""
+    found: dict[int, Unshown] = {}
+    rows = Instance.objects.filter(series__study=study, rows__isnull=False).values_list("series_id", "pixel_status", "pixel_error")
+    for series_id, status, error in rows:
+        entry = found.setdefault(series_id, Unshown())
+        entry.total += 1
+        if status == PixelStatus.UNDECODABLE:
+            entry.count += 1
+            reason = error or _("This image cannot be shown.")
+            if reason not in entry.reasons:
+                entry.reasons.append(reason)
+    return {series_id: entry for series_id, entry in found.items() if entry.count}
 
 
 def _report_text(instance: Instance) -> list[tuple[str, str]] | None:
@@ -195,8 +268,9 @@ def header_report_for_study(study: Study) -> tuple[dict, list[reveal.Group]]:
     OCR found in their pixels and the series a face can be rebuilt from (both read from the
     database on every call: OCR runs after ingest, so they change while the files do not).
 
-    Who may call: the study page, with a study already narrowed by :func:`study_for_user`; the
-    view records the access event. Nothing is OCRed here (ingest enqueues it)."""
+    Who may call: the study page (``imaging.services.viewing.study_open``), with a study already
+    narrowed by :func:`study_get`; that service records the access event. Nothing is OCRed here
+    (ingest enqueues it)."""
     from imaging.dicom import reveal
 
     instances = list(
@@ -272,8 +346,10 @@ def _series_label(series: Series) -> str:
 
 
 def viewer_instances(series: Series) -> QuerySet[Instance]:
-    """The series' images in display order (instance number, then arrival)."""
-    return series.instances.filter(rows__isnull=False, columns__isnull=False, frames__gt=0).order_by("number", "pk")
+    """The instances of ``series`` (already narrowed by :func:`series_get`) that have pixels to
+    step through (``Instance.is_image``): the viewer's slices and the thumbnail's candidates.
+    Their display order is ``imaging.services.rendering.slices_in_order``."""
+    return series.instances.filter(rows__gt=0, columns__gt=0, frames__gt=0)
 
 
 # --- Verify a copy -----------------------------------------------------------------------------
@@ -305,17 +381,20 @@ def _pixels_match(fileobj: IO[bytes], copy: DeidentifiedCopy) -> bool | None:
         fileobj.seek(0)
 
 
-def verify_copies_for_user(user, uploads: Iterable[tuple[str, IO[bytes]]]) -> list[CopyResult]:
-    """Compare files a patient holds with the originals on record for *that patient only*.
+def copies_compare(*, actor: Actor, uploads: Iterable[tuple[str, IO[bytes]]]) -> list[CopyResult]:
+    """Compare files a patient holds with the originals on record within the actor's reach
+    (for a patient: their own record only).
 
     A file matching another patient's original is reported as "unknown", exactly like a file
     we never had: the answer must not reveal that someone else's scan exists. A file from one of
     the patient's own de-identified copies is recognised by its new SOP Instance UID, which
     Lightbox keeps server side (``imaging.copies``). The uploads are read, never stored.
+    Who may call: ``imaging.services.viewing.copies_verify``, which records the query.
     """
     from imaging.dicom import compare
 
-    own_instances = Instance.objects.filter(series__study__in=Study.objects.filter(_own(user)))
+    own_instances = Instance.objects.for_actor(actor)
+    own_studies = Study.objects.for_actor(actor)
     results: list[CopyResult] = []
     for name, fileobj in uploads:
         facts = compare.inspect_upload(fileobj)
@@ -340,6 +419,44 @@ def verify_copies_for_user(user, uploads: Iterable[tuple[str, IO[bytes]]]) -> li
             results.append(CopyResult(name, "deidentified_copy", facts.size, copy.original.series.study,
                                       copy.original, copy=copy, pixels_match=_pixels_match(fileobj, copy)))
             continue
-        study = Study.objects.filter(_own(user), study_uid=facts.study_uid).first() if facts.study_uid else None
+        study = own_studies.filter(study_uid=facts.study_uid).first() if facts.study_uid else None
         results.append(CopyResult(name, "same_study" if study else "unknown", facts.size, study))
     return results
+
+
+# --- TRANSITION (removed before this lands): the old user-taking selectors -------------------
+
+
+def _transition_actor(user) -> Actor:
+    from core.actor import Kind
+
+    if not getattr(user, "is_authenticated", False):
+        return Actor.anonymous()
+    ids = frozenset(Patient.objects.filter(user=user).values_list("pk", flat=True))
+    return Actor(kind=Kind.PATIENT, name="Patient (self)", user_id=user.pk, patient_ids=ids)
+
+
+def patient_for_user(user):
+    return patient_get(actor=_transition_actor(user))
+
+
+def studies_for_user(user):
+    return study_list(actor=_transition_actor(user))
+
+
+def study_for_user(user, study_id):
+    return study_get(actor=_transition_actor(user), study_id=study_id)
+
+
+def series_for_user(user, study_id, series_id):
+    return series_get(actor=_transition_actor(user), study_id=study_id, series_id=series_id)
+
+
+def instance_for_user(user, study_id, series_id, instance_id):
+    return instance_get(actor=_transition_actor(user), study_id=study_id, series_id=series_id, instance_id=instance_id)
+
+
+def _own(user):
+    if not getattr(user, "is_authenticated", False):
+        return Q(pk__in=[])
+    return Q(patient__user=user)

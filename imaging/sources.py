@@ -1,6 +1,6 @@
 """Finding the files an import should read: files, folders, ZIP archives (docs/security.md §16).
 
-Used only by ``imaging.services.dicom_import``. Nothing here trusts a name that came from
+Used only by ``imaging.services.ingest.dicom_import``. Nothing here trusts a name that came from
 outside: archive members are copied, under limits, into the run's own temporary directory with
 names we choose (``m000001``); member names are only ever shown in the report. DICOMDIR
 references are resolved inside the media root and never followed out of it.

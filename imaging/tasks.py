@@ -9,7 +9,7 @@ from celery import Task, shared_task
 from imaging import pacs
 from imaging.models import Study
 from imaging.pixel_text import pixel_text_for_study
-from imaging.services import instances_verify
+from imaging.services.integrity import instances_verify
 
 logger = logging.getLogger(__name__)
 

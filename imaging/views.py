@@ -1,17 +1,14 @@
 """The patient's imaging pages: study list, study page, viewer, image endpoints, verify a copy.
 
-Every view narrows through ``imaging.selectors`` (another patient's object is a 404). The study
-page, the viewer and an image download each record one access event in the same transaction as
-the read (docs/security.md §13); the frames and thumbnails the pages load record none, or a scroll
-through a CT would write hundreds.
+Views present; they do not write. Every page narrows through ``imaging.selectors`` (another
+patient's object is a 404). The study page, the viewer, an image download and Verify a copy are
+audited reads: services in ``imaging.services.viewing`` that select and record one access event in
+one transaction (docs/security.md §13). The frames and thumbnails the pages load are read through
+the selectors and record nothing, or a scroll through a CT would write hundreds.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,27 +17,29 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from audit.services import record_portal_access
 from core.reauth import require_recent_reauthentication
-from imaging import selectors, services
+from imaging import selectors
+from imaging.errors import RenderError
 from imaging.forms import LimitedUploadHandler, VerifyCopyForm
-from imaging.models import Instance, PixelStatus, Series, Study
-from imaging.pacs import fetch_progress
-
-# Window values outside these bounds are not real images (16-bit data spans 65,536 values;
-# CT Hounsfield units −1024…3071): refusing them keeps the render cache from filling with junk.
-WINDOW_LIMIT = 1_000_000
+from imaging.models import Instance
+from imaging.services import rendering, viewing
 
 
 def _window(request: HttpRequest) -> tuple[float | None, float | None]:
-    """``c`` and ``w`` from the query string; both or neither. Raises ValueError when invalid."""
+    """``c`` and ``w`` from the query string; both or neither, within ``rendering.window_check``.
+    Raises ValueError (not numbers) or RenderError (out of range, with its reason)."""
     c_raw, w_raw = request.GET.get("c", ""), request.GET.get("w", "")
     if not c_raw and not w_raw:
         return None, None
     center, width = float(c_raw), float(w_raw)
-    if not (math.isfinite(center) and math.isfinite(width)) or abs(center) > WINDOW_LIMIT or not 1 <= width <= WINDOW_LIMIT:
-        raise ValueError("window out of range")
+    rendering.window_check(center, width)
+    # Whole numbers: a dragged window differs in the decimals, and each value is a cached render.
     return round(center), round(width)
+
+
+def _bad_window(exc: Exception) -> HttpResponse:
+    reason = exc.reason if isinstance(exc, RenderError) else "Give the window center and width as numbers."
+    return HttpResponseBadRequest(f"Invalid window. {reason}", content_type="text/plain")
 
 
 def _image_response(data: bytes, *, content_type: str = "image/png") -> HttpResponse:
@@ -58,16 +57,6 @@ CT_PRESETS = [
 ]
 
 
-def _along_normal(meta: dict) -> float | None:
-    """Position along the slice normal in mm, from the image plane (None without geometry)."""
-    ipp, iop = meta.get("image_position"), meta.get("image_orientation")
-    if not ipp or not iop or len(ipp) != 3 or len(iop) != 6:
-        return None
-    r, c = iop[:3], iop[3:]
-    normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
-    return sum(p * n for p, n in zip(ipp, normal, strict=True))
-
-
 def _full_range(instance: Instance) -> dict:
     """A window spanning every stored value: where dragging starts when the file names none."""
     meta = instance.meta or {}
@@ -78,24 +67,15 @@ def _full_range(instance: Instance) -> dict:
     return {"center": (a + b) / 2, "width": max(1.0, abs(b - a))}
 
 
-def _viewer_config(series: Series, instances: list[Instance]) -> dict:
-    """Everything viewer.js needs, handed over with ``json_script`` (no inline script).
-
-    Slices run in anatomical order when every image has geometry (as scanners number slices
-    head-first or feet-first), else by instance number; each frame of a multi-frame image is
-    one step."""
-    study = series.study
-    metas = [(instance, services.viewer_metadata(instance) or {}) for instance in instances]
-    positions = [_along_normal(meta) for _, meta in metas]
-    if all(p is not None for p in positions):
-        order = sorted(range(len(metas)), key=lambda i: (positions[i], metas[i][0].pk))
-    else:
-        order = list(range(len(metas)))
+def _viewer_config(opened: viewing.OpenedSeries) -> dict:
+    """Everything viewer.js needs, handed over with ``json_script`` (no inline script): the
+    slices in the order ``series_open`` gives them, each frame of a multi-frame image one step."""
+    series, study = opened.series, opened.series.study
     slices = []
-    for i in order:
-        instance, meta = metas[i]
+    for item in opened.slices:
+        instance, meta = item.instance, item.meta
         location = meta.get("slice_location")
-        position = location if location is not None else positions[i]
+        position = location if location is not None else item.position
         kwargs = {"study_id": study.pk, "series_id": series.pk, "instance_id": instance.pk}
         download = reverse("imaging-download", kwargs=kwargs)
         for index in range(max(1, instance.frames)):
@@ -110,50 +90,21 @@ def _viewer_config(series: Series, instances: list[Instance]) -> dict:
                     "error": meta.get("cannot_show") or "",
                 }
             )
-    first_instance, first = metas[order[0]]
+    first_slice = opened.slices[0]
+    first = first_slice.meta
     colour = bool(first.get("is_color"))
     is_ct = (series.modality or "").upper() == "CT" or (first.get("rescale") or {}).get("type") == "HU"
+    metas = [item.meta for item in opened.slices]
     return {
         "slices": slices,
         "window": first.get("default_window"),
-        "fallbackWindow": _full_range(first_instance),
+        "fallbackWindow": _full_range(first_slice.instance),
         "presets": [] if colour or not is_ct else [{"key": k, "name": str(n), "center": c, "width": w} for k, n, c, w in CT_PRESETS],
         "adjustable": not colour,
         "frameTimeMs": first.get("frame_time_ms") or None,
-        "unshown": sum(1 for _, meta in metas if meta.get("cannot_show")),
-        "unshownReasons": list(dict.fromkeys(meta["cannot_show"] for _, meta in metas if meta.get("cannot_show"))),
+        "unshown": sum(1 for meta in metas if meta.get("cannot_show")),
+        "unshownReasons": list(dict.fromkeys(meta["cannot_show"] for meta in metas if meta.get("cannot_show"))),
     }
-
-
-@dataclass
-class Unshown:
-    """Images of one series that cannot be shown, and why (found at ingest)."""
-
-    count: int = 0
-    total: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def all(self) -> bool:
-        return self.count == self.total
-
-
-def _unshown_by_series(study: Study) -> dict[int, Unshown]:
-    """For the study page: per series, the images whose pixels cannot be decoded and why.
-
-    ``study`` came from ``selectors.study_for_user``; this reads only its own instances.
-    (It belongs in ``selectors.series_cards``, which another change owns; see the report.)"""
-    found: dict[int, Unshown] = {}
-    rows = Instance.objects.filter(series__study=study, rows__isnull=False).values_list("series_id", "pixel_status", "pixel_error")
-    for series_id, status, error in rows:
-        entry = found.setdefault(series_id, Unshown())
-        entry.total += 1
-        if status == PixelStatus.UNDECODABLE:
-            entry.count += 1
-            reason = error or _("This image cannot be shown.")
-            if reason not in entry.reasons:
-                entry.reasons.append(reason)
-    return {series_id: entry for series_id, entry in found.items() if entry.count}
 
 
 def _cannot_render(exc: Exception) -> HttpResponse:
@@ -164,65 +115,51 @@ def _cannot_render(exc: Exception) -> HttpResponse:
 @require_GET
 @never_cache
 def home(request: HttpRequest) -> HttpResponse:
-    patient = selectors.patient_for_user(request.user)
-    studies = list(selectors.studies_for_user(request.user)) if patient else []
+    patient = selectors.patient_get(actor=request.actor)
+    studies = list(selectors.study_list(actor=request.actor)) if patient else []
     # "Fetching your images" while a newly activated patient's history comes from the PACS.
-    fetching = fetch_progress(patient)
+    fetching = selectors.pacs_fetch_progress(actor=request.actor)
     return render(request, "imaging/home.html", {"patient": patient, "studies": studies, "fetching": fetching})
 
 
 @require_GET
 @never_cache
-@transaction.atomic
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = selectors.study_for_user(request.user, study_id)
-    report, groups = selectors.header_report_for_study(study)
-    record_portal_access(request, patient=study.patient, study=study, action="view", details={"page": "study", "header_report": True})
-    cards = selectors.series_cards(study)
-    unshown = _unshown_by_series(study)
-    for card in cards:
-        card.unshown = unshown.get(card.series.pk)
+    opened = viewing.study_open(actor=request.actor, study_id=study_id)
     return render(
         request,
         "imaging/study.html",
         {
-            "study": study,
-            "cards": cards,
-            "integrity": selectors.integrity_for_study(study),
-            "report": report,
-            "reveal_groups": groups,
+            "study": opened.study,
+            "cards": opened.cards,
+            "integrity": opened.integrity,
+            "report": opened.report,
+            "reveal_groups": opened.reveal_groups,
         },
     )
 
 
 @require_GET
 @never_cache
-@transaction.atomic
 def viewer(request: HttpRequest, study_id: int, series_id: int) -> HttpResponse:
-    series = selectors.series_for_user(request.user, study_id, series_id)
-    instances = list(selectors.viewer_instances(series))
-    if not instances:
-        raise Http404("This series has no images to show.")
-    config = _viewer_config(series, instances)
-    record_portal_access(
-        request, patient=series.study.patient, study=series.study, action="view", details={"page": "viewer", "series": series.pk}
-    )
-    return render(request, "imaging/viewer.html", {"study": series.study, "series": series, "config": config})
+    opened = viewing.series_open(actor=request.actor, study_id=study_id, series_id=series_id)
+    config = _viewer_config(opened)
+    return render(request, "imaging/viewer.html", {"study": opened.series.study, "series": opened.series, "config": config})
 
 
 @require_GET
 @never_cache
 def frame(request: HttpRequest, study_id: int, series_id: int, instance_id: int, frame: int) -> HttpResponse:
-    instance = selectors.instance_for_user(request.user, study_id, series_id, instance_id)
+    instance = selectors.instance_get(actor=request.actor, study_id=study_id, series_id=series_id, instance_id=instance_id)
     if instance.rows is None or frame >= instance.frames:
         raise Http404("No such frame.")
     try:
         center, width = _window(request)
-    except ValueError:
-        return HttpResponseBadRequest("Invalid window.")
+    except (ValueError, RenderError) as exc:
+        return _bad_window(exc)
     try:
-        data = services.render_frame(instance, frame=frame, center=center, width=width, fmt="png")
-    except services.RenderError as exc:
+        data = rendering.render_frame(instance, frame=frame, center=center, width=width, fmt="png")
+    except RenderError as exc:
         return _cannot_render(exc)
     return _image_response(data)
 
@@ -230,42 +167,37 @@ def frame(request: HttpRequest, study_id: int, series_id: int, instance_id: int,
 @require_GET
 @never_cache
 def series_thumbnail(request: HttpRequest, study_id: int, series_id: int) -> HttpResponse:
-    series = selectors.series_for_user(request.user, study_id, series_id)
+    series = selectors.series_get(actor=request.actor, study_id=study_id, series_id=series_id)
     if not selectors.viewer_instances(series).exists():
         raise Http404("This series has no images.")
     try:
-        data = services.render_thumbnail(series)
-    except services.RenderError as exc:
+        data = rendering.render_thumbnail(series)
+    except RenderError as exc:
         return _cannot_render(exc)
     return _image_response(data)
 
 
 @require_GET
 @never_cache
-@transaction.atomic
 def download_image(request: HttpRequest, study_id: int, series_id: int, instance_id: int) -> HttpResponse:
     require_recent_reauthentication(request)  # docs/security.md §6: downloads need a fresh password
-    instance = selectors.instance_for_user(request.user, study_id, series_id, instance_id)
+    # The image first: another patient's answers 404 whatever the query string says.
+    selectors.instance_get(actor=request.actor, study_id=study_id, series_id=series_id, instance_id=instance_id)
     try:
         index = int(request.GET.get("frame", "0"))
-        center, width = _window(request)
     except ValueError:
-        return HttpResponseBadRequest("Invalid frame or window.")
-    if instance.rows is None or not 0 <= index < instance.frames:
-        raise Http404("No such frame.")
+        return HttpResponseBadRequest("Invalid frame.", content_type="text/plain")
     try:
-        data = services.render_frame(instance, frame=index, center=center, width=width, fmt="png")
-    except services.RenderError as exc:
+        center, width = _window(request)
+    except (ValueError, RenderError) as exc:
+        return _bad_window(exc)
+    try:
+        downloaded = viewing.instance_download(actor=request.actor, study_id=study_id, series_id=series_id,
+                                               instance_id=instance_id, frame=index, center=center, width=width)
+    except RenderError as exc:
         return _cannot_render(exc)
-    study = instance.series.study
-    record_portal_access(
-        request,
-        patient=study.patient,
-        study=study,
-        action="download",
-        details={"format": "png", "series": instance.series_id, "instance": instance.pk, "frame": index},
-    )
-    response = _image_response(data)
+    instance, study = downloaded.instance, downloaded.instance.series.study
+    response = _image_response(downloaded.data)
     # The name is ours, never a header value (docs/security.md §16).
     date = study.study_date.isoformat() if study.study_date else "undated"
     number = instance.number if instance.number is not None else instance.pk
@@ -283,20 +215,17 @@ def verify_copy(request: HttpRequest) -> HttpResponse:
 
 @csrf_protect
 def _verify_copy(request: HttpRequest) -> HttpResponse:
-    patient = selectors.patient_for_user(request.user)
+    patient = selectors.patient_get(actor=request.actor)
     results = None
     form = VerifyCopyForm(request=request)
     if request.method == "POST" and patient is not None:
         form = VerifyCopyForm(request.POST, request.FILES, request=request)
         if form.is_valid():
             files = form.cleaned_data["files"]
-            with transaction.atomic():
-                results = selectors.verify_copies_for_user(request.user, ((f.name, f.file) for f in files))
-                counts: dict[str, int] = {"files": len(results)}
-                for result in results:
-                    counts[result.outcome] = counts.get(result.outcome, 0) + 1
-                record_portal_access(request, patient=patient, action="query", details={"page": "verify_copy", **counts})
-            for f in files:
-                f.close()  # a temporary upload file is deleted when closed; nothing is kept
+            try:
+                results = viewing.copies_verify(actor=request.actor, uploads=((f.name, f.file) for f in files))
+            finally:
+                for f in files:
+                    f.close()  # a temporary upload file is deleted when closed; nothing is kept
     status = 400 if form.is_bound and not form.is_valid() else 200
     return render(request, "imaging/verify.html", {"patient": patient, "form": form, "results": results}, status=status)

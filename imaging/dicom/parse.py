@@ -1,6 +1,6 @@
 """Defensive parsing of one DICOM file into plain metadata (docs/security.md §16).
 
-Called by ``imaging.services.dicom_import`` for every file it meets, before anything is stored.
+Called by ``imaging.services.ingest.dicom_import`` for every file it meets, before anything is stored.
 A file is either turned into a :class:`ParsedInstance` (or a :class:`DicomDirIndex` for a media
 directory) or rejected with :class:`DicomRejected`, whose ``reason`` is a short sentence a
 person can act on. No pydicom object ever leaves this module.

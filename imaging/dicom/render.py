@@ -1,6 +1,6 @@
 """Decode one frame of a stored DICOM file into an 8-bit PNG or WebP.
 
-Called by ``imaging.services.render_frame`` / ``render_thumbnail`` (which cache the result), never
+Called by ``imaging.services.rendering.render_frame`` / ``render_thumbnail`` (which cache the result), never
 by views directly. The pipeline follows PS3.3 C.11: decode (pydicom + pylibjpeg plugins, colour
 converted to RGB) → Modality LUT / rescale → VOI LUT or window → Presentation (MONOCHROME1 is
 inverted) → 8 bits. Only the requested frame is read and decoded when the file allows it.
@@ -100,7 +100,7 @@ def decode_problem(path: str | os.PathLike[str]) -> str | None:
     """Why the first frame of the DICOM file at ``path`` cannot be shown, in one plain sentence
     (at most ``MAX_REASON_CHARS``), or None when it decodes and converts for display.
 
-    Called by ``imaging.services.dicom_import`` for every new image, so that an undecodable file
+    Called by ``imaging.services.ingest.dicom_import`` for every new image, so that an undecodable file
     is stored (it is still the patient's record) but marked, and its pages say why. The caller
     has already size-checked the header (``parse``); frames too large to show are refused here
     before any decoding (docs/security.md §21)."""
@@ -118,11 +118,6 @@ def stream_decode_problem(stream: BinaryIO) -> str | None:
     except RenderError as exc:
         return exc.reason
     return None
-
-
-def can_decode(path: str) -> bool:
-    """Whether the first frame of the file at ``path`` can be shown (see ``decode_problem``)."""
-    return decode_problem(path) is None
 
 
 def _header_or_error(stream: BinaryIO) -> Any:

@@ -44,7 +44,7 @@ from flags.demo import build_demo_flag
 from flags.models import Flag
 from imaging.demo import build_demo_studies
 from imaging.models import Instance, Study
-from imaging.services import instances_verify
+from imaging.services.integrity import instances_verify
 from portal import urls as portal_urls
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, MOBILE, ConsoleWatch, Screenshots

@@ -16,10 +16,11 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydicom.fileset import FileSet
 
+from core.actor import Actor
 from core.signing import public_key_pem
 from imaging.dicom import synth
 from imaging.models import Instance, Study
-from imaging.services import dicom_import
+from imaging.services.ingest import IMPORTER_NAME, dicom_import
 from imaging.storage import open_stored
 from portal.celery import app as celery_app
 
@@ -54,7 +55,7 @@ def make_study(user, folder: Path, *, slices: int = 3, burned_in: bool = False, 
             ds.OtherPatientIDs = pid + "-OLD"
             ds.BurnedInAnnotation = "YES" if burned_in else "NO"
             ds.save_as(path, enforce_file_format=True)
-    summary = dicom_import(paths=[str(p) for p in paths])
+    summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[str(p) for p in paths])
     assert summary.rejected == 0, summary.as_dict()
     study = Study.objects.get(study_uid=summary.studies[0])
     Study.objects.filter(pk=study.pk).update(patient=user.patient)

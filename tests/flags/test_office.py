@@ -268,7 +268,7 @@ def test_patient_is_notified_of_every_change_without_clinical_detail(officer, pa
 
 
 def test_integrity_alerts_arrive_in_the_queue_once(officer_client: Client, patient):
-    from imaging.services import instances_verify
+    from imaging.services.integrity import instances_verify
 
     study = make_study(patient.patient, with_instance=True)
     result = instances_verify(study=study)
@@ -290,7 +290,7 @@ def test_integrity_alerts_arrive_in_the_queue_once(officer_client: Client, patie
 def test_queue_load_writes_nothing_the_periodic_service_brings_alerts_in(officer_client: Client, patient):
     """GET never writes: the queue only reads; the periodic service makes one flag per new alert,
     once."""
-    from imaging.services import instances_verify
+    from imaging.services.integrity import instances_verify
 
     study = make_study(patient.patient, with_instance=True)
     other = make_study(patient.patient, with_instance=True)
@@ -324,7 +324,7 @@ def test_integrity_recheck_is_logged_for_the_patient(officer_client: Client, off
 
 
 def test_closing_an_integrity_flag_resolves_its_alert(officer, patient):
-    from imaging.services import instances_verify
+    from imaging.services.integrity import instances_verify
 
     study = make_study(patient.patient, with_instance=True)
     instances_verify(study=study)

@@ -8,7 +8,7 @@ do: flipped, inserted and deleted bytes, truncation, corrupted tags, VRs and len
 values (NUL, path-like UIDs and IDs), and ZIP archives with evil member names, nested archives
 and damaged central directories.
 
-Every mutated input goes through the real importer (``imaging.services.dicom_import``), and each
+Every mutated input goes through the real importer (``imaging.services.ingest.dicom_import``), and each
 imported instance through the viewer's renderer. Properties: the call returns (no exception
 escapes, no crash); every file gets an outcome, and a rejection carries a reason; one stored
 file and one Instance row per imported file, all inside the storage root; every kept UID is one
@@ -40,10 +40,13 @@ from hypothesis import strategies as st
 
 from imaging.dicom import synth
 from imaging.dicom.parse import acceptable_uid
+from imaging.errors import RenderError
 from imaging.models import Instance, IntegrityAlert, PixelStatus
-from imaging.services import RenderError, dicom_import, render_frame
+from imaging.services.ingest import dicom_import
+from imaging.services.rendering import render_frame
 from tests.hypothesis_profiles import NASTY, example_scope
 from tests.imaging.conftest import listing
+from tests.imaging.helpers import importer
 
 pytestmark = pytest.mark.django_db
 
@@ -232,7 +235,7 @@ def run_import(sandbox, files: dict[str, bytes]) -> None:
 def _import_and_check(sandbox, inputs: Path) -> None:
     before = snapshot(sandbox)
 
-    summary = dicom_import(paths=[inputs])
+    summary = dicom_import(actor=importer(), paths=[inputs])
 
     for outcome in summary.files:
         assert outcome.outcome in ("imported", "duplicate", "conflict", "rejected"), outcome

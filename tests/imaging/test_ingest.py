@@ -17,18 +17,15 @@ from audit.models import AccessEvent
 from imaging import sources
 from imaging.demo import build_demo_studies
 from imaging.dicom import parse, synth
-from imaging.dicom.render import MAX_REASON_CHARS, can_decode
+from imaging.dicom.render import MAX_REASON_CHARS
+from imaging.errors import RenderError
 from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, Series, Study
-from imaging.services import (
-    ImportUsageError,
-    RenderError,
-    dicom_import,
-    instances_check_pixels,
-    render_frame,
-    render_thumbnail,
-)
+from imaging.services.ingest import ImportUsageError, dicom_import
+from imaging.services.integrity import instances_check_pixels
+from imaging.services.rendering import render_frame, render_thumbnail
 from tests.factories import PatientFactory
 from tests.imaging.conftest import SAMPLES, is_dicomdir, listing, sample_files
+from tests.imaging.helpers import can_decode, importer
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +45,7 @@ def assert_png(data: bytes, size: tuple[int, int] | None = None) -> None:
 
 def test_every_bundled_sample_in_one_run():
     files = [p for p in sample_files() if not is_dicomdir(p)]
-    summary = dicom_import(paths=[SAMPLES])
+    summary = dicom_import(actor=importer(), paths=[SAMPLES])
 
     reported = {f.path for f in summary.files}
     assert reported == {str(p) for p in files}
@@ -62,7 +59,7 @@ def test_every_bundled_sample_in_one_run():
     assert Instance.objects.filter(series__study__patient__mrn="77654033").count() == 7
 
     events = AccessEvent.objects.filter(action="ingest").count()
-    again = dicom_import(paths=[SAMPLES])
+    again = dicom_import(actor=importer(), paths=[SAMPLES])
     assert again.imported == 0
     assert again.duplicate == summary.imported
     # Conflicting files are reported again (one event per affected study), new instances none.
@@ -76,7 +73,7 @@ def test_every_bundled_sample_in_one_run():
     "path", [p for p in sample_files() if not is_dicomdir(p)], ids=lambda p: str(p.relative_to(SAMPLES))
 )
 def test_each_bundled_sample_imports_and_renders_or_is_rejected_with_reason(path, inputs):
-    summary = dicom_import(paths=[path])
+    summary = dicom_import(actor=importer(), paths=[path])
     [result] = summary.files
     decodable = can_decode(str(path))
 
@@ -86,7 +83,7 @@ def test_each_bundled_sample_imports_and_renders_or_is_rejected_with_reason(path
             # Pixels pydicom can decode but no identity to file them under: with one, it imports.
             assert result.reason.startswith(IDENTITY_REASONS), result.reason
             copy = synth.with_identity(path, inputs / "copy.dcm", patient_id="SAMPLE1")
-            [result] = dicom_import(paths=[copy]).files
+            [result] = dicom_import(actor=importer(), paths=[copy]).files
             assert result.outcome == "imported", result.reason
         else:
             return
@@ -107,7 +104,7 @@ def test_each_bundled_sample_imports_and_renders_or_is_rejected_with_reason(path
 
 
 def test_non_image_objects_are_stored_with_their_class():
-    summary = dicom_import(paths=[SAMPLES / "rtplan.dcm", SAMPLES / "waveform_ecg.dcm"])
+    summary = dicom_import(actor=importer(), paths=[SAMPLES / "rtplan.dcm", SAMPLES / "waveform_ecg.dcm"])
     assert summary.imported == 2
     plan = Instance.objects.get(sop_uid=summary.files[0].sop_uid)
     assert plan.frames == 0 and plan.rows is None and plan.columns is None
@@ -137,7 +134,7 @@ def test_bad_files_are_rejected_with_reasons_and_nothing_is_written(inputs, dico
 
     before_outside = outside_storage()
 
-    summary = dicom_import(paths=[inputs])
+    summary = dicom_import(actor=importer(), paths=[inputs])
 
     outcomes = {Path(f.path).name: f for f in summary.files}
     assert outcomes["good.dcm"].outcome == "imported"
@@ -167,7 +164,7 @@ def test_bad_files_are_rejected_with_reasons_and_nothing_is_written(inputs, dico
 
 def test_missing_path_is_a_usage_error(tmp_path):
     with pytest.raises(ImportUsageError):
-        dicom_import(paths=[tmp_path / "nope"])
+        dicom_import(actor=importer(), paths=[tmp_path / "nope"])
 
 
 # --- Archives and media --------------------------------------------------------------------
@@ -186,7 +183,7 @@ def test_zip_with_nested_folders_zip_slip_and_bomb(inputs, tmp_path, dicom_stora
         zf.writestr("EXAM/readme.txt", "hello")
         zf.writestr("bomb.dcm", b"\0" * (40 * 1024 * 1024))
 
-    summary = dicom_import(paths=[archive])
+    summary = dicom_import(actor=importer(), paths=[archive])
 
     by_member = {f.path.split("!", 1)[1]: f for f in summary.files}
     assert by_member["EXAM/SERIES1/IM0001"].outcome == "imported"
@@ -205,7 +202,7 @@ def test_zip_with_nested_folders_zip_slip_and_bomb(inputs, tmp_path, dicom_stora
 
 def test_broken_zip_is_rejected(inputs):
     (inputs / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 200)
-    [result] = dicom_import(paths=[inputs / "broken.zip"]).files
+    [result] = dicom_import(actor=importer(), paths=[inputs / "broken.zip"]).files
     assert result.outcome == "rejected" and result.reason
 
 
@@ -215,7 +212,7 @@ def test_dicomdir_media(tmp_path):
     (media / "77654033" / "CR1" / "6154").unlink()  # a damaged disc
     (media / "77654033" / "CR2").rename(media / "77654033" / "cr2")  # a lower-casing mount
 
-    summary = dicom_import(paths=[media / "DICOMDIR"])
+    summary = dicom_import(actor=importer(), paths=[media / "DICOMDIR"])
 
     missing = [f for f in summary.files if f.outcome == "rejected"]
     assert len(missing) == 1 and "missing" in missing[0].reason
@@ -242,11 +239,11 @@ def test_duplicate_and_conflict(inputs, tmp_path):
     original = synth.write_instance(inputs / "original.dcm", seed=1, **uids)
     altered = synth.write_instance(tmp_path / "other" / "altered.dcm", seed=2, **uids)
 
-    assert dicom_import(paths=[original]).files[0].outcome == "imported"
+    assert dicom_import(actor=importer(), paths=[original]).files[0].outcome == "imported"
     instance = Instance.objects.get()
-    assert dicom_import(paths=[original]).files[0].outcome == "duplicate"
+    assert dicom_import(actor=importer(), paths=[original]).files[0].outcome == "duplicate"
 
-    [conflict] = dicom_import(paths=[altered]).files
+    [conflict] = dicom_import(actor=importer(), paths=[altered]).files
     assert conflict.outcome == "conflict" and "already stored" in conflict.reason
     [alert] = IntegrityAlert.objects.all()
     assert alert.kind == "conflict" and alert.instance == instance
@@ -254,7 +251,7 @@ def test_duplicate_and_conflict(inputs, tmp_path):
     sha = instance.sha256
     instance.refresh_from_db()
     assert instance.sha256 == sha
-    assert dicom_import(paths=[altered]).files[0].outcome == "conflict"
+    assert dicom_import(actor=importer(), paths=[altered]).files[0].outcome == "conflict"
     assert IntegrityAlert.objects.count() == 1  # the same finding is not raised twice
     assert Instance.objects.count() == 1
 
@@ -263,9 +260,9 @@ def test_original_bytes_survive_a_conflict(inputs, tmp_path, dicom_storage):
     uids = {"study_uid": "1.2.826.0.1.98.1", "series_uid": "1.2.826.0.1.98.2", "sop_uid": "1.2.826.0.1.98.3"}
     original = synth.write_instance(inputs / "original.dcm", seed=1, **uids)
     altered = synth.write_instance(tmp_path / "other" / "altered.dcm", seed=2, **uids)
-    dicom_import(paths=[original])
+    dicom_import(actor=importer(), paths=[original])
     instance = Instance.objects.get()
-    dicom_import(paths=[altered])
+    dicom_import(actor=importer(), paths=[altered])
     instance.refresh_from_db()
     assert (dicom_storage / instance.storage_path).read_bytes() == original.read_bytes()
 
@@ -276,9 +273,9 @@ def test_patient_matching_by_issuer_and_id(inputs):
     synth.write_instance(inputs / "b" / "1.dcm", patient_id="MRN43", issuer="OTHERHOSP")
     synth.write_instance(inputs / "c" / "1.dcm", patient_id="MRN44")
 
-    dicom_import(paths=[inputs / "a"], issuer="STEXAMPLE")
-    dicom_import(paths=[inputs / "b"])
-    dicom_import(paths=[inputs / "c"])
+    dicom_import(actor=importer(), paths=[inputs / "a"], issuer="STEXAMPLE")
+    dicom_import(actor=importer(), paths=[inputs / "b"])
+    dicom_import(actor=importer(), paths=[inputs / "c"])
 
     assert Study.objects.get(patient__mrn="MRN42").patient == existing
     assert existing.name != "Patient Test"  # the hospital's record is not renamed by a file
@@ -291,8 +288,8 @@ def test_patient_matching_by_issuer_and_id(inputs):
 def test_study_belonging_to_another_patient_is_not_merged(inputs):
     synth.write_instance(inputs / "a.dcm", patient_id="P1", study_uid="1.2.826.0.1.97.1")
     synth.write_instance(inputs / "b" / "b.dcm", patient_id="P2", study_uid="1.2.826.0.1.97.1")
-    dicom_import(paths=[inputs / "a.dcm"])
-    [result] = dicom_import(paths=[inputs / "b"]).files
+    dicom_import(actor=importer(), paths=[inputs / "a.dcm"])
+    [result] = dicom_import(actor=importer(), paths=[inputs / "b"]).files
     assert result.outcome == "rejected" and "another patient" in result.reason
 
 
@@ -306,7 +303,7 @@ def test_one_access_event_per_study_per_run(inputs):
     for n in range(2):
         synth.write_instance(inputs / "sc" / f"{n}.dcm", patient_id="AUD1", issuer="STEXAMPLE", study_uid=second)
 
-    summary = dicom_import(paths=[inputs])
+    summary = dicom_import(actor=importer(), paths=[inputs])
     assert summary.imported == 5
 
     events = AccessEvent.objects.filter(action="ingest").order_by("pk")
@@ -318,7 +315,7 @@ def test_one_access_event_per_study_per_run(inputs):
     assert (ct.description, ct.institution, ct.modalities, ct.accession) == ("CT HEAD", "St. Example Hospital", "CT", "ACC1")
     assert ct.referring_physician == "Ann Lee"
 
-    dicom_import(paths=[inputs])  # all duplicates: nothing new happened to the patient's data
+    dicom_import(actor=importer(), paths=[inputs])  # all duplicates: nothing new happened to the patient's data
     assert AccessEvent.objects.filter(action="ingest").count() == 2
 
 
@@ -333,7 +330,7 @@ def test_hash_like_uids_are_imported_with_a_warning(inputs):
     path = synth.write_instance(inputs / "anon.dcm", patient_id="ANON1", sop_uid=HEX_SOP, study_uid=HEX_STUDY,
                                 series_uid=UUID_SERIES)
 
-    [result] = dicom_import(paths=[path]).files
+    [result] = dicom_import(actor=importer(), paths=[path]).files
 
     assert result.outcome == "imported", result.reason
     assert (result.sop_uid, result.study_uid) == (HEX_SOP, HEX_STUDY)
@@ -345,7 +342,7 @@ def test_hash_like_uids_are_imported_with_a_warning(inputs):
     assert instance.pixel_status == PixelStatus.OK
     assert_png(render_frame(instance))
     # The same file again is a duplicate, and still says what is unusual about it.
-    [again] = dicom_import(paths=[path]).files
+    [again] = dicom_import(actor=importer(), paths=[path]).files
     assert again.outcome == "duplicate" and len(again.warnings) == 3
 
 
@@ -369,7 +366,7 @@ def test_hash_like_uid_in_the_json_report(inputs):
 )
 def test_path_like_and_hostile_uids_are_still_rejected(inputs, dicom_storage, uid):
     path = synth.write_instance(inputs / "evil.dcm", sop_uid=uid)
-    [result] = dicom_import(paths=[path]).files
+    [result] = dicom_import(actor=importer(), paths=[path]).files
     assert result.outcome == "rejected" and result.reason.startswith("Invalid SOP Instance UID"), (uid, result.reason)
     assert not parse.acceptable_uid(uid)
     assert not dicom_storage.exists() or not any(p.is_file() for p in dicom_storage.rglob("*"))
@@ -432,7 +429,7 @@ def test_undecodable_pixels_are_stored_marked_and_explained(inputs, dicom_storag
     document = SAMPLES / "rtplan.dcm"
     assert not can_decode(str(damaged)) and not can_decode(str(unsupported)) and can_decode(str(good))
 
-    summary = dicom_import(paths=[damaged, unsupported, good, document])
+    summary = dicom_import(actor=importer(), paths=[damaged, unsupported, good, document])
 
     outcomes = {Path(f.path).name: f for f in summary.files}
     assert {name: f.outcome for name, f in outcomes.items()} == dict.fromkeys(outcomes, "imported")
@@ -466,7 +463,7 @@ def test_undecodable_pixels_are_stored_marked_and_explained(inputs, dicom_storag
         assert excinfo.value.reason == instance.pixel_error
 
     # Re-importing the same bytes does not decode again, and reports the same warning.
-    [again] = dicom_import(paths=[damaged]).files
+    [again] = dicom_import(actor=importer(), paths=[damaged]).files
     assert again.outcome == "duplicate" and again.warnings == outcomes["damaged.dcm"].warnings
 
 
@@ -477,7 +474,7 @@ def test_thumbnail_skips_images_that_cannot_be_shown(inputs):
              for n in (1, 2, 3)]
     middle = without_decoder(paths[1], inputs / "x" / "2.dcm")
     paths[1].unlink()
-    summary = dicom_import(paths=[paths[0], middle, paths[2]])
+    summary = dicom_import(actor=importer(), paths=[paths[0], middle, paths[2]])
     assert summary.imported == 3 and summary.warnings == 1
     series = Series.objects.get(series_uid=uids["SeriesInstanceUID"])
     assert_png(render_thumbnail(series))
@@ -486,7 +483,7 @@ def test_thumbnail_skips_images_that_cannot_be_shown(inputs):
 def test_rows_imported_before_the_pixel_check_are_marked_once(inputs):
     damaged = corrupted_jpeg2000(inputs / "damaged.dcm")
     good = synth.write_instance(inputs / "good.dcm", patient_id="8NM1")
-    summary = dicom_import(paths=[damaged, good, SAMPLES / "rtplan.dcm"])
+    summary = dicom_import(actor=importer(), paths=[damaged, good, SAMPLES / "rtplan.dcm"])
     assert summary.imported == 3
     Instance.objects.update(pixel_status=PixelStatus.OK, pixel_error="")  # as migration 0005 left older rows
 

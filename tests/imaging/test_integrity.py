@@ -5,9 +5,11 @@ from django.conf import settings
 
 from imaging.dicom import synth
 from imaging.models import Instance, IntegrityAlert
-from imaging.services import dicom_import, instances_verify
+from imaging.services.ingest import dicom_import
+from imaging.services.integrity import instances_verify
 from imaging.tasks import verify_integrity
 from portal.celery import app
+from tests.imaging.helpers import importer
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +19,7 @@ def three(inputs) -> list[Instance]:
     study_uid = "1.2.826.0.1.95.1"
     for n in range(3):
         synth.write_instance(inputs / f"{n}.dcm", patient_id="INT1", study_uid=study_uid, seed=n)
-    assert dicom_import(paths=[inputs]).imported == 3
+    assert dicom_import(actor=importer(), paths=[inputs]).imported == 3
     return list(Instance.objects.order_by("pk"))
 
 
@@ -67,7 +69,7 @@ def test_least_recently_verified_first_and_limit(three):
 
 def test_one_study(three, inputs):
     other = synth.write_instance(inputs / "other" / "x.dcm", patient_id="INT2")
-    dicom_import(paths=[other])
+    dicom_import(actor=importer(), paths=[other])
     assert instances_verify(study=three[0].series.study).checked == 3
 
 

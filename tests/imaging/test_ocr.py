@@ -24,8 +24,9 @@ from pydicom.uid import (
 from imaging.dicom import ocr, synth
 from imaging.models import Instance, PixelText, Study
 from imaging.pixel_text import pixel_text_for, pixel_text_for_study, regions_for_masking
-from imaging.services import dicom_import
+from imaging.services.ingest import dicom_import
 from imaging.tasks import pixel_text_check_study
+from tests.imaging.helpers import importer
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 MISSING = "/nonexistent/bin/tesseract"
@@ -243,7 +244,7 @@ def test_a_printed_date_is_matched_in_another_format(tmp_path):
 
 
 def imported(tmp_path: Path, files: list[Path]) -> list[Instance]:
-    summary = dicom_import(paths=files)
+    summary = dicom_import(actor=importer(), paths=files)
     assert summary.imported == len(files), [f.reason for f in summary.files]
     return list(Instance.objects.order_by("pk"))
 

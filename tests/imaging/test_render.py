@@ -14,16 +14,12 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
 from imaging.dicom import render, synth
+from imaging.errors import RenderError
 from imaging.models import Instance, Series
-from imaging.services import (
-    RenderError,
-    dicom_import,
-    render_frame,
-    render_thumbnail,
-    series_slices,
-    viewer_metadata,
-)
+from imaging.services.ingest import dicom_import
+from imaging.services.rendering import render_frame, render_thumbnail, viewer_metadata
 from tests.imaging.conftest import SAMPLES
+from tests.imaging.helpers import importer, series_slices
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +31,7 @@ def image(data: bytes) -> Image.Image:
 
 
 def imported(*paths) -> list[Instance]:
-    summary = dicom_import(paths=list(paths))
+    summary = dicom_import(actor=importer(), paths=list(paths))
     assert summary.rejected == 0, [f.reason for f in summary.files]
     return [Instance.objects.get(sop_uid=f.sop_uid) for f in summary.files]
 
@@ -48,7 +44,7 @@ def ct_series(inputs) -> Series:
                               modality="CT")
     paths = synth.write_ct_series(inputs / "ct", identity, study, slices=5, size=64)
     # Import in reverse so that display order has to come from geometry, not arrival.
-    dicom_import(paths=list(reversed(paths)))
+    dicom_import(actor=importer(), paths=list(reversed(paths)))
     return Series.objects.get()
 
 

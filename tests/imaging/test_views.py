@@ -22,8 +22,9 @@ from pydicom.uid import generate_uid
 from audit.models import AccessEvent
 from imaging.dicom import synth
 from imaging.models import Instance, IntegrityAlert, Series, Study
-from imaging.services import dicom_import
+from imaging.services.ingest import dicom_import
 from tests.conftest import login_password_only, login_verified, reauthenticate
+from tests.imaging.helpers import importer
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +77,7 @@ def sr_report(folder: Path) -> Path:
 
 def import_for(user, paths: list[str | Path]) -> Study:
     """Import files through the ingest service and give the study to ``user``'s record."""
-    summary = dicom_import(paths=[str(p) for p in paths])
+    summary = dicom_import(actor=importer(), paths=[str(p) for p in paths])
     assert summary.rejected == 0, summary.as_dict()
     assert summary.studies, summary.as_dict()
     study = Study.objects.get(study_uid=summary.studies[0])
@@ -349,7 +350,7 @@ def partly_shown_study(patient, tmp_path) -> Study:
     extra.write_bytes(paths[0].read_bytes())
     relabel_without_decoder(extra, SeriesInstanceUID=generate_uid(), SOPInstanceUID=generate_uid(), SeriesNumber=7,
                             InstanceNumber=1)
-    summary = dicom_import(paths=[str(p) for p in [*paths, extra]])
+    summary = dicom_import(actor=importer(), paths=[str(p) for p in [*paths, extra]])
     assert summary.imported == 4 and summary.warnings == 2, summary.as_dict()
     study = Study.objects.get(study_uid=summary.studies[0])
     Study.objects.filter(pk=study.pk).update(patient=patient.patient)

@@ -119,15 +119,16 @@ def build_world(patient: User, officer: User, folder: Path) -> dict[str, Any]:
     """The patient's own objects, one of each kind a URL can name; returns URL kwargs."""
     from consent.demo import build_demo_consent
     from consent.models import ConsentDecision, Scope
+    from core.actor import Actor
     from exports.demo import create_demo_export
     from flags.demo import build_demo_flag
     from imaging.dicom import synth
     from imaging.models import Instance
-    from imaging.services import dicom_import
+    from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
     record = patient.patient
     path = synth.write_instance(folder / "one.dcm", patient_id=record.mrn, issuer=record.issuer)
-    summary = dicom_import(paths=[path])
+    summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[path])
     assert summary.imported == 1, summary.as_dict()
     instance = Instance.objects.select_related("series__study").get(series__study__study_uid=summary.studies[0])
     build_demo_consent(record)

@@ -11,7 +11,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from imaging.services import ImportUsageError, dicom_import
+from core.actor import Actor
+from imaging.services.ingest import IMPORTER_NAME, ImportUsageError, dicom_import
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            summary = dicom_import(paths=options["paths"], issuer=options.get("issuer"))
+            summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=options["paths"], issuer=options.get("issuer"))
         except ImportUsageError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:

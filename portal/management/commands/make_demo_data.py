@@ -13,7 +13,7 @@ from consent.demo import build_demo_consent
 from flags.demo import build_demo_flag
 from imaging.demo import build_demo_studies
 from imaging.models import Patient
-from imaging.services import instances_verify
+from imaging.services.integrity import instances_verify
 from portal import demo
 
 
