@@ -48,6 +48,7 @@ from flags import selectors
 from flags.models import Flag, FlagEvent, Incident, Notice
 from imaging.models import IntegrityAlert, Patient, Study
 from imaging.selectors import patient_get, study_get
+from imaging.services.integrity import study_status_set
 
 S = Flag.Status
 
@@ -129,16 +130,16 @@ def _touch(flag: Flag, *fields: str) -> None:
 
 def _study_status_sync(*, actor: Actor, study: Study | None) -> None:
     """A study with any open flag is "under review"; when its last flag closes it is available
-    again. ``actor`` is whoever changed the flag (narrowed to the patient for an officer)."""
+    again. ``actor`` is whoever changed the flag (narrowed to the patient for an officer); the
+    status itself is imaging's to write (``study_status_set``)."""
     if study is None:
         return
-    # Still written here until imaging's study_status_set lands (next commit).
-    study = Study.objects.for_actor(actor).select_for_update().get(pk=study.pk)
+    # Lock the study row (read only here) before counting its open flags: a flag closing and
+    # another opening at once then count one after the other, and the last word is right.
+    Study.objects.for_actor(actor).select_for_update().filter(pk=study.pk).exists()
     flagged = Flag.objects.filter(study_id=study.pk).exclude(status__in=Flag.CLOSED).exists()
     wanted = Study.Status.UNDER_REVIEW if flagged else Study.Status.AVAILABLE
-    if study.status != wanted:
-        study.status = wanted
-        study.save(update_fields=["status", "updated_at"])
+    study_status_set(actor=actor, study=study, status=wanted)
 
 
 # --- Notices ---------------------------------------------------------------------------------
@@ -461,7 +462,7 @@ def flag_integrity_recheck(*, actor: Actor, flag: Flag):
     """The holding officer re-hashes the flag's study files now (``imaging.services.
     instances_verify``). A look at patient data: one access event (query, privacy
     investigation, under the officer's name)."""
-    from imaging.services import instances_verify
+    from imaging.services.integrity import instances_verify
 
     flag = _locked(actor, flag.pk)
     _require_holder(actor, flag)

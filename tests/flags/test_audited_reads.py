@@ -255,3 +255,5 @@ def test_flags_selectors_read_consent_directly_and_own_no_user_helpers():
     assert "from consent import selectors" in source
     services_source = (ROOT / "flags" / "services.py").read_text()
     assert "record_portal_access" not in services_source
+    # The study's status is imaging's to write: flags asks its service.
+    assert "study.save(" not in services_source and "study_status_set(actor=" in services_source
