@@ -18,9 +18,9 @@ PATH = "/api/v1/audit/events"
 
 @api_endpoint(scope="audit:write", methods=("POST",))
 def events(request: HttpRequest) -> JsonResponse:
-    account = request.service_account
+    actor = request.actor  # the token's service account (core.api)
     body = json_body(request)
-    defaults = {"default_actor_type": account.actor_type, "default_organization": account.organization}
+    defaults = {"default_actor_type": actor.service_type, "default_organization": actor.organization}
     if fhir.is_fhir(body):
         raws, normalised = fhir.from_fhir(body, **defaults)
     elif isinstance(body, dict) and isinstance(body.get("events"), list):
@@ -31,7 +31,7 @@ def events(request: HttpRequest) -> JsonResponse:
         raise ApiError(400, "empty_batch", "The batch has no events.")
     if len(raws) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"Send at most {MAX_BATCH} events per request.")
-    result = events_ingest(sender=account.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
+    result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
     return JsonResponse(result.as_dict())
 
 
