@@ -16,7 +16,7 @@ from consent import receipts, selectors
 from consent.models import ConsentDecision, Recipient
 from consent.services import consent_policy_publish
 from tests.conftest import login_password_only, login_verified, reauthenticate
-from tests.factories import actor_of
+from tests.factories import PASSWORD, actor_of
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +128,18 @@ def test_changing_a_choice_needs_a_fresh_reauthentication(patient_client, patien
     response = choose(patient_client, "ai_training", "granted")
     assert response.status_code == 302 and response["Location"].startswith(REAUTH)
     assert not ConsentDecision.objects.exists()
+
+
+def test_a_choice_posted_before_the_password_is_made_once_it_is_confirmed(patient_client, patient, policy):
+    """allauth resumes the suspended POST after the password page; the service then sees the
+    request's Actor as re-authenticated (it is built when first used, after the password)."""
+    response = choose(patient_client, "research", "granted")
+    assert response.status_code == 302 and response["Location"].startswith(REAUTH)
+    response = patient_client.post(response["Location"], {"password": PASSWORD})
+    decision = ConsentDecision.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/consent/receipts/{decision.receipt_id}/"
+    assert (decision.scope, decision.decision, decision.actor) == ("research", "granted", patient)
+    assert AccessEvent.objects.filter(action="modify").count() == 1
 
 
 def test_the_service_checks_reauthentication_again(patient, policy):
