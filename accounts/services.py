@@ -110,7 +110,7 @@ def patient_account_activate(*, user: User, code: str, birth_date: dt.date) -> P
     # The patient's history is fetched from the PACS in the background (after commit, so a
     # rolled-back signup fetches nothing); a no-op when no PACS is configured. Imported here:
     # the DICOMweb client brings pydicom, which processes that never fetch need not load.
-    from imaging.pacs import pacs_patient_fetch_enqueue
+    from imaging.pacs.sync import pacs_patient_fetch_enqueue
 
     pacs_patient_fetch_enqueue(patient=patient)
     return patient

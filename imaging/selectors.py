@@ -32,7 +32,9 @@ from imaging.models import (
     DeidentifiedCopy,
     Instance,
     IntegrityAlert,
+    PacsInstance,
     PacsPatientSync,
+    PacsSyncRun,
     Patient,
     PixelStatus,
     PixelText,
@@ -137,6 +139,45 @@ def pacs_fetch_progress(*, actor: Actor) -> dict[str, Any] | None:
         "instances_done": state.instances_done,
         "instances_total": total,
         "percent": int(100 * state.instances_done / total) if total else 0,
+    }
+
+
+def pacs_sync_patients(*, actor: Actor, patient_ids: list[int] | None = None) -> list[Patient]:
+    """The patients a PACS sync fetches for, within the actor's reach: those with an activated
+    account (or only ``patient_ids`` among them), in record order. Caller: ``pacs.sync``."""
+    qs = Patient.objects.for_actor(actor).filter(user__isnull=False, user__is_active=True).order_by("pk")
+    if patient_ids is not None:
+        qs = qs.filter(pk__in=patient_ids)
+    return list(qs)
+
+
+def pacs_known_instances(*, actor: Actor, sop_uids: list[str]) -> dict[str, str]:
+    """SOP Instance UID -> the fingerprint of the PACS metadata an earlier sync imported it under,
+    for those of ``sop_uids`` a sync has seen. Caller: ``pacs.sync`` (what to fetch again)."""
+    return dict(
+        PacsInstance.objects.for_actor(actor).filter(sop_uid__in=sop_uids).values_list("sop_uid", "metadata_sha256")
+    )
+
+
+def pacs_health() -> dict[str, Any]:
+    """For /healthz: configured?, last completed sync, last error. Never raises. Names no
+    patient (sync runs only), so any caller may ask."""
+    from imaging.pacs.client import pacs_configured
+
+    if not pacs_configured():
+        return {"ok": True, "configured": False}
+    try:
+        last = PacsSyncRun.objects.exclude(status=PacsSyncRun.Status.RUNNING).first()
+        last_ok = PacsSyncRun.objects.filter(status=PacsSyncRun.Status.OK).first()
+        last_failed = PacsSyncRun.objects.filter(status=PacsSyncRun.Status.FAILED).first()
+    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not fail
+        return {"ok": False, "configured": True, "error": exc.__class__.__name__}
+    return {
+        "ok": last is None or last.status == PacsSyncRun.Status.OK,
+        "configured": True,
+        "last_sync_at": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
+        "last_error": last_failed.error if last_failed else None,
+        "last_error_at": last_failed.finished_at.isoformat() if last_failed and last_failed.finished_at else None,
     }
 
 

@@ -6,9 +6,13 @@ import logging
 
 from celery import Task, shared_task
 
-from imaging import pacs
+from core.actor import Actor
 from imaging.models import Study
+from imaging.pacs import sync
+from imaging.pacs.client import pacs_configured
+from imaging.pacs.errors import PacsError, PacsNotConfigured
 from imaging.pixel_text import pixel_text_for_study
+from imaging.services.ingest import IMPORTER_NAME
 from imaging.services.integrity import instances_verify
 
 logger = logging.getLogger(__name__)
@@ -17,8 +21,8 @@ logger = logging.getLogger(__name__)
 # 30, with jitter so many workers do not return at once); after the last retry the
 # administrators are told. A PACS problem never reaches a portal request: only workers call it.
 _PACS_RETRY = {
-    "autoretry_for": (pacs.PacsError,),
-    "dont_autoretry_for": (pacs.PacsNotConfigured,),
+    "autoretry_for": (PacsError,),
+    "dont_autoretry_for": (PacsNotConfigured,),
     "retry_backoff": 60,
     "retry_backoff_max": 30 * 60,
     "retry_jitter": True,
@@ -44,8 +48,8 @@ def verify_integrity() -> None:
 class _PacsTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: ANN001 - Celery's signature
         patient_id = args[0] if args else kwargs.get("patient_id")
-        message = str(exc) if isinstance(exc, pacs.PacsError) else f"Sync failed ({type(exc).__name__})."
-        pacs.pacs_sync_failed(error=message, patient_id=patient_id)
+        message = str(exc) if isinstance(exc, PacsError) else f"Sync failed ({type(exc).__name__})."
+        sync.pacs_sync_failed(error=message, patient_id=patient_id)
 
 
 @shared_task(name="imaging.pacs_sync", base=_PacsTask, **_PACS_RETRY)
@@ -55,17 +59,17 @@ def pacs_sync() -> dict:
     Idempotent and restartable: a redelivered or retried run imports only what is still missing.
     Returns counts only.
     """
-    if not pacs.pacs_configured():
+    if not pacs_configured():
         return {"configured": False}
-    return pacs.pacs_sync().as_dict()
+    return sync.pacs_sync(actor=Actor.system(IMPORTER_NAME)).as_dict()
 
 
 @shared_task(name="imaging.pacs_fetch_patient", base=_PacsTask, **_PACS_RETRY)
 def pacs_fetch_patient(patient_id: int) -> dict:
     """Fetch one newly activated patient's history (queued by ``patient_account_activate``)."""
-    if not pacs.pacs_configured():
+    if not pacs_configured():
         return {"configured": False}
-    return pacs.pacs_sync(patient_ids=[patient_id]).as_dict()
+    return sync.pacs_sync(actor=Actor.system(IMPORTER_NAME), patient_ids=[patient_id]).as_dict()
 
 
 @shared_task(name="imaging.pixel_text_check_study", acks_late=True)

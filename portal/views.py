@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from core.signing import public_key_pem
-from imaging.pacs import pacs_health
+from imaging.selectors import pacs_health
 from portal.celery import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from portal.celery import app as celery_app
 

@@ -143,6 +143,18 @@ def parse_file(path: str | os.PathLike[str]) -> ParsedInstance | DicomDirIndex:
         return _parse_file(Path(path))
 
 
+def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(Patient ID, Issuer of Patient ID) from the file's own header, each stripped ("" when
+    absent), or None when the header cannot be read (the import then rejects the file with its
+    reason). Reads only those two elements. Caller: the PACS sync, which never files a
+    retrieved file under a patient on the PACS index's word alone."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
+    except Exception:  # noqa: BLE001 - pydicom raises many types on a damaged file
+        return None
+    return str(ds.get("PatientID", "") or "").strip(), str(ds.get("IssuerOfPatientID", "") or "").strip()
+
+
 def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
     try:
         size = path.stat().st_size

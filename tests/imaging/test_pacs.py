@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import shutil
@@ -23,11 +24,13 @@ from audit.models import AccessEvent
 from imaging import storage
 from imaging.dicom.synth import new_uid
 from imaging.models import Instance, IntegrityAlert, PacsInstance, PacsPatientSync, PacsSyncRun, Study
-from imaging.pacs import fetch_progress, pacs_sync
+from imaging.pacs.sync import pacs_sync
+from imaging.selectors import pacs_fetch_progress
 from imaging.tasks import pacs_fetch_patient
 from tests.conftest import WorkerProcess, login_verified, wait_for
-from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory
+from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, actor_of
 from tests.imaging.conftest import SAMPLES
+from tests.imaging.helpers import importer
 from tests.imaging.orthanc import Orthanc, available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,9 +131,9 @@ def test_sync_imports_exactly_the_activated_patients_studies_byte_identical(pacs
     assert PacsSyncRun.objects.get().status == "ok"
     state = PacsPatientSync.objects.get(patient=alice)
     assert (state.status, state.studies_done, state.studies_total, state.instances_done) == ("done", 2, 2, 4)
-    assert fetch_progress(alice) is None
+    assert pacs_fetch_progress(actor=actor_of(alice.user)) is None
 
-    again = pacs_sync()
+    again = pacs_sync(actor=importer())
     assert (again.fetched, again.imported) == (0, 0)
     assert Instance.objects.count() == 6
     assert ingest_events() == {a1: 1, a2: 1, b1: 1}
@@ -140,7 +143,7 @@ def test_sync_imports_exactly_the_activated_patients_studies_byte_identical(pacs
 def test_a_changed_instance_on_the_pacs_is_an_integrity_conflict(pacs):
     activated("HOSP", "A100")
     study_uid, sops = load_study(pacs, "A100", "HOSP", instances=2)
-    pacs_sync()
+    pacs_sync(actor=importer())
     original = Instance.objects.get(sop_uid=sops[0])
     original_bytes = storage.open_stored(original.storage_path).read()
 
@@ -151,7 +154,7 @@ def test_a_changed_instance_on_the_pacs_is_an_integrity_conflict(pacs):
     pacs.upload(dicom("A100", "HOSP", study_uid, series_uid=series_uid, sop_uid=sops[0],
                       InstanceNumber="1", InstitutionName="Somewhere Else"))
 
-    result = pacs_sync()
+    result = pacs_sync(actor=importer())
     assert (result.fetched, result.conflict, result.imported) == (1, 1, 0)
     alert = IntegrityAlert.objects.get()
     assert (alert.instance_id, alert.kind) == (original.pk, "conflict")
@@ -159,7 +162,7 @@ def test_a_changed_instance_on_the_pacs_is_an_integrity_conflict(pacs):
     assert storage.open_stored(original.storage_path).read() == original_bytes  # kept, not overwritten
     assert Instance.objects.count() == 2
 
-    again = pacs_sync()
+    again = pacs_sync(actor=importer())
     assert again.fetched == 0
     assert IntegrityAlert.objects.count() == 1
 
@@ -210,7 +213,7 @@ def test_a_sync_killed_half_way_resumes_without_duplicates(pacs, transactional_d
     for instance in Instance.objects.all():
         with storage.open_stored(instance.storage_path) as fh:
             assert fh.read() == pacs.file(pacs.find_instance(instance.sop_uid))
-    assert pacs_sync().fetched == 0
+    assert pacs_sync(actor=importer()).fetched == 0
 
 
 @pytest.mark.django_db
@@ -258,11 +261,11 @@ def test_a_bad_file_on_the_pacs_is_rejected_and_reported(pacs):
     study_uid, _ = load_study(pacs, "A100", "HOSP", instances=1)
     # An image with zero rows: Orthanc stores it, the import's parser refuses it.
     pacs.upload(dicom("A100", "HOSP", study_uid, Rows=0))
-    result = pacs_sync()
+    result = pacs_sync(actor=importer())
     assert (result.imported, result.rejected) == (1, 1)
     assert PacsSyncRun.objects.get().rejected == 1
     # The rejected file is not recorded as done, so the next run tries it again.
-    assert pacs_sync().fetched == 1
+    assert pacs_sync(actor=importer()).fetched == 1
 
 
 @pytest.mark.django_db
@@ -332,3 +335,51 @@ def test_a_newly_activated_patient_is_fetched_in_the_background(pacs, pacs_worke
     assert ingest_events() == {study_uid: 1}
     login_verified(client, user)
     assert "Fetching your images" not in client.get("/").content.decode()
+
+
+# --- Shape: the sync's reads are selectors, pydicom stays in imaging.dicom -----------------------
+
+
+def test_only_imaging_dicom_imports_pydicom():
+    import ast
+
+    offenders = []
+    for path in (ROOT / "imaging").rglob("*.py"):
+        if "dicom" in path.relative_to(ROOT / "imaging").parts[:1] or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n.split(".")[0] == "pydicom" for n in names):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_patient_identity_reads_the_files_own_header(tmp_path):
+    from imaging.dicom import parse, synth
+
+    path = synth.write_instance(tmp_path / "one.dcm", patient_id="A100", issuer="HOSP")
+    assert parse.patient_identity(path) == ("A100", "HOSP")
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not a DICOM file at all")
+    assert parse.patient_identity(broken) in (None, ("", ""))
+
+
+@pytest.mark.django_db
+def test_sync_selectors_stay_within_the_actors_reach(tmp_path):
+    from imaging.selectors import pacs_known_instances, pacs_sync_patients
+
+    alice = activated("HOSP", "A100")
+    bob = activated("HOSP", "B200")
+    PatientFactory(issuer="HOSP", mrn="C300")  # never activated
+    assert pacs_sync_patients(actor=importer()) == [alice, bob]
+    assert pacs_sync_patients(actor=importer(), patient_ids=[bob.pk]) == [bob]
+    assert pacs_sync_patients(actor=actor_of(alice.user)) == [alice]
+    PacsInstance.objects.create(patient=bob, study_uid="1.2", series_uid="1.2.3", sop_uid="1.2.3.4",
+                                metadata_sha256="f" * 64, outcome="imported", fetched_at=dt.datetime.now(dt.UTC))
+    assert pacs_known_instances(actor=importer(), sop_uids=["1.2.3.4", "9.9"]) == {"1.2.3.4": "f" * 64}
+    assert pacs_known_instances(actor=actor_of(alice.user), sop_uids=["1.2.3.4"]) == {}

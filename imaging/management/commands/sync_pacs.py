@@ -10,7 +10,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from imaging.pacs import PacsError, PacsNotConfigured, pacs_sync
+from core.actor import Actor
+from imaging.pacs.errors import PacsError, PacsNotConfigured
+from imaging.pacs.sync import pacs_sync
+from imaging.services.ingest import IMPORTER_NAME
 
 
 class Command(BaseCommand):
@@ -25,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            result = pacs_sync(patient_ids=options.get("patient"), recheck=options["recheck"])
+            result = pacs_sync(actor=Actor.system(IMPORTER_NAME), patient_ids=options.get("patient"), recheck=options["recheck"])
         except PacsNotConfigured as exc:
             raise CommandError(f"{exc} Set PACS_DICOMWEB_URL (and PACS_USERNAME/PACS_PASSWORD if needed).") from exc
         except PacsError as exc:

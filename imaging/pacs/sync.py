@@ -1,29 +1,19 @@
-"""Pulling studies from the hospital PACS over DICOMweb (issue 8).
+"""The PACS sync: pulling the studies of patients with an activated account from the hospital
+PACS over DICOMweb (see ``imaging.pacs`` for matching and restarting).
 
 - ``pacs_sync``: callers are ``manage.py sync_pacs``, the periodic ``imaging.pacs_sync`` task
-  and ``imaging.pacs_fetch_patient`` (a newly activated patient's history). For each patient
-  with an activated account it asks the PACS (QIDO-RS) for the patient's studies, compares the
-  PACS's per-instance metadata (WADO-RS) with what an earlier run saw, retrieves the new or
-  changed instances (WADO-RS, in the transfer syntax the PACS stores, so the bytes are the
-  PACS's own) into a private temporary directory, and imports them through
-  ``imaging.services.dicom_import``. Audited there: one ``ingest`` AccessEvent per study per
+  and ``imaging.pacs_fetch_patient`` (a newly activated patient's history), each acting as
+  ``Actor.system(IMPORTER_NAME)``. Retrieved files are imported through
+  ``imaging.services.ingest.dicom_import``, audited there: one ``ingest`` event per study per
   run; a changed file under a known SOP Instance UID becomes an integrity conflict, never an
   overwrite.
 - ``pacs_patient_fetch_enqueue``: caller is ``accounts.services.patient_account_activate``.
 - ``pacs_sync_failed``: caller is the Celery tasks once their retries are used up; tells the
   administrators (no patient data in the mail).
-- ``pacs_health`` / ``fetch_progress``: reads for ``/healthz`` and the patient's home page.
 
-Matching: studies are looked up by PatientID and kept when the PACS's Issuer of Patient ID is
-the patient's issuer. A PACS that stores no issuer is taken to hold IDs of
-``PACS_DEFAULT_ISSUER``: its studies match only patients of that issuer, never a patient of
-another assigning authority who happens to share the number. Every retrieved file is checked
-again (PatientID and issuer in its own header) before it is imported.
-
-Restartable: progress is kept per instance (``PacsInstance``) as each study is imported, and a
-patient is synced under a PostgreSQL advisory lock that dies with the connection, so a run
-killed half-way is simply run again: imported files are skipped by their recorded metadata
-fingerprint or, if the kill came before that record, found as duplicates by the import.
+What the sync reads from the database is in ``imaging.selectors`` (``pacs_sync_patients``,
+``pacs_known_instances``), as are the reads for /healthz and the home page (``pacs_health``,
+``pacs_fetch_progress``).
 """
 
 from __future__ import annotations
@@ -46,29 +36,20 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core.actor import Actor
+from imaging import selectors
 from imaging.models import PacsInstance, PacsPatientSync, PacsSyncRun, Patient
-from imaging.services.ingest import IMPORTER_NAME, dicom_import
+from imaging.pacs.client import connect, pacs_configured
+from imaging.pacs.errors import PacsError
+from imaging.services.ingest import dicom_import
 
 if TYPE_CHECKING:
-    from imaging.dicomweb import Client
+    from imaging.pacs.client import Client
 
-# The DICOMweb client, requests and pydicom (with numpy and Pillow, about 49 MB) are imported where a sync
-# uses them: /healthz, the patient's home page and every Celery worker load this module, and
-# the export worker must stay under 100 MB (tests/exports/test_worker.py).
+# The DICOMweb client, requests and pydicom (with numpy and Pillow, about 49 MB) are loaded by
+# ``connect`` and ``parse`` when a sync runs: every Celery worker imports this module, and the
+# export worker must stay under 100 MB (tests/exports/test_worker.py).
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "PacsError",
-    "PacsNotConfigured",
-    "SyncResult",
-    "fetch_progress",
-    "pacs_configured",
-    "pacs_health",
-    "pacs_patient_fetch_enqueue",
-    "pacs_sync",
-    "pacs_sync_failed",
-]
 
 # Advisory lock namespace ("PACS" on a phone keypad); the second key is the patient's pk.
 _LOCK_CLASS = 7227
@@ -78,14 +59,6 @@ _SOP_UID = "00080018"
 _PATIENT_ID = "00100020"
 _ISSUER = "00100021"
 _STUDY_INSTANCES = "00201208"
-
-
-class PacsError(Exception):
-    """The PACS could not be reached or answered wrongly; the run may be retried."""
-
-
-class PacsNotConfigured(PacsError):
-    """``PACS_DICOMWEB_URL`` is empty."""
 
 
 @dataclass
@@ -105,50 +78,9 @@ class SyncResult:
             "patients", "studies", "fetched", "imported", "duplicate", "conflict", "rejected", "skipped_busy")}
 
 
-def pacs_configured() -> bool:
-    return bool(getattr(settings, "PACS_DICOMWEB_URL", ""))
-
-
-def _client() -> Client:
-    from dicomweb_client.session_utils import create_session_from_user_pass
-
-    from imaging.dicomweb import Client
-
-    if not pacs_configured():
-        raise PacsNotConfigured("PACS_DICOMWEB_URL is not set.")
-    session = None
-    if settings.PACS_USERNAME:
-        session = create_session_from_user_pass(settings.PACS_USERNAME, settings.PACS_PASSWORD)
-    api = Client(settings.PACS_DICOMWEB_URL.rstrip("/"), session=session,
-                  timeout=(settings.PACS_CONNECT_TIMEOUT, settings.PACS_READ_TIMEOUT))
-    # A couple of quick retries for a busy PACS (429/503); longer outages are the Celery
-    # task's job, with its own backoff, so a worker is not held for minutes here.
-    api.set_http_retry_params(retry=True, max_attempts=max(getattr(settings, "PACS_HTTP_ATTEMPTS", 3), 1),
-                              wait_exponential_multiplier=500)
-    return api
-
-
 def _value(item: dict[str, Any], tag: str) -> str:
     values = (item.get(tag) or {}).get("Value") or []
     return str(values[0]).strip() if values else ""
-
-
-@contextmanager
-def _pacs_errors() -> Iterator[None]:
-    """HTTP-level failures as PacsError with a message fit for /healthz (no patient data)."""
-    import requests  # loaded with the DICOMweb client, when the PACS is asked
-
-    try:
-        yield
-    except requests.Timeout as exc:
-        raise PacsError("The PACS did not answer in time.") from exc
-    except requests.ConnectionError as exc:
-        raise PacsError("The PACS cannot be reached.") from exc
-    except requests.HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise PacsError(f"The PACS answered HTTP {status}.") from exc
-    except (requests.RequestException, ValueError) as exc:
-        raise PacsError(f"The PACS sent an unusable answer ({type(exc).__name__}).") from exc
 
 
 @contextmanager
@@ -169,23 +101,18 @@ def _patient_lock(patient: Patient) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, patient.pk])
 
 
-def _activated_patients(patient_ids: list[int] | None) -> list[Patient]:
-    qs = Patient.objects.filter(user__isnull=False, user__is_active=True).order_by("pk")
-    if patient_ids is not None:
-        qs = qs.filter(pk__in=patient_ids)
-    return list(qs)
-
-
-def pacs_sync(*, patient_ids: list[int] | None = None, recheck: bool = False) -> SyncResult:
-    """Sync the studies of every patient with an activated account (or of ``patient_ids``).
+def pacs_sync(*, actor: Actor, patient_ids: list[int] | None = None, recheck: bool = False) -> SyncResult:
+    """Sync the studies of every patient with an activated account (or of ``patient_ids``),
+    importing as ``actor`` (``Actor.system(IMPORTER_NAME)``: an import needs an actor that
+    reaches every record).
 
     ``recheck`` retrieves every instance again (the import compares bytes), for a PACS whose
     changes do not show in its metadata. Raises ``PacsNotConfigured`` / ``PacsError`` when the
     PACS fails; what was imported before the failure stays, and the next run resumes.
     Writes one ``PacsSyncRun`` row per call (for /healthz).
     """
-    api = _client()
-    patients = _activated_patients(patient_ids)
+    api = connect()
+    patients = selectors.pacs_sync_patients(actor=actor, patient_ids=patient_ids)
     run = PacsSyncRun.objects.create(patient=patients[0] if patient_ids and len(patients) == 1 else None)
     result = SyncResult()
     try:
@@ -194,7 +121,7 @@ def pacs_sync(*, patient_ids: list[int] | None = None, recheck: bool = False) ->
                 if not got:
                     result.skipped_busy += 1
                     continue
-                _sync_patient(api, patient, result, recheck=recheck)
+                _sync_patient(actor, api, patient, result, recheck=recheck)
             result.patients += 1
     except Exception as exc:
         message = str(exc) if isinstance(exc, PacsError) else f"Sync failed ({type(exc).__name__})."
@@ -216,16 +143,11 @@ def _counts(result: SyncResult) -> dict[str, int]:
 
 
 def _find_studies(api: Client, patient: Patient) -> list[dict[str, Any]]:
-    """QIDO-RS for the patient's studies, narrowed to the patient's issuer (see module doc)."""
+    """QIDO-RS for the patient's studies, narrowed to the patient's issuer (see ``imaging.pacs``)."""
     if any(ch in patient.mrn for ch in "*?\\"):
         # QIDO treats * and ? as wildcards: such an ID could match other patients' studies.
         return []
-    with _pacs_errors():
-        found = api.search_for_studies(
-            search_filters={"PatientID": patient.mrn},
-            fields=["IssuerOfPatientID", "NumberOfStudyRelatedInstances"],
-            get_remaining=True,
-        )
+    found = api.search_studies(patient.mrn)
     default_issuer = getattr(settings, "PACS_DEFAULT_ISSUER", "LOCAL")
     studies = []
     for item in found:
@@ -241,7 +163,7 @@ def _fingerprint(item: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(item, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _sync_patient(api: Client, patient: Patient, result: SyncResult, *, recheck: bool) -> None:
+def _sync_patient(actor: Actor, api: Client, patient: Patient, result: SyncResult, *, recheck: bool) -> None:
     state, _ = PacsPatientSync.objects.get_or_create(patient=patient)
     state.status, state.last_error = PacsPatientSync.Status.RUNNING, ""
     state.save(update_fields=["status", "last_error", "updated_at"])
@@ -251,7 +173,7 @@ def _sync_patient(api: Client, patient: Patient, result: SyncResult, *, recheck:
         state.instances_total = sum(int(_value(s, _STUDY_INSTANCES) or 0) for s in studies)
         state.save(update_fields=["studies_total", "studies_done", "instances_total", "instances_done", "updated_at"])
         for study in studies:
-            done = _sync_study(api, patient, _value(study, _STUDY_UID), result, recheck=recheck)
+            done = _sync_study(actor, api, patient, _value(study, _STUDY_UID), result, recheck=recheck)
             state.studies_done += 1
             state.instances_done += done
             state.instances_total = max(state.instances_total, state.instances_done)
@@ -266,16 +188,17 @@ def _sync_patient(api: Client, patient: Patient, result: SyncResult, *, recheck:
     state.save(update_fields=["status", "last_synced_at", "updated_at"])
 
 
-def _sync_study(api: Client, patient: Patient, study_uid: str, result: SyncResult, *, recheck: bool) -> int:
+def _sync_study(
+    actor: Actor, api: Client, patient: Patient, study_uid: str, result: SyncResult, *, recheck: bool
+) -> int:
     """Fetch and import the study's new or changed instances; returns how many it has."""
-    with _pacs_errors():
-        metadata = api.retrieve_study_metadata(study_uid)
+    metadata = api.study_metadata(study_uid)
     wanted: dict[str, tuple[str, str]] = {}  # sop_uid -> (series_uid, fingerprint)
     for item in metadata:
         sop_uid, series_uid = _value(item, _SOP_UID), _value(item, _SERIES_UID)
         if sop_uid and series_uid:
             wanted[sop_uid] = (series_uid, _fingerprint(item))
-    known = dict(PacsInstance.objects.filter(sop_uid__in=list(wanted)).values_list("sop_uid", "metadata_sha256"))
+    known = selectors.pacs_known_instances(actor=actor, sop_uids=list(wanted))
     todo = [uid for uid, (_, digest) in wanted.items() if recheck or known.get(uid) != digest]
     if not todo:
         return len(wanted)
@@ -285,8 +208,7 @@ def _sync_study(api: Client, patient: Patient, study_uid: str, result: SyncResul
         folder = Path(tmp)
         files: list[Path] = []
         for index, sop_uid in enumerate(todo):
-            with _pacs_errors():
-                data = api.retrieve_instance_bytes(study_uid, wanted[sop_uid][0], sop_uid)
+            data = api.instance_bytes(study_uid, wanted[sop_uid][0], sop_uid)
             result.fetched += 1
             path = folder / f"{index:06d}.dcm"
             path.write_bytes(data)
@@ -300,7 +222,7 @@ def _sync_study(api: Client, patient: Patient, study_uid: str, result: SyncResul
             files.append(path)
             if throttle:
                 time.sleep(throttle)  # pacing requests to the PACS, not synchronisation
-        summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=files, issuer=patient.issuer) if files else None
+        summary = dicom_import(actor=actor, paths=files, issuer=patient.issuer) if files else None
 
     if summary is not None:
         now = timezone.now()
@@ -323,14 +245,12 @@ def _sync_study(api: Client, patient: Patient, study_uid: str, result: SyncResul
 
 
 def _wrong_patient(path: Path, patient: Patient) -> str | None:
-    import pydicom
+    from imaging.dicom import parse
 
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "IssuerOfPatientID"])
-    except Exception:  # noqa: BLE001 - an unreadable file is left to the import to reject with a reason
-        return None
-    patient_id = str(ds.get("PatientID", "") or "").strip()
-    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    identity = parse.patient_identity(path)
+    if identity is None:
+        return None  # an unreadable file is left to the import to reject with a reason
+    patient_id, issuer = identity
     if patient_id != patient.mrn or (issuer and issuer != patient.issuer):
         return "The PACS sent a file of another patient for this patient's study; not imported."
     return None
@@ -369,41 +289,3 @@ def pacs_sync_failed(*, error: str, patient_id: int | None = None) -> None:
         fail_silently=True,
     )
     logger.error("PACS sync failed after retries: %s", error)
-
-
-def pacs_health() -> dict[str, Any]:
-    """For /healthz: configured?, last completed sync, last error. Never raises."""
-    if not pacs_configured():
-        return {"ok": True, "configured": False}
-    try:
-        last = PacsSyncRun.objects.exclude(status=PacsSyncRun.Status.RUNNING).first()
-        last_ok = PacsSyncRun.objects.filter(status=PacsSyncRun.Status.OK).first()
-        last_failed = PacsSyncRun.objects.filter(status=PacsSyncRun.Status.FAILED).first()
-    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not fail
-        return {"ok": False, "configured": True, "error": exc.__class__.__name__}
-    return {
-        "ok": last is None or last.status == PacsSyncRun.Status.OK,
-        "configured": True,
-        "last_sync_at": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
-        "last_error": last_failed.error if last_failed else None,
-        "last_error_at": last_failed.finished_at.isoformat() if last_failed and last_failed.finished_at else None,
-    }
-
-
-def fetch_progress(patient: Patient | None) -> dict[str, Any] | None:
-    """The home page's "fetching your images" state, or None once the first fetch completed."""
-    if patient is None:
-        return None
-    state = PacsPatientSync.objects.filter(patient=patient, last_synced_at__isnull=True).first()
-    if state is None:
-        return None
-    total = state.instances_total
-    return {
-        "status": state.status,
-        "failed": state.status == PacsPatientSync.Status.FAILED,
-        "studies_done": state.studies_done,
-        "studies_total": state.studies_total,
-        "instances_done": state.instances_done,
-        "instances_total": total,
-        "percent": int(100 * state.instances_done / total) if total else 0,
-    }
