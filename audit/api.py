@@ -10,8 +10,8 @@ from django.http import HttpRequest, JsonResponse
 from audit import fhir
 from audit.ingest import MAX_BATCH, events_ingest
 from audit.models import AccessEvent
+from core import openapi
 from core.api import ApiError, api_endpoint, json_body
-from portal import openapi
 
 PATH = "/api/v1/audit/events"
 

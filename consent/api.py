@@ -14,10 +14,10 @@ from django.http import HttpRequest, JsonResponse
 
 from consent import services
 from consent.models import Scope
+from core import openapi
 from core.actor import Actor
 from core.api import ApiError, api_endpoint, json_body
 from imaging.models import Patient, Study
-from portal import openapi
 
 
 def _scope(value: object) -> str:

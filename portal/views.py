@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from core import openapi
 from core.signing import public_key_pem
 from imaging.selectors import pacs_health
 from portal.celery import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
@@ -98,3 +99,9 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     return _error(request, 500, "Something went wrong on our side", "We have been told about it. Please try again in a few minutes.")
+
+
+@login_not_required
+@require_GET
+def openapi_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(openapi.document(), json_dumps_params={"indent": 2})

@@ -9,7 +9,7 @@ from audit.models import AccessEvent
 from audit.services import chain_verify
 from consent.models import ConsentDecision
 from consent.services import _write_decision, consent_policy_publish
-from portal.openapi import document
+from core.openapi import document
 from tests.consent.conftest import make_study
 
 pytestmark = pytest.mark.django_db
