@@ -186,7 +186,11 @@ def main() -> None:
             small_n = cursor.fetchone()[0]
         print(f"Events in the table: {total:,}; big patient: {big_n:,}; small patient: {small_n:,} (filler rows bypass the chain)")
 
-        from audit.selectors import encode_cursor, events_for_patient
+        from audit.selectors import encode_cursor, event_list
+        from portal.actors import actor_for_user
+
+        def events_for_patient(user):
+            return event_list(actor=actor_for_user(user))
 
         rows = []
         for label, build in [
