@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AccessEvent
+from audit.selectors import event_get, event_list
 from consent import selectors as consent_selectors
 from core.actor import Actor
 from flags.models import Flag, FlagEvent, Notice
@@ -69,19 +70,11 @@ class FlagTarget:
         return self.study if self.study is not None else self.event.study
 
 
-def access_event_get(*, actor: Actor, event_id: int) -> AccessEvent:
-    """One entry of the actor's access log; ``Http404`` for another patient's or a missing one."""
-    event = AccessEvent.objects.for_actor(actor).filter(pk=event_id).select_related("study", "patient").first()
-    if event is None:
-        raise Http404("No such access-log entry.")
-    return event
-
-
 def flag_target_get(*, actor: Actor, study_id: int | None = None, access_event_id: int | None = None) -> FlagTarget:
     """The study or access-log entry a patient is reporting (the entry wins when both are given,
     as on the report page); ``Http404`` outside the actor's reach. Records nothing."""
     if access_event_id is not None:
-        return FlagTarget(event=access_event_get(actor=actor, event_id=access_event_id))
+        return FlagTarget(event=event_get(actor=actor, event_id=access_event_id))
     if study_id is not None:
         return FlagTarget(study=study_get(actor=actor, study_id=study_id))
     raise Http404("Nothing to report.")
@@ -241,13 +234,13 @@ def flag_context(*, actor: Actor, flag: Flag) -> FlagContext:
     """
     if not actor.may_reach(flag.patient_id):
         raise Http404("No such flag.")
-    events = AccessEvent.objects.for_actor(actor)
-    event = events.filter(pk=flag.access_event_id).select_related("study").first() if flag.access_event_id else None
+    events = event_list(actor=actor)
+    event = event_get(actor=actor, event_id=flag.access_event_id) if flag.access_event_id else None
     study_id = flag.study_id or (event.study_id if event else None)
     study = study_get(actor=actor, study_id=study_id) if study_id else None
     ctx = FlagContext(flag=flag, study=study, event=event)
     if study is not None:
-        ctx.study_history = list(events.filter(study=study).order_by("-occurred_at", "-pk")[:HISTORY_LIMIT])
+        ctx.study_history = list(events.filter(study=study)[:HISTORY_LIMIT])
         counts = Instance.objects.for_actor(actor).filter(series__study=study).aggregate(
             total=Count("pk"), unverified=Count("pk", filter=Q(verified_ok__isnull=True)), failed=Count("pk", filter=Q(verified_ok=False))
         )
@@ -256,7 +249,7 @@ def flag_context(*, actor: Actor, flag: Flag) -> FlagContext:
     if event is not None:
         same_actor = Q(actor_ref=event.actor_ref) if event.actor_ref else Q(actor_name=event.actor_name, organization=event.organization)
         ctx.accessor_history = list(
-            events.filter(same_actor).exclude(pk=event.pk).select_related("study").order_by("-occurred_at", "-pk")[:HISTORY_LIMIT]
+            events.filter(same_actor).exclude(pk=event.pk)[:HISTORY_LIMIT]
         )
     ctx.consent_when = event.occurred_at if event else flag.created_at
     default = str(consent_selectors.default_decision())
