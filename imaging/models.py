@@ -232,7 +232,7 @@ class PacsSyncRun(models.Model):
 class PixelText(models.Model):
     """What OCR read in one instance's pixels (text burned into the image), cached per instance.
 
-    Written by :func:`imaging.pixel_text.pixel_text_for` (the only writer); read by "What this scan
+    Written by :func:`imaging.pixel_text.pixel_text_for_instances` (the only writer); read by "What this scan
     reveals" and by de-identified exports, which mask the ``regions``. The text read is the
     patient's data, like the file it came from, and is shown only through patient selectors.
     """

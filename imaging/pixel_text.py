@@ -46,21 +46,15 @@ def _stale(row: PixelText) -> bool:
             and ocr.available(_tesseract_cmd())[0])
 
 
-def pixel_text_for(*, instance: Instance, refresh: bool = False) -> PixelText:
-    """The OCR result for one instance, read once and cached (``refresh=True`` reads again).
-
-    Called by exports' packaging for every image of a de-identified copy and by selectors that
-    have already narrowed to the patient's own instance. Records no access event.
-    """
-    return pixel_text_for_instances(instances=[instance], refresh=refresh)[instance.pk]
-
-
 def pixel_text_for_instances(*, instances: Iterable[Instance], refresh: bool = False) -> dict[int, PixelText]:
-    """:func:`pixel_text_for` for several instances (one patient's), by instance id.
+    """The OCR result of each of ``instances`` (one patient's), by instance id: read once and
+    cached (``refresh=True`` reads again).
 
     Uncached instances are read in batches of :data:`BATCH`, so the frames of a CT series share
-    Tesseract calls (60-160 ms a CT slice instead of 170-260 ms read one by one). Same callers and
-    same auditing as :func:`pixel_text_for`.
+    Tesseract calls (60-160 ms a CT slice instead of 170-260 ms read one by one). Called by
+    exports' packaging for the images of a de-identified copy, a batch ahead of the one it
+    writes, and by :func:`pixel_text_for_study`; the caller has already narrowed to the
+    patient's own instances. Records no access event.
     """
     from imaging.dicom import ocr
 
@@ -101,7 +95,7 @@ def pixel_text_for_study(*, study: Study, refresh: bool = False) -> dict[str, in
     """Read every image instance of ``study`` (cached ones are not read again); counts by status.
 
     Called by the ``imaging.pixel_text_check_study`` task and by exports before they package a
-    study (so the per-file :func:`pixel_text_for` calls hit the cache). The caller has already
+    study (so its :func:`pixel_text_for_instances` calls hit the cache). The caller has already
     narrowed to the patient's own study. Records no access event.
     """
     instances = Instance.objects.filter(series__study=study, rows__gt=0, columns__gt=0).order_by(
@@ -116,7 +110,7 @@ def regions_for_masking(pixel_text: PixelText) -> list[dict[str, Any]]:
     """The boxes to mask in a de-identified copy: ``[{"frame": 0, "box": [x, y, w, h]}, ...]``.
 
     Frame and box only, in the frame's own pixel coordinates (the text read stays out of the
-    copy's code path). Called by exports' packaging with a row from :func:`pixel_text_for`.
+    copy's code path). Called by exports' packaging with a row from :func:`pixel_text_for_instances`.
     """
     return [{"frame": int(region["frame"]), "box": [int(v) for v in region["box"]]}
             for region in pixel_text.regions or []]

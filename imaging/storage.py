@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -145,9 +144,3 @@ def stored_digest(name: str) -> Digest | None:
             return hash_stream(fh)
     except FileNotFoundError:
         return None
-
-
-def iter_chunks(name: str) -> Iterator[bytes]:
-    with open_stored(name) as fh:
-        while chunk := fh.read(CHUNK):
-            yield chunk

@@ -2,9 +2,9 @@
 
 - ``ingest``: ``dicom_import`` (files, folders, ZIPs, DICOMDIR into rows and storage; one
   ``ingest`` access event per study) and its summary types.
-- ``integrity``: ``instances_verify`` (re-hash stored files), ``instances_check_pixels``,
-  ``conflict_alert_raise`` (a different file under a known UID) and ``study_status_set``
-  ("under review" while a flag is open).
+- ``integrity``: ``instances_verify`` (re-hash stored files), ``conflict_alert_raise`` (a
+  different file under a known UID) and ``study_status_set`` ("under review" while a flag is
+  open).
 - ``rendering``: ``render_frame``, ``render_thumbnail``, ``viewer_metadata``, the one window rule
   (``window_check``) and the one slice order (``slices_in_order``); not audited per frame.
 - ``viewing``: the audited reads of the patient's pages (``study_open``, ``series_open``,

@@ -23,7 +23,7 @@ from core import access_log
 from core.actor import Actor
 from imaging import storage
 from imaging.models import Instance, Patient, PixelStatus, Series, Study
-from imaging.services.integrity import PIXEL_ERROR_CHARS, conflict_alert_raise
+from imaging.services.integrity import conflict_alert_raise
 
 if TYPE_CHECKING:
     from imaging import sources
@@ -41,6 +41,7 @@ IMPORTER_NAME = "Lightbox import"
 # Issuer of Patient ID used when neither --issuer nor the file names one. Overridable with a
 # LIGHTBOX_DEFAULT_ISSUER setting; "LOCAL" marks IDs assigned by this hospital's own systems.
 DEFAULT_ISSUER = "LOCAL"
+PIXEL_ERROR_CHARS = Instance._meta.get_field("pixel_error").max_length
 
 
 class ImportUsageError(Exception):

@@ -4,7 +4,6 @@ alerts, and "under review".
 - ``instances_verify``: callers are the nightly ``imaging.verify_integrity`` task and the privacy
   office's re-check of a flagged study (``flags.services``). Not audited as an access (it reads
   bytes, not patient data); findings become ``IntegrityAlert`` rows.
-- ``instances_check_pixels``: an operator or a data migration, once. Not audited.
 - ``conflict_alert_raise``: caller is ingest, when a different file arrives under a known SOP
   Instance UID. Not audited itself: the import records its ingest event.
 - ``study_status_set``: caller is ``flags.services`` when a flag on the study opens or closes.
@@ -23,11 +22,9 @@ from django.utils import timezone
 
 from core.actor import Actor
 from imaging import storage
-from imaging.models import Instance, IntegrityAlert, PixelStatus, Study
+from imaging.models import Instance, IntegrityAlert, Study
 
 logger = logging.getLogger(__name__)
-
-PIXEL_ERROR_CHARS = Instance._meta.get_field("pixel_error").max_length
 
 
 def conflict_alert_raise(existing: Instance, *, found: Path, digest: storage.Digest, source: str) -> IntegrityAlert:
@@ -65,32 +62,6 @@ def study_status_set(*, actor: Actor, study: Study, status: str) -> Study:
         locked.save(update_fields=["status", "updated_at"])
     study.status = status
     return locked
-
-
-# --- Pixel status of rows imported before it was recorded --------------------------------
-
-
-def instances_check_pixels(*, study: Study | None = None) -> int:
-    """Set ``pixel_status``/``pixel_error`` on rows imported before the import recorded them
-    (migration 0005 gave every row "ok"): "none" where there are no pixels, "undecodable" with
-    the reason where the stored file's first frame cannot be shown. Returns how many rows were
-    marked undecodable. Callers: an operator or a data migration, once; idempotent. Not an
-    access to patient data (it reads bytes, like ``instances_verify``): not audited."""
-    from imaging.dicom import render
-
-    qs = Instance.objects.all() if study is None else Instance.objects.filter(series__study=study)
-    qs.filter(rows__isnull=True).exclude(pixel_status=PixelStatus.NONE).update(pixel_status=PixelStatus.NONE, pixel_error="")
-    marked = 0
-    for pk, path in qs.filter(rows__isnull=False, pixel_status=PixelStatus.OK).values_list("pk", "storage_path").iterator(chunk_size=500):
-        try:
-            with storage.open_stored(path) as fh:
-                problem = render.stream_decode_problem(fh)
-        except FileNotFoundError:
-            continue  # the integrity check reports missing files; this is about decoding
-        if problem is not None:
-            Instance.objects.filter(pk=pk).update(pixel_status=PixelStatus.UNDECODABLE, pixel_error=problem[:PIXEL_ERROR_CHARS])
-            marked += 1
-    return marked
 
 
 # --- Integrity ----------------------------------------------------------------------------

@@ -21,11 +21,10 @@ from imaging.dicom.render import MAX_REASON_CHARS
 from imaging.errors import RenderError
 from imaging.models import Instance, IntegrityAlert, Patient, PixelStatus, Series, Study
 from imaging.services.ingest import ImportUsageError, dicom_import
-from imaging.services.integrity import instances_check_pixels
 from imaging.services.rendering import render_frame, render_thumbnail
 from tests.factories import PatientFactory
 from tests.imaging.conftest import SAMPLES, is_dicomdir, listing, sample_files
-from tests.imaging.helpers import can_decode, importer
+from tests.imaging.helpers import can_decode, importer, instances_check_pixels
 
 pytestmark = pytest.mark.django_db
 

@@ -23,10 +23,10 @@ from pydicom.uid import (
 
 from imaging.dicom import ocr, synth
 from imaging.models import Instance, PixelText, Study
-from imaging.pixel_text import pixel_text_for, pixel_text_for_study, regions_for_masking
+from imaging.pixel_text import pixel_text_for_study, regions_for_masking
 from imaging.services.ingest import dicom_import
 from imaging.tasks import pixel_text_check_study
-from tests.imaging.helpers import importer
+from tests.imaging.helpers import importer, pixel_text_for
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 MISSING = "/nonexistent/bin/tesseract"
