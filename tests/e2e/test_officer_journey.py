@@ -27,7 +27,7 @@ from tests.e2e.journey import (
     second_browser,
 )
 from tests.e2e.test_flags import sign_in
-from tests.factories import PatientFactory
+from tests.factories import PatientFactory, actor_of
 from tests.flags.conftest import make_event, make_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -50,7 +50,7 @@ def test_officer_works_a_report_through_to_an_incident_notice(
     make_event(other_patient.patient, when=three_days_ago + dt.timedelta(hours=2))
     make_event(PatientFactory(), organization="Other Vendor plc", when=three_days_ago)
     flag = flag_services.flag_create(
-        actor=patient, patient=patient.patient, access_event=flagged,
+        actor=actor_of(patient), access_event_id=flagged.pk,
         category=Flag.Category.UNEXPECTED_AI_OR_RESEARCH_USE, description="I never agreed to this.",
     )
     mail.outbox.clear()

@@ -45,7 +45,7 @@ from tests.e2e.journey import (
 )
 from tests.e2e.test_signup_journey import expect_home
 from tests.exports.conftest import ADDRESS, make_study, open_with_7z, verify_archive
-from tests.factories import PatientFactory
+from tests.factories import PatientFactory, actor_of
 from tests.imaging.test_verify_copy import edited
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -209,9 +209,9 @@ def test_patient_walks_the_whole_portal(page: Page, live_server, site, officer, 
 
     # 9. Later the office asks a question (its own journey is test_officer_journey.py); she
     # reads it under "My reports" and answers.
-    flag_services.flag_claim(actor=officer, flag=flag)
+    flag_services.flag_claim(actor=actor_of(officer), flag=flag)
     flag_services.flag_message(
-        actor=officer, flag=flag, ask_for_info=True, text="Did you take part in a study at another hospital?"
+        actor=actor_of(officer), flag=flag, ask_for_info=True, text="Did you take part in a study at another hospital?"
     )
     assert mail.outbox[-1].to == [EMAIL] and AI_VENDOR not in mail.outbox[-1].body
     page.get_by_role("link", name="My reports", exact=True).click()

@@ -9,6 +9,7 @@ import pydicom
 import pytest
 from playwright.sync_api import Page, expect
 
+from core.actor import Actor, Kind
 from exports.services import export_for_paper_request
 from tests.e2e.test_viewer import sign_in
 from tests.exports.conftest import make_study, open_with_7z
@@ -19,8 +20,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_a_file_from_my_deidentified_copy_is_recognised(page: Page, live_server, site, patient, tmp_path, screenshot):
     study = make_study(patient, tmp_path / "ct", slices=2)
     archive = tmp_path / "copy.zip"
-    export_for_paper_request(patient=patient.patient, studies=[study], deidentify=True, passphrase="correct-horse",
-                             out=archive, actor_name="Privacy office")
+    office = Actor(kind=Kind.PRIVACY_OFFICER, name="Privacy office", role="Privacy officer").investigating(patient.patient.pk)
+    export_for_paper_request(actor=office, patient=patient.patient, studies=[study], deidentify=True,
+                             passphrase="correct-horse", out=archive)
     assert open_with_7z(archive, "correct-horse", tmp_path / "opened").returncode == 0
     copy = tmp_path / "opened" / "DICOM" / "ST0001" / "SE0001" / "IM000001"
     ds = pydicom.dcmread(copy, stop_before_pixels=True)
