@@ -308,6 +308,7 @@ NOT_PAGES = {
     "exports-download": "POST-only; file download",
     "exports-cancel": "POST-only; redirects to the export page",
     "exports-revoke": "POST-only; redirects to the export page",
+    "exports-seen": "POST-only; redirects to the downloads page",
     "flags-reply": "POST-only; redirects to the report page",
     "flags-notices-read": "POST-only; redirects back",
     "flags-claim": "POST-only; redirects to the flag page",
