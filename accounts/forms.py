@@ -45,7 +45,7 @@ class ActivationSignupForm(SignupForm):
         code, birth_date = cleaned.get("activation_code"), cleaned.get("birth_date")
         if code and birth_date:
             try:
-                services.activation_code_check(request=self.request, code=code, birth_date=birth_date)
+                services.activation_code_check(actor=self.request.actor, code=code, birth_date=birth_date)
             except services.ActivationError:
                 self.add_error("activation_code", ACTIVATION_MISMATCH)
             except RateLimited:

@@ -131,19 +131,27 @@ class AuthenticatorApp(TimestampMixin, ThrottlingMixin, Device):
     def get_throttle_factor(self) -> int:
         return 1
 
+    def matching_step(self, token) -> int | None:
+        """The time step ``token`` is the code of (within ``tolerance``, and later than the last
+        code used, so a code works once), or None. Reads only: ``verify_token`` records the use;
+        enrolment checks a key that has no row yet (``accounts.services``)."""
+        token = str(token).strip().replace(" ", "")
+        # isascii: str.isdigit() also accepts digits such as "²" that int() cannot parse.
+        if not (token.isascii() and token.isdigit() and len(token) == self.digits):
+            return None
+        totp = TOTP(self.bin_key, self.step, 0, self.digits, self.drift)
+        totp.time = time.time()
+        if totp.verify(int(token), self.tolerance, self.last_t + 1):
+            return totp.t()
+        return None
+
     def verify_token(self, token) -> bool:
         allowed, _ = self.verify_is_allowed()
         if not allowed:
             return False
-        token = str(token).strip().replace(" ", "")
-        # isascii: str.isdigit() also accepts digits such as "²" that int() cannot parse.
-        if not (token.isascii() and token.isdigit() and len(token) == self.digits):
-            self.throttle_increment(commit=True)
-            return False
-        totp = TOTP(self.bin_key, self.step, 0, self.digits, self.drift)
-        totp.time = time.time()
-        if totp.verify(int(token), self.tolerance, self.last_t + 1):
-            self.last_t = totp.t()
+        step = self.matching_step(token)
+        if step is not None:
+            self.last_t = step
             self.throttle_reset(commit=False)
             self.set_last_used_timestamp(commit=False)
             self.save()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
+from allauth.core.internal.sessionkit import get_session_user
+from allauth.usersessions.models import UserSession
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
-from django_otp import devices_for_user, user_has_device
+from django_otp import devices_for_user
 from django_otp.models import Device
 
 from accounts.models import AuthenticatorApp, RecoveryCodeSet, SignInEvent, User
@@ -41,19 +46,28 @@ def recovery_codes_left(user: User) -> int:
     return codeset.codes.count() if codeset else 0
 
 
-def pending_authenticator(user: User) -> AuthenticatorApp | None:
-    return AuthenticatorApp.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+def pending_authenticator(*, user: User, pending_key: str) -> AuthenticatorApp:
+    """The authenticator being enrolled, as an unsaved device (for its QR code and key as text):
+    its key waits in the session, encrypted, until a code confirms it (``accounts.services``)."""
+    return AuthenticatorApp(user=user, name="Authenticator app", confirmed=False, encrypted_key=pending_key)
 
 
 def recent_sign_ins(user: User, limit: int = 20) -> QuerySet[SignInEvent]:
     return SignInEvent.objects.filter(user=user)[:limit]
 
 
-def has_any_device(user: User) -> bool:
-    return user_has_device(user, confirmed=True)
-
-
 def has_passkey(user: User) -> bool:
     from django_otp_webauthn.models import WebAuthnCredential
 
     return WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()
+
+
+def signed_in_sessions(user: User) -> list[UserSession]:
+    """Where the user is signed in: their sessions that are still alive, for the security page.
+
+    Reads only. allauth's ``purge_and_list`` also deletes the rows of sessions that ended, and a
+    page view writes nothing; allauth's own sessions page (where "sign out everywhere else" posts)
+    tidies them.
+    """
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return [s for s in UserSession.objects.filter(user_id=user.pk) if get_session_user(store(s.session_key))]

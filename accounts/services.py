@@ -1,7 +1,13 @@
 """Writes for accounts: activation, second-factor enrolment and verification, factor changes.
 
-Sensitive changes take the ``request`` because they must check a recent reauthentication
-(docs/security.md §6) and act on the session (rotation, signing out other sessions).
+Every service takes the acting person as ``actor=`` (``core.actor``), never the request. A
+sensitive change (a second factor added, renamed or removed, new recovery codes) checks a recent
+reauthentication itself with ``actor.require_recent_reauthentication()`` (docs/security.md §6);
+the view checks too, so the browser is sent to the password page. What only the HTTP session can
+do stays with the views (``accounts.sessions``): django-otp marks a session verified with the
+request, and a key being enrolled waits in the session until its first code is confirmed. The
+services get plain values instead: the current session's key (to sign out every other session)
+and whether the session has passed the second factor.
 """
 
 from __future__ import annotations
@@ -10,19 +16,19 @@ import datetime as dt
 import os
 import secrets
 
-from allauth.account.adapter import get_adapter
 from allauth.account.models import EmailAddress
-from allauth.core import ratelimit
 from allauth.core.exceptions import RateLimited
-from allauth.usersessions.internal.flows.sessions import end_other_sessions
+from allauth.usersessions.adapter import get_adapter as get_usersessions_adapter
+from allauth.usersessions.models import UserSession
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
-from django_otp import login as otp_login
 from django_otp.models import Device
 
+from accounts import ratelimit
 from accounts.models import (
     ActivationCode,
     AuthenticatorApp,
@@ -31,10 +37,10 @@ from accounts.models import (
     SignInEvent,
     User,
 )
-from accounts.selectors import user_has_confirmed_factor
+from accounts.selectors import sign_in_factors, user_has_confirmed_factor
 from core import crypto
+from core.actor import Actor, Kind
 from core.models import ServiceAccount
-from core.reauth import require_recent_reauthentication
 from imaging.models import Patient
 
 # Crockford's base32: no I, L, O, U, so a code read aloud or typed from a letter survives.
@@ -87,10 +93,12 @@ def _matching_code(code: str, birth_date: dt.date, *, lock: bool) -> ActivationC
     return row
 
 
-def activation_code_check(*, request: HttpRequest, code: str, birth_date: dt.date) -> None:
-    """Validate a code + date of birth before an account is created. Rate limited per IP;
-    every failure looks the same so a guesser learns nothing about which part was wrong."""
-    if not ratelimit.consume(request, action="activation"):
+def activation_code_check(*, actor: Actor, code: str, birth_date: dt.date) -> None:
+    """Validate a code + date of birth before an account is created. Caller: the signup form,
+    as the anonymous visitor. Rate limited per client IP (``ACCOUNT_RATE_LIMITS["activation"]``);
+    every failure looks the same so a guesser learns nothing about which part was wrong. Writes
+    and records nothing."""
+    if not ratelimit.consume(action="activation", actor=actor):
         raise RateLimited
     _matching_code(code, birth_date, lock=False)
 
@@ -119,39 +127,51 @@ def patient_account_activate(*, user: User, code: str, birth_date: dt.date) -> P
 # --- Second factor ------------------------------------------------------------------------
 
 
-def _client(request: HttpRequest) -> tuple[str | None, str]:
-    return get_adapter(request).get_client_ip(request), request.META.get("HTTP_USER_AGENT", "")[:300]
-
-
-def _mark_verified(request: HttpRequest, device: Device, method: str) -> None:
-    # A new session id once the second factor passes (docs/security.md §5), like Django does at login.
-    request.session.cycle_key()
-    otp_login(request, device)
-    ip, agent = _client(request)
-    event = SignInEvent(user=request.user, method=method, ip=ip, user_agent=agent)
+def _sign_in_record(*, actor: Actor, method: str) -> None:
+    event = SignInEvent(user_id=actor.user_id, method=method, ip=actor.ip, user_agent=actor.user_agent[:300])
     event.full_clean()
     event.save()
 
 
-def _consume_code_attempt(request: HttpRequest, *, dry_run: bool) -> None:
-    if not ratelimit.consume(request, action="mfa_code", user=request.user, dry_run=dry_run):
+def _consume_code_attempt(actor: Actor, *, dry_run: bool) -> None:
+    # ACCOUNT_RATE_LIMITS["mfa_code"]: per account and per client IP (docs/security.md §2).
+    if not ratelimit.consume(action="mfa_code", actor=actor, dry_run=dry_run):
         raise RateLimited
 
 
-def authenticator_enrolment_start(*, user: User) -> AuthenticatorApp:
-    """An unconfirmed authenticator for the enrolment page (reused until confirmed)."""
-    device = AuthenticatorApp.objects.filter(user=user, confirmed=False).order_by("-pk").first()
-    if device is None:
-        device = AuthenticatorApp(user=user, name="Authenticator app", confirmed=False)
-        # 160-bit seed: RFC 4226 §4 recommends the HMAC-SHA1 output length.
-        device.set_key(os.urandom(20))
-        device.full_clean()
-        device.save()
-    return device
+def _end_other_sessions(*, user_id: int, session_key: str | None) -> None:
+    """Sign out every session of the user except ``session_key``, the one acting
+    (docs/security.md §5: a changed password or second factor ends the others)."""
+    others = UserSession.objects.filter(user_id=user_id)
+    if session_key:
+        others = others.exclude(session_key=session_key)
+    get_usersessions_adapter().end_sessions(list(others))
 
 
-def recovery_codes_generate(user: User) -> list[str]:
-    """Replace the user's recovery codes with fresh ones; return them in clear, once."""
+def _own_user(actor: Actor) -> User:
+    if actor.user_id is None:
+        raise PermissionDenied("Only a signed-in person manages their own second factors.")
+    return User.objects.get(pk=actor.user_id)
+
+
+def authenticator_enrolment_start(*, actor: Actor) -> str:
+    """A new authenticator key for the enrolment page, encrypted with the field key
+    (``core.crypto``) so that the session keeping it until the first code is confirmed holds no
+    seed in clear (docs/security.md §4). Caller: the enrolment view, once per session (a reload
+    shows the same key). Writes nothing: the device row is created only when a code confirms it
+    (``authenticator_enrolment_confirm``)."""
+    _own_user(actor)
+    # 160-bit seed: RFC 4226 §4 recommends the HMAC-SHA1 output length.
+    return crypto.encrypt(os.urandom(20))
+
+
+@transaction.atomic
+def recovery_codes_generate(*, actor: Actor, user: User) -> list[str]:
+    """Replace ``user``'s recovery codes with fresh ones; return them in clear, once (only keyed
+    hashes are stored). Callers: the enrolment and regeneration services as the user themselves,
+    and the demo command as the system; anyone else is refused."""
+    if actor.user_id != user.pk and actor.kind != Kind.SYSTEM:
+        raise PermissionDenied("Recovery codes are made only for oneself.")
     codeset, _ = RecoveryCodeSet.objects.get_or_create(user=user, defaults={"name": "Recovery codes", "confirmed": True})
     codeset.codes.all().delete()
     codes = []
@@ -165,51 +185,70 @@ def recovery_codes_generate(user: User) -> list[str]:
     return codes
 
 
-def authenticator_enrolment_confirm(*, request: HttpRequest, device: AuthenticatorApp, token: str, name: str) -> list[str] | None:
-    """Confirm a new authenticator with its first code.
+def authenticator_enrolment_confirm(
+    *, actor: Actor, pending_key: str, token: str, name: str, session_verified: bool, session_key: str | None
+) -> tuple[AuthenticatorApp, list[str] | None]:
+    """Create the authenticator for ``pending_key`` (from ``authenticator_enrolment_start``) once
+    ``token`` is its current code; return the device and, for a first factor, fresh recovery codes.
 
-    First factor (enrolment after signup): marks the session verified and returns fresh
-    recovery codes. Raises ``InvalidCode`` on a wrong code. Additional factor: needs a verified session and a recent reauthentication,
-    returns None, and signs out the user's other sessions.
+    Caller: the enrolment view, as the signed-in user, with plain values from its session:
+    ``session_verified`` (has this session passed the second factor) and ``session_key``.
+    First factor (enrolment after signup): records a SignInEvent; the view then marks its session
+    verified (``accounts.sessions``: django-otp's login needs the request). Additional factor:
+    needs a verified session and a recent reauthentication, returns no codes, and signs out the
+    user's other sessions. Raises ``InvalidCode`` on a wrong code (or a key already confirmed by
+    a parallel submit), ``RateLimited`` past ``ACCOUNT_RATE_LIMITS["mfa_code"]``.
     """
-    user = request.user
-    adding = user_has_confirmed_factor(user)
-    if adding:
-        if not user.is_verified():
-            raise PermissionError("Verify your existing second factor first.")
-        require_recent_reauthentication(request)
-    _consume_code_attempt(request, dry_run=True)
+    user = _own_user(actor)
+    _consume_code_attempt(actor, dry_run=True)
+    device: AuthenticatorApp | None = None
     with transaction.atomic():
-        # None when a parallel submit of the same code confirmed it first: that one won.
-        locked = AuthenticatorApp.objects.select_for_update().filter(pk=device.pk, user=user, confirmed=False).first()
-        if locked is None or not locked.verify_token(token):
-            ok = False
-        else:
-            ok = True
-            locked.confirmed = True
-            locked.name = name.strip()[:64] or "Authenticator app"
-            locked.full_clean()
-            locked.save()
-            codes = None if adding else recovery_codes_generate(user)
-    if not ok:
-        _consume_code_attempt(request, dry_run=False)
+        # The user row serialises confirmations: the key has no row of its own to lock yet.
+        User.objects.select_for_update().get(pk=user.pk)
+        adding = user_has_confirmed_factor(user)
+        if adding:
+            if not session_verified:
+                raise PermissionError("Verify your existing second factor first.")
+            actor.require_recent_reauthentication()
+        try:
+            key = crypto.decrypt(pending_key)
+        except (InvalidToken, TypeError, ValueError):
+            key = None
+        # A parallel submit of the same code may have confirmed this key already: that one won.
+        taken = key is None or any(d.bin_key == key for d in AuthenticatorApp.objects.filter(user=user))
+        candidate = AuthenticatorApp(user=user, name=name.strip()[:64] or "Authenticator app", confirmed=True)
+        step = None
+        if not taken:
+            candidate.set_key(key)
+            step = candidate.matching_step(token)
+        if step is not None:
+            candidate.last_t = step  # the confirming code is used up, like any other
+            candidate.set_last_used_timestamp(commit=False)
+            candidate.full_clean()
+            candidate.save()
+            device = candidate
+            codes = None if adding else recovery_codes_generate(actor=actor, user=user)
+            if not adding:
+                _sign_in_record(actor=actor, method=SignInEvent.Method.ENROLMENT)
+    if device is None:
+        _consume_code_attempt(actor, dry_run=False)
         raise InvalidCode
     if adding:
-        end_other_sessions(request, user)
-    else:
-        _mark_verified(request, locked, SignInEvent.Method.ENROLMENT)
-    return codes
+        _end_other_sessions(user_id=user.pk, session_key=session_key)
+    return device, codes
 
 
-def second_factor_verify(*, request: HttpRequest, token: str) -> Device:
-    """Check a TOTP or recovery code for the signed-in, unverified user.
+def second_factor_verify(*, actor: Actor, token: str) -> Device:
+    """Check a TOTP or recovery code for the signed-in user whose session has only the password;
+    return the device it belongs to. Caller: the verification view, which then marks its session
+    verified (``accounts.sessions``: django-otp's login needs the request).
 
-    Raises ``InvalidCode`` on a wrong code. Rate limited per account and per client IP. The device rows are locked while checking, so a
-    code is accepted at most once even under parallel submits (RFC 6238 §5.2). On success the
-    session id is rotated, the session marked verified and a SignInEvent written.
+    Raises ``InvalidCode`` on a wrong code. Rate limited per account and per client IP. The device
+    rows are locked while checking, so a code is accepted at most once even under parallel submits
+    (RFC 6238 §5.2). Records a SignInEvent with the actor's IP and browser.
     """
-    user = request.user
-    _consume_code_attempt(request, dry_run=True)
+    user = _own_user(actor)
+    _consume_code_attempt(actor, dry_run=True)
     token = token.strip()
     matched: Device | None = None
     method = SignInEvent.Method.TOTP
@@ -225,30 +264,38 @@ def second_factor_verify(*, request: HttpRequest, token: str) -> Device:
             if codeset is not None and codeset.verify_token(token):
                 matched = codeset
                 method = SignInEvent.Method.RECOVERY_CODE
+        if matched is not None:
+            _sign_in_record(actor=actor, method=method)
     if matched is None:
-        _consume_code_attempt(request, dry_run=False)
+        _consume_code_attempt(actor, dry_run=False)
         raise InvalidCode
-    _mark_verified(request, matched, method)
     return matched
 
 
-def passkey_verified(*, request: HttpRequest, device: Device) -> None:
-    """Called after django-otp-webauthn accepted a passkey as the second factor."""
-    _mark_verified(request, device, SignInEvent.Method.PASSKEY)
+def passkey_sign_in_record(*, actor: Actor, device: Device) -> None:
+    """Record a sign-in after django-otp-webauthn accepted ``device`` (the actor's own passkey)
+    as the second factor. Caller: the passkey view, which then marks its session verified."""
+    if device.user_id != actor.user_id:
+        raise PermissionDenied("Not this person's passkey.")
+    _sign_in_record(actor=actor, method=SignInEvent.Method.PASSKEY)
 
 
-def recovery_codes_regenerate(*, request: HttpRequest) -> list[str]:
-    """New recovery codes (old ones stop working). Needs a recent reauthentication. A change
-    of second factor, so the user's other sessions are signed out (docs/security.md §5)."""
-    require_recent_reauthentication(request)
-    with transaction.atomic():
-        codes = recovery_codes_generate(request.user)
-    end_other_sessions(request, request.user)
+def recovery_codes_regenerate(*, actor: Actor, session_key: str | None) -> list[str]:
+    """New recovery codes for the actor (old ones stop working). Needs a recent
+    reauthentication. A change of second factor, so the user's other sessions are signed out
+    (docs/security.md §5); ``session_key`` is the one kept."""
+    actor.require_recent_reauthentication()
+    codes = recovery_codes_generate(actor=actor, user=_own_user(actor))
+    _end_other_sessions(user_id=actor.user_id, session_key=session_key)
     return codes
 
 
-def factor_rename(*, request: HttpRequest, device: Device, name: str) -> Device:
-    require_recent_reauthentication(request)
+def factor_rename(*, actor: Actor, device: Device, name: str) -> Device:
+    """Rename one of the actor's own factors (the view selects it with
+    ``selectors.factor_for_user``). Needs a recent reauthentication."""
+    actor.require_recent_reauthentication()
+    if device.user_id != actor.user_id:
+        raise PermissionDenied("Not this person's factor.")
     device.name = name.strip()[:64]
     device.full_clean()
     device.save(update_fields=["name"])
@@ -260,27 +307,25 @@ class LastFactorError(Exception):
 
 
 @transaction.atomic
-def factor_remove(*, request: HttpRequest, device: Device) -> None:
-    """Remove an app or passkey; never the last one. Signs out the user's other sessions."""
-    require_recent_reauthentication(request)
-    user = request.user
-    User.objects.select_for_update().get(pk=user.pk)  # serialise concurrent removals
-    others = [d for d in _factors(user) if d.persistent_id != device.persistent_id]
+def factor_remove(*, actor: Actor, device: Device, session_key: str | None) -> None:
+    """Remove one of the actor's own apps or passkeys; never the last one. Needs a recent
+    reauthentication. Signs out the user's other sessions once committed (``session_key`` is
+    the one kept)."""
+    actor.require_recent_reauthentication()
+    if device.user_id != actor.user_id:
+        raise PermissionDenied("Not this person's factor.")
+    user = User.objects.select_for_update().get(pk=actor.user_id)  # serialise concurrent removals
+    others = [d for d in sign_in_factors(user) if d.persistent_id != device.persistent_id]
     if not others:
         raise LastFactorError
     device.delete()
-    transaction.on_commit(lambda: end_other_sessions(request, user))
+    transaction.on_commit(lambda: _end_other_sessions(user_id=user.pk, session_key=session_key))
 
 
-def _factors(user: User) -> list[Device]:
-    from accounts.selectors import sign_in_factors
-
-    return sign_in_factors(user)
-
-
-def sessions_after_password_change(*, request: HttpRequest) -> None:
-    """Sign out every other session of the user (docs/security.md §5)."""
-    end_other_sessions(request, request.user)
+def sessions_end_others(*, actor: Actor, session_key: str | None) -> None:
+    """Sign out every other session of the actor (docs/security.md §5). Caller: the receiver of
+    allauth's password-changed signal."""
+    _end_other_sessions(user_id=_own_user(actor).pk, session_key=session_key)
 
 
 # --- Staff accounts -----------------------------------------------------------------------

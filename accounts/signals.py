@@ -11,4 +11,4 @@ from accounts import services
 @receiver(password_changed)
 @receiver(password_set)
 def _sign_out_other_sessions(sender, request, user, **kwargs) -> None:
-    services.sessions_after_password_change(request=request)
+    services.sessions_end_others(actor=request.actor, session_key=request.session.session_key)

@@ -5,7 +5,6 @@ from allauth.account.decorators import reauthentication_required
 from allauth.account.views import SignupView
 from allauth.core.exceptions import RateLimited
 from allauth.core.internal.ratelimit import respond_429
-from allauth.usersessions.models import UserSession
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -17,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import selectors, services, webauthn
+from accounts import selectors, services, sessions, webauthn
 from accounts.forms import AuthenticatorConfirmForm, CodeForm, RenameFactorForm
 from accounts.middleware import second_factor_step
 from core.reauth import require_recent_reauthentication
@@ -52,30 +51,44 @@ def _render_recovery_codes(request: HttpRequest, codes: list[str], *, first_time
 @sensitive_post_parameters("code")
 @never_cache
 def enrol(request: HttpRequest) -> HttpResponse:
-    """Add an authenticator app: required at first sign-in, optional later (after reauth)."""
+    """Add an authenticator app: required at first sign-in, optional later (after reauth).
+
+    The key waits in the session (encrypted) until a code confirms it, so a reload shows the same
+    QR code and a GET creates no row."""
     user = request.user
     adding = selectors.user_has_confirmed_factor(user)
     if adding and not user.is_verified():
         return redirect("accounts-2fa-verify")
-    if adding and request.method == "GET":
-        # Re-check on GET too, so the secret is not shown to someone who only has the session.
+    if adding:
+        # On GET too, so the secret is not shown to someone who only has the session.
         require_recent_reauthentication(request)
-    device = services.authenticator_enrolment_start(user=user)
+    key = sessions.pending_key(request)
+    if key is None:
+        key = services.authenticator_enrolment_start(actor=request.actor)
+        sessions.pending_key_keep(request, key)
     form = AuthenticatorConfirmForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            codes = services.authenticator_enrolment_confirm(
-                request=request, device=device, token=form.cleaned_data["code"], name=form.cleaned_data["name"]
+            device, codes = services.authenticator_enrolment_confirm(
+                actor=request.actor,
+                pending_key=key,
+                token=form.cleaned_data["code"],
+                name=form.cleaned_data["name"],
+                session_verified=user.is_verified(),
+                session_key=request.session.session_key,
             )
         except RateLimited:
             return respond_429(request)
         except services.InvalidCode:
             form.add_error("code", _("That code did not match. Check the time on your phone and try the newest code."))
         else:
+            sessions.pending_key_drop(request)
             if codes is None:
                 messages.success(request, _("Your new authenticator app is ready."))
                 return redirect("accounts-security")
+            sessions.session_mark_verified(request, device)
             return _render_recovery_codes(request, codes, first_time=True)
+    device = selectors.pending_authenticator(user=user, pending_key=key)
     qr_svg = segno.make(device.config_url, error="m").svg_inline(scale=5, dark="#0b1f33", light="#ffffff", omitsize=True)
     secret = device.secret_b32
     return render(
@@ -99,12 +112,13 @@ def verify(request: HttpRequest) -> HttpResponse:
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.second_factor_verify(request=request, token=form.cleaned_data["code"])
+            device = services.second_factor_verify(actor=request.actor, token=form.cleaned_data["code"])
         except RateLimited:
             return respond_429(request)
         except services.InvalidCode:
             form.add_error("code", _("That code did not work. Codes can be used once; wait for the next one."))
         else:
+            sessions.session_mark_verified(request, device)
             return HttpResponseRedirect(_safe_next(request))
     has_passkey = selectors.has_passkey(user)
     context = {"form": form, "has_passkey": has_passkey, "next": _safe_next(request) if request.GET.get("next") else ""}
@@ -117,14 +131,13 @@ def verify(request: HttpRequest) -> HttpResponse:
 @never_cache
 def security(request: HttpRequest) -> HttpResponse:
     user = request.user
-    sessions = UserSession.objects.purge_and_list(user)
     return render(
         request,
         "accounts/security.html",
         {
             "factors": selectors.sign_in_factors(user),
             "recovery_left": selectors.recovery_codes_left(user),
-            "sessions": sessions,
+            "sessions": selectors.signed_in_sessions(user),
             "sign_ins": selectors.recent_sign_ins(user),
             "rename_form": RenameFactorForm(),
         },
@@ -135,7 +148,7 @@ def security(request: HttpRequest) -> HttpResponse:
 @reauthentication_required
 @never_cache
 def recovery_regenerate(request: HttpRequest) -> HttpResponse:
-    codes = services.recovery_codes_regenerate(request=request)
+    codes = services.recovery_codes_regenerate(actor=request.actor, session_key=request.session.session_key)
     return _render_recovery_codes(request, codes, first_time=False)
 
 
@@ -145,7 +158,7 @@ def factor_rename(request: HttpRequest, device_id: str) -> HttpResponse:
     device = selectors.factor_for_user(request.user, device_id)
     form = RenameFactorForm(request.POST)
     if form.is_valid():
-        services.factor_rename(request=request, device=device, name=form.cleaned_data["name"])
+        services.factor_rename(actor=request.actor, device=device, name=form.cleaned_data["name"])
         messages.success(request, _("Renamed."))
     else:
         messages.error(request, _("Please give a name of up to 64 characters."))
@@ -157,7 +170,7 @@ def factor_rename(request: HttpRequest, device_id: str) -> HttpResponse:
 def factor_remove(request: HttpRequest, device_id: str) -> HttpResponse:
     device = selectors.factor_for_user(request.user, device_id)
     try:
-        services.factor_remove(request=request, device=device)
+        services.factor_remove(actor=request.actor, device=device, session_key=request.session.session_key)
     except services.LastFactorError:
         messages.error(request, _("This is your only way to sign in with a second factor. Add another one before removing it."))
     else:

@@ -2,14 +2,13 @@
 
 The library's views do the WebAuthn ceremonies; these subclasses add what Lightbox needs:
 registering a passkey needs a verified session and a recent reauthentication (docs/security.md §6)
-and signs out other sessions; using one as the second factor rotates the session id and is
-recorded as a sign-in like a TOTP code.
+and signs out other sessions; using one as the second factor is recorded as a sign-in
+(``services.passkey_sign_in_record``) and rotates the session id like a TOTP code.
 """
 
 from __future__ import annotations
 
 from allauth.core.exceptions import ReauthenticationRequired
-from allauth.usersessions.internal.flows.sessions import end_other_sessions
 from django_otp_webauthn import exceptions
 from django_otp_webauthn.views import (
     BeginCredentialAuthenticationView,
@@ -18,7 +17,7 @@ from django_otp_webauthn.views import (
     CompleteCredentialRegistrationView,
 )
 
-from accounts import services
+from accounts import services, sessions
 from accounts.middleware import second_factor_step
 from core.reauth import require_recent_reauthentication
 
@@ -41,7 +40,9 @@ class PasskeyRegistrationBegin(_RegistrationRules, BeginCredentialRegistrationVi
 class PasskeyRegistrationComplete(_RegistrationRules, CompleteCredentialRegistrationView):
     def post(self, *args, **kwargs):
         response = super().post(*args, **kwargs)
-        end_other_sessions(self.request, self.request.user)
+        if response.status_code < 400:
+            # A new second factor: every other session signs in again (docs/security.md §5).
+            services.sessions_end_others(actor=self.request.actor, session_key=self.request.session.session_key)
         return response
 
 
@@ -52,7 +53,8 @@ class PasskeyAuthenticationComplete(CompleteCredentialAuthenticationView):
             raise exceptions.NotAuthenticated()
         if device.user_id != self.request.user.pk:
             raise exceptions.CredentialNotFound()
-        services.passkey_verified(request=self.request, device=device)
+        services.passkey_sign_in_record(actor=self.request.actor, device=device)
+        sessions.session_mark_verified(self.request, device)
 
 
 registration_begin = PasskeyRegistrationBegin.as_view()

@@ -35,8 +35,10 @@ from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import services
 from accounts.models import AuthenticatorApp, RecoveryCode, RecoveryCodeSet, SignInEvent, User
+from accounts.sessions import PENDING_AUTHENTICATOR, session_mark_verified
+from portal.actors import actor_for_request
 from tests.conftest import login_password_only, login_verified, reauthenticate
-from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, totp_code
+from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, actor_of, totp_code
 
 ENROL_URL = "/account/2fa/setup/"
 VERIFY_URL = "/account/2fa/"
@@ -84,6 +86,26 @@ def _let_device_backoff_pass(device: AuthenticatorApp) -> None:
     AuthenticatorApp.objects.filter(pk=device.pk).update(
         throttling_failure_timestamp=timezone.now() - dt.timedelta(seconds=30)
     )
+
+
+def _pending(client: Client) -> AuthenticatorApp:
+    """The authenticator the enrolment page shows: its key waits in the session, encrypted, and
+    has no row until a code confirms it."""
+    return AuthenticatorApp(encrypted_key=client.session[PENDING_AUTHENTICATOR]["key"])
+
+
+def _plant_pending(client: Client, user: User) -> AuthenticatorApp:
+    """A key in ``client``'s session as if the enrolment page had shown it (for sessions the page
+    refuses to show one to)."""
+    key = services.authenticator_enrolment_start(actor=actor_of(user))
+    session = client.session
+    session[PENDING_AUTHENTICATOR] = {"user": user.pk, "key": key}
+    session.save()
+    return AuthenticatorApp(encrypted_key=key)
+
+
+def _recovery_codes(user: User) -> list[str]:
+    return services.recovery_codes_generate(actor=actor_of(user), user=user)
 
 
 def _is_verified(client: Client) -> bool:
@@ -138,7 +160,7 @@ def test_enrolment_page_shows_qr_code_and_secret(client):
     response = client.get(ENROL_URL)
 
     assert response.status_code == 200
-    device = AuthenticatorApp.objects.get(user=user, confirmed=False)
+    device = _pending(client)
     content = response.content.decode()
     assert "<svg" in content  # the QR code, inline
     # The secret as text for typing by hand (possibly grouped with spaces).
@@ -148,13 +170,35 @@ def test_enrolment_page_shows_qr_code_and_secret(client):
 
 @pytest.mark.django_db
 def test_enrolment_page_reuses_the_pending_secret(client):
-    """Reloading the page must not change the key the user is busy scanning."""
+    """Reloading the page must not change the key the user is busy scanning (the QR code)."""
     user = _patient_without_factor()
     login_password_only(client, user)
-    client.get(ENROL_URL)
+    first = client.get(ENROL_URL)
+    second = client.get(ENROL_URL)
+
+    assert first.context["secret"] == second.context["secret"] == _pending(client).secret_b32
+    assert first.context["qr_svg"] == second.context["qr_svg"]
+
+
+@pytest.mark.django_db
+def test_enrolment_page_get_creates_no_device_and_a_confirmed_code_creates_one(client):
+    """GET never writes: the key waits in the session until its first code is confirmed; then
+    exactly one device exists, confirmed, with the key the page showed."""
+    user = _patient_without_factor()
+    login_password_only(client, user)
+    page = client.get(ENROL_URL)
     client.get(ENROL_URL)
 
-    assert AuthenticatorApp.objects.filter(user=user, confirmed=False).count() == 1
+    assert page.status_code == 200
+    assert not AuthenticatorApp.objects.filter(user=user).exists()
+    pending = _pending(client)
+
+    response = client.post(ENROL_URL, {"code": totp_code(pending), "name": "Phone"})
+
+    assert response.status_code == 200 and len(response.context["codes"]) == 10
+    device = AuthenticatorApp.objects.get(user=user)
+    assert device.confirmed and device.bin_key == pending.bin_key
+    assert PENDING_AUTHENTICATOR not in client.session  # used up with the key
 
 
 @pytest.mark.django_db
@@ -162,9 +206,9 @@ def test_enrolment_with_correct_code_verifies_session_and_shows_recovery_codes_o
     user = _patient_without_factor()
     login_password_only(client, user)
     client.get(ENROL_URL)
-    device = AuthenticatorApp.objects.get(user=user, confirmed=False)
+    pending = _pending(client)
 
-    response = client.post(ENROL_URL, {"code": totp_code(device), "name": "My phone"})
+    response = client.post(ENROL_URL, {"code": totp_code(pending), "name": "My phone"})
 
     assert response.status_code == 200
     codes = response.context["codes"]
@@ -172,7 +216,7 @@ def test_enrolment_with_correct_code_verifies_session_and_shows_recovery_codes_o
     assert len(set(codes)) == 10
     content = response.content.decode()
     assert all(code in content for code in codes)
-    device.refresh_from_db()
+    device = AuthenticatorApp.objects.get(user=user)
     assert device.confirmed and device.name == "My phone"
     assert client.session[DEVICE_ID_SESSION_KEY] == device.persistent_id
     assert _is_verified(client)
@@ -191,13 +235,13 @@ def test_enrolment_with_wrong_code_shows_error_and_stays_unverified(client):
     user = _patient_without_factor()
     login_password_only(client, user)
     client.get(ENROL_URL)
-    device = AuthenticatorApp.objects.get(user=user, confirmed=False)
+    device = _pending(client)
 
     response = client.post(ENROL_URL, {"code": _wrong_code(device), "name": "Phone"})
 
     assert _code_error(response)
-    device.refresh_from_db()
-    assert not device.confirmed
+    assert not AuthenticatorApp.objects.filter(user=user).exists()
+    assert _pending(client).bin_key == device.bin_key  # the page keeps the same key to try again
     assert DEVICE_ID_SESSION_KEY not in client.session
     assert not RecoveryCode.objects.filter(device__user=user).exists()
     home = client.get("/")
@@ -210,13 +254,12 @@ def test_password_only_user_with_a_factor_cannot_enrol_another(client, unverifie
     login_password_only(client, unverified_user)
 
     get = client.get(ENROL_URL)
-    pending = services.authenticator_enrolment_start(user=unverified_user)
+    pending = _plant_pending(client, unverified_user)
     post = client.post(ENROL_URL, {"code": totp_code(pending), "name": "Attacker"})
 
     assert get.status_code == 302 and urlparse(get["Location"]).path == VERIFY_URL
     assert post.status_code == 302 and urlparse(post["Location"]).path == VERIFY_URL
-    pending.refresh_from_db()
-    assert not pending.confirmed
+    assert AuthenticatorApp.objects.filter(user=unverified_user).count() == 1  # only the one they had
     assert not _is_verified(client)
 
 
@@ -226,32 +269,33 @@ def test_adding_an_authenticator_needs_recent_reauthentication(patient_client, p
 
     assert get.status_code == 302 and urlparse(get["Location"]).path == REAUTH_URL
     # The new secret was not even created, let alone shown.
-    assert not AuthenticatorApp.objects.filter(user=patient, confirmed=False).exists()
+    assert PENDING_AUTHENTICATOR not in patient_client.session
+    assert AuthenticatorApp.objects.filter(user=patient).count() == 1
 
-    pending = services.authenticator_enrolment_start(user=patient)
+    pending = _plant_pending(patient_client, patient)
     post = patient_client.post(ENROL_URL, {"code": totp_code(pending), "name": "Tablet"})
 
     assert post.status_code == 302 and urlparse(post["Location"]).path == REAUTH_URL
-    pending.refresh_from_db()
-    assert not pending.confirmed
+    assert AuthenticatorApp.objects.filter(user=patient).count() == 1
 
 
 @pytest.mark.django_db
 def test_adding_an_authenticator_after_reauthentication_signs_out_other_sessions(patient_client, patient):
     other = login_verified(Client(), patient)
     assert other.get("/").status_code == 200
-    services.recovery_codes_generate(patient)
+    original = _app(patient).pk
+    _recovery_codes(patient)
     recovery_hashes = set(RecoveryCode.objects.filter(device__user=patient).values_list("code_hash", flat=True))
     reauthenticate(patient_client)
 
     page = patient_client.get(ENROL_URL)
     assert page.status_code == 200
-    pending = AuthenticatorApp.objects.get(user=patient, confirmed=False)
+    pending = _pending(patient_client)
     response = patient_client.post(ENROL_URL, {"code": totp_code(pending), "name": "Tablet"})
 
     assert response.status_code == 302 and urlparse(response["Location"]).path == "/account/security/"
-    pending.refresh_from_db()
-    assert pending.confirmed and pending.name == "Tablet"
+    added = AuthenticatorApp.objects.exclude(pk=original).get(user=patient)
+    assert added.confirmed and added.name == "Tablet" and added.bin_key == pending.bin_key
     assert AuthenticatorApp.objects.filter(user=patient, confirmed=True).count() == 2
     # Existing recovery codes are kept (only first enrolment makes new ones).
     assert set(RecoveryCode.objects.filter(device__user=patient).values_list("code_hash", flat=True)) == recovery_hashes
@@ -361,7 +405,7 @@ def test_code_more_than_one_step_away_fails(steps):
 
 @pytest.mark.django_db
 def test_recovery_code_works_once(client, unverified_user):
-    codes = services.recovery_codes_generate(unverified_user)
+    codes = _recovery_codes(unverified_user)
     login_password_only(client, unverified_user)
 
     first = _post_code(client, codes[0])
@@ -381,7 +425,7 @@ def test_recovery_code_works_once(client, unverified_user):
 
 @pytest.mark.django_db
 def test_recovery_code_is_accepted_as_typed_from_paper(password_only_client, unverified_user):
-    codes = services.recovery_codes_generate(unverified_user)
+    codes = _recovery_codes(unverified_user)
 
     response = _post_code(password_only_client, codes[3].upper().replace("-", " "))
 
@@ -391,7 +435,7 @@ def test_recovery_code_is_accepted_as_typed_from_paper(password_only_client, unv
 
 @pytest.mark.django_db
 def test_another_users_recovery_code_does_not_work(password_only_client, other_patient):
-    codes = services.recovery_codes_generate(other_patient)
+    codes = _recovery_codes(other_patient)
 
     response = _post_code(password_only_client, codes[0])
 
@@ -469,8 +513,17 @@ def _password_only_request(user: User, *, path: str = VERIFY_URL, ip: str = "127
     )
     request.user = get_user(request)
     OTPMiddleware(lambda r: None)(request)
+    request.actor = actor_for_request(request)
     assert request.user.is_authenticated and not request.user.is_verified()
     return request
+
+
+def _verify_as_the_view(request, token: str):
+    """What the verification view does with one submit: the service checks the code as the
+    request's Actor, then the session is marked verified."""
+    device = services.second_factor_verify(actor=request.actor, token=token)
+    session_mark_verified(request, device)
+    return device
 
 
 def _race(requests, attempt, results: list | None = None) -> list:
@@ -509,7 +562,7 @@ def test_twenty_parallel_submits_of_one_code_succeed_exactly_once():
     requests = [_password_only_request(user) for _ in range(20)]
     code = totp_code(device)
 
-    results = _race(requests, lambda r: services.second_factor_verify(request=r, token=code))
+    results = _race(requests, lambda r: _verify_as_the_view(r, code))
 
     errors = [r for r in results if isinstance(r, Exception)]
     assert not errors, errors
@@ -539,7 +592,7 @@ def test_parallel_submits_queue_on_the_device_row_and_succeed_once():
             cursor.execute("SELECT pg_backend_pid()")
             holder = cursor.fetchone()[0]
         runner = threading.Thread(
-            target=_race, args=(requests, lambda r: services.second_factor_verify(request=r, token=code), outcome)
+            target=_race, args=(requests, lambda r: _verify_as_the_view(r, code), outcome)
         )
         runner.start()
         deadline = time.monotonic() + 60
@@ -568,10 +621,10 @@ def test_parallel_submits_queue_on_the_device_row_and_succeed_once():
 @pytest.mark.django_db(transaction=True)
 def test_parallel_submits_of_one_recovery_code_succeed_exactly_once():
     user = _patient_with_app()
-    codes = services.recovery_codes_generate(user)
+    codes = _recovery_codes(user)
     requests = [_password_only_request(user) for _ in range(10)]
 
-    results = _race(requests, lambda r: services.second_factor_verify(request=r, token=codes[0]))
+    results = _race(requests, lambda r: _verify_as_the_view(r, codes[0]))
 
     assert not [r for r in results if isinstance(r, Exception)], results
     assert len([r for r in results if not isinstance(r, str)]) == 1, results
@@ -581,19 +634,23 @@ def test_parallel_submits_of_one_recovery_code_succeed_exactly_once():
 @pytest.mark.django_db(transaction=True)
 def test_parallel_enrolment_confirmations_succeed_exactly_once():
     user = _patient_without_factor()
-    device = services.authenticator_enrolment_start(user=user)
+    key = services.authenticator_enrolment_start(actor=actor_of(user))
     requests = [_password_only_request(user, path=ENROL_URL) for _ in range(10)]
-    code = totp_code(device)
+    code = totp_code(AuthenticatorApp(encrypted_key=key))
 
     results = _race(
         requests,
-        lambda r: services.authenticator_enrolment_confirm(request=r, device=device, token=code, name="Phone"),
+        lambda r: services.authenticator_enrolment_confirm(
+            actor=r.actor, pending_key=key, token=code, name="Phone",
+            session_verified=r.user.is_verified(), session_key=r.session.session_key,
+        ),
     )
 
     assert not [r for r in results if isinstance(r, Exception)], results
     successes = [r for r in results if not isinstance(r, str)]
     assert len(successes) == 1, results
-    assert len(successes[0]) == 10
+    device, codes = successes[0]
+    assert len(codes) == 10
     assert RecoveryCode.objects.filter(device__user=user).count() == 10
     assert AuthenticatorApp.objects.filter(user=user, confirmed=True).count() == 1
 
@@ -683,16 +740,14 @@ def test_wrong_enrolment_codes_are_limited_per_account(client):
     user = _patient_without_factor()
     login_password_only(client, user)
     client.get(ENROL_URL)
-    device = AuthenticatorApp.objects.get(user=user, confirmed=False)
+    device = _pending(client)
     for _ in range(5):
         assert _code_error(client.post(ENROL_URL, {"code": _wrong_code(device), "name": "Phone"}))
-    _let_device_backoff_pass(device)
 
     response = client.post(ENROL_URL, {"code": totp_code(device), "name": "Phone"})
 
     assert response.status_code == 429
-    device.refresh_from_db()
-    assert not device.confirmed
+    assert not AuthenticatorApp.objects.filter(user=user).exists()
 
 
 # --- 5. Secrets at rest ----------------------------------------------------------------------
@@ -729,8 +784,8 @@ def test_new_authenticator_key_is_random_and_encrypted(client):
     user = _patient_without_factor()
     other = _patient_without_factor()
 
-    a = services.authenticator_enrolment_start(user=user)
-    b = services.authenticator_enrolment_start(user=other)
+    a = AuthenticatorApp(encrypted_key=services.authenticator_enrolment_start(actor=actor_of(user)))
+    b = AuthenticatorApp(encrypted_key=services.authenticator_enrolment_start(actor=actor_of(other)))
 
     assert len(a.bin_key) == 20  # 160 bits, RFC 4226 §4
     assert a.bin_key != b.bin_key
@@ -739,7 +794,7 @@ def test_new_authenticator_key_is_random_and_encrypted(client):
 
 @pytest.mark.django_db
 def test_recovery_codes_are_stored_hashed(patient):
-    codes = services.recovery_codes_generate(patient)
+    codes = _recovery_codes(patient)
     rows = list(RecoveryCode.objects.filter(device__user=patient).values_list("code_hash", flat=True))
 
     assert len(rows) == 10
@@ -755,10 +810,13 @@ def test_database_dump_reveals_no_totp_secret_or_recovery_code():
     user = _patient_without_factor()
     client = login_password_only(Client(), user)
     client.get(ENROL_URL)
-    device = AuthenticatorApp.objects.get(user=user, confirmed=False)
-    codes = client.post(ENROL_URL, {"code": totp_code(device), "name": "Phone"}).context["codes"]
-    device.refresh_from_db()
-    assert device.confirmed and len(codes) == 10
+    pending = _pending(client)
+    # While the key waits for its first code, the session holds it encrypted only.
+    for session in Session.objects.all():
+        assert not any(s in str(session.get_decoded()) for s in _secret_forms(pending))
+    codes = client.post(ENROL_URL, {"code": totp_code(pending), "name": "Phone"}).context["codes"]
+    device = AuthenticatorApp.objects.get(user=user)
+    assert device.confirmed and device.bin_key == pending.bin_key and len(codes) == 10
 
     db = connection.settings_dict
     dump = subprocess.run(

@@ -20,7 +20,7 @@ from django_otp_webauthn.models import WebAuthnCredential
 from accounts import services
 from accounts.models import AuthenticatorApp, RecoveryCode, RecoveryCodeSet, SignInEvent
 from tests.conftest import login_password_only, login_verified, reauthenticate
-from tests.factories import PASSWORD, AuthenticatorAppFactory, totp_code
+from tests.factories import PASSWORD, AuthenticatorAppFactory, actor_of, totp_code
 
 SECURITY_URL = "/account/security/"
 REGENERATE_URL = "/account/security/recovery-codes/"
@@ -86,7 +86,7 @@ def test_anonymous_is_sent_to_login(client, patient, view):
 @pytest.mark.parametrize("view", VIEWS)
 def test_password_only_session_is_sent_to_the_second_factor(password_only_client, unverified_user, view):
     device = _app(unverified_user)
-    services.recovery_codes_generate(unverified_user)
+    services.recovery_codes_generate(actor=actor_of(unverified_user), user=unverified_user)
     before = _recovery_hashes(unverified_user)
 
     response = _call(password_only_client, view, device, name="x")
@@ -121,7 +121,7 @@ def test_another_users_device_is_404_like_a_missing_one(patient_client, patient,
     missing = AuthenticatorApp(pk=theirs.pk + 1000)
     assert _call(patient_client, view, missing, name="x").status_code == 404
     # Recovery codes are not a factor that can be renamed or removed here.
-    services.recovery_codes_generate(patient)
+    services.recovery_codes_generate(actor=actor_of(patient), user=patient)
     codeset = RecoveryCodeSet.objects.get(user=patient)
     assert _call(patient_client, view, codeset, name="x").status_code == 404
     assert RecoveryCodeSet.objects.filter(pk=codeset.pk).exists()
@@ -142,7 +142,7 @@ def test_malformed_device_ids_are_404(patient_client, device_id):
 def test_changes_need_recent_reauthentication(patient_client, patient, view):
     device = _app(patient)
     AuthenticatorAppFactory(user=patient, name="Tablet")
-    services.recovery_codes_generate(patient)
+    services.recovery_codes_generate(actor=actor_of(patient), user=patient)
     before = _recovery_hashes(patient)
 
     response = _call(patient_client, view, device, name="Renamed")
@@ -164,7 +164,7 @@ def test_passkey_add_page_needs_recent_reauthentication(patient_client):
 def test_csrf_is_enforced(patient, view):
     device = _app(patient)
     AuthenticatorAppFactory(user=patient, name="Tablet")
-    services.recovery_codes_generate(patient)
+    services.recovery_codes_generate(actor=actor_of(patient), user=patient)
     before = _recovery_hashes(patient)
     client = login_verified(Client(enforce_csrf_checks=True), patient)
     client.get(SECURITY_URL)  # sets the CSRF cookie
@@ -190,7 +190,7 @@ def test_csrf_is_enforced(patient, view):
 @pytest.mark.django_db
 def test_security_page_lists_factors_recovery_codes_and_is_not_cached(patient_client, patient):
     AuthenticatorAppFactory(user=patient, name="Kitchen tablet")
-    services.recovery_codes_generate(patient)
+    services.recovery_codes_generate(actor=actor_of(patient), user=patient)
 
     response = patient_client.get(SECURITY_URL)
 
@@ -240,7 +240,7 @@ def test_recent_sign_ins_show_time_ip_and_browser(client, patient, other_patient
 
 @pytest.mark.django_db
 def test_regenerating_recovery_codes_replaces_the_old_ones(patient_client, patient):
-    old = services.recovery_codes_generate(patient)
+    old = services.recovery_codes_generate(actor=actor_of(patient), user=patient)
     reauthenticate(patient_client)
 
     response = patient_client.post(REGENERATE_URL)
@@ -299,7 +299,7 @@ def test_removing_a_factor(patient_client, patient):
 @pytest.mark.django_db
 def test_the_last_factor_cannot_be_removed(patient_client, patient):
     device = _app(patient)
-    services.recovery_codes_generate(patient)  # recovery codes do not count as a factor
+    services.recovery_codes_generate(actor=actor_of(patient), user=patient)  # recovery codes do not count as a factor
     reauthenticate(patient_client)
 
     response = patient_client.post(_remove_url(device))

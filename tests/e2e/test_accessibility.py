@@ -34,7 +34,7 @@ from django.urls import path, resolve
 from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from accounts.models import AuthenticatorApp, User
+from accounts.models import User
 from audit.demo import build_demo_access_log
 from audit.models import AccessEvent
 from consent.demo import build_demo_consent
@@ -48,7 +48,8 @@ from imaging.services.integrity import instances_verify
 from portal import urls as portal_urls
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, MOBILE, ConsoleWatch, Screenshots
-from tests.factories import AuthenticatorAppFactory, UserFactory, totp_code
+from tests.e2e.test_signup_journey import totp_code
+from tests.factories import AuthenticatorAppFactory, UserFactory
 from tests.imaging.conftest import dicom_storage  # noqa: F401 - autouse: DICOM files in this test's tmp dir
 from tests.routes import all_routes
 
@@ -162,11 +163,10 @@ def _wrong_code(page: Page, w: World) -> None:
 
 
 def _enrol_confirm(page: Page, w: World) -> None:
-    device = AuthenticatorApp.objects.get(user__email=NEW_USER_EMAIL, confirmed=False)
-    # The wrong code just before started django-otp's back-off (1 s after one failure); waiting
-    # it out is not what this page is checked for.
-    device.throttle_reset()
-    page.locator("input[name=code]").fill(totp_code(device))
+    # The key being enrolled has no row until a code confirms it: read it off the page, as a
+    # person typing it into their app would.
+    secret = re.sub(r"\s+", "", page.locator("#totp-secret code").text_content() or "")
+    page.locator("input[name=code]").fill(totp_code(secret))
     _submit(page, "Confirm code")
     expect(page.get_by_role("heading", level=1)).to_have_text("Save your recovery codes")
 

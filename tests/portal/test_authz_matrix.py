@@ -72,7 +72,7 @@ from flags.models import Flag
 from imaging.models import Instance, PacsPatientSync, PacsSyncRun, Patient, Series, Study
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.exports.conftest import make_study
-from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory
+from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, actor_of
 from tests.routes import Route, all_routes
 
 # --- Principals ------------------------------------------------------------------------------
@@ -649,7 +649,7 @@ def _admin_rows(world_a: Owned, officer: User) -> None:
     """A row for every admin model the patients' objects did not already create."""
     Group.objects.create(name="Matrix group")
     activation_code_issue(patient=PatientFactory())
-    recovery_codes_generate(world_a.user)
+    recovery_codes_generate(actor=actor_of(world_a.user), user=world_a.user)
     SignInEvent.objects.create(user=world_a.user, method=SignInEvent.Method.TOTP)
     PacsPatientSync.objects.create(patient=world_a.record)
     PacsSyncRun.objects.create()

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import AuthenticatorApp, RecoveryCodeSet
 from accounts.services import activation_code_issue, normalize_activation_code
+from accounts.sessions import PENDING_AUTHENTICATOR
 from portal import demo
 from tests.factories import PatientFactory, totp_code
 
@@ -139,7 +140,8 @@ def test_account_flows_log_no_secrets(db, every_log_record, console_email, capsy
 
     # Enrol an authenticator: a wrong code first, then the right one.
     assert c.get("/account/2fa/setup/").status_code == 200
-    device = AuthenticatorApp.objects.get(user__email=EMAIL, confirmed=False)
+    # The key has no row until a code confirms it: it waits in the session, encrypted.
+    device = AuthenticatorApp(encrypted_key=c.session[PENDING_AUTHENTICATOR]["key"])
     journey.secrets["totp secret"] = device.secret_b32
     wrong = f"{(int(totp_code(device)) + 500000) % 1000000:06d}"
     assert journey.submit_code("/account/2fa/setup/", wrong, name="Phone").status_code == 200

@@ -10,6 +10,7 @@ from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
 from accounts.services import activation_code_issue, recovery_codes_generate
 from audit.demo import build_demo_access_log
 from consent.demo import build_demo_consent
+from core.actor import Actor
 from flags.demo import build_demo_flag
 from imaging.demo import build_demo_studies
 from imaging.models import Patient
@@ -88,4 +89,4 @@ class Command(BaseCommand):
         device.save()
         if RecoveryCodeSet.objects.filter(user=user).exists():
             return []
-        return recovery_codes_generate(user)
+        return recovery_codes_generate(actor=Actor.system("make_demo_data"), user=user)
