@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
 from allauth.core.internal.sessionkit import get_session_user
 from allauth.usersessions.models import UserSession
-from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
 from django_otp import devices_for_user
@@ -69,5 +66,5 @@ def signed_in_sessions(user: User) -> list[UserSession]:
     page view writes nothing; allauth's own sessions page (where "sign out everywhere else" posts)
     tidies them.
     """
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    return [s for s in UserSession.objects.filter(user_id=user.pk) if get_session_user(store(s.session_key))]
+    # allauth's own store for the row (the configured SESSION_ENGINE), as its purge reads it.
+    return [s for s in UserSession.objects.filter(user_id=user.pk) if get_session_user(s._session_store(s.session_key))]

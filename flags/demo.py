@@ -15,7 +15,7 @@ from flags.services import S, _event, _notify_flag, _set_status, _study_status_s
 
 
 @transaction.atomic
-def build_demo_flag(patient, officer) -> Flag:
+def build_demo_flag(patient, officer, *, email: bool = True) -> Flag:
     """The patient questions an AI vendor's access ("I don't know this company"); ``officer``
     has claimed it and asked for more information, so the patient has a reply waiting.
 
@@ -24,6 +24,8 @@ def build_demo_flag(patient, officer) -> Flag:
     Written directly (not through the services, which date everything now) and back-dated by
     a week so the timeline looks lived-in; the services' own rules (table, notices) still apply.
     The timeline names the patient and the officer as they would be had they acted themselves.
+    ``email=False`` leaves the patient's notice in the portal only (``make_demo_data``: the demo's
+    addresses are example.com ones).
     """
     by_patient = Actor(kind=Kind.PATIENT, name="Patient (self)", user_id=patient.user_id, patient_ids=frozenset({patient.pk}))
     by_officer = Actor(
@@ -71,5 +73,5 @@ def build_demo_flag(patient, officer) -> Flag:
         ),
     )
     _set_status(flag, S.NEEDS_INFO, by_officer)
-    _notify_flag(flag, "The privacy office needs more information from you. Sign in to reply.")
+    _notify_flag(flag, "The privacy office needs more information from you. Sign in to reply.", email=email)
     return flag

@@ -170,18 +170,25 @@ def _send_emails(notice_ids: list[int]) -> None:
         get_connection().send_messages(messages)
 
 
-def _notify(patient: Patient, *, subject: str, body: str, flag: Flag | None = None, incident: Incident | None = None) -> Notice:
+def _notify(
+    patient: Patient, *, subject: str, body: str, flag: Flag | None = None, incident: Incident | None = None,
+    email: bool = True,
+) -> Notice:
     notice = Notice(patient=patient, flag=flag, incident=incident, subject=subject, body=body)
     notice.full_clean()
     notice.save()
-    transaction.on_commit(lambda: _send_emails([notice.pk]))
+    if email:
+        transaction.on_commit(lambda: _send_emails([notice.pk]))
     return notice
 
 
-def _notify_flag(flag: Flag, body: str) -> None:
+def _notify_flag(flag: Flag, body: str, *, email: bool = True) -> None:
+    """The patient's notice of news on their report, and (``email``) an email saying so."""
     if flag.from_integrity_check:
         return  # raised by the system, not the patient: nothing of theirs to update
-    _notify(flag.patient, flag=flag, subject=_("An update on your report #%(id)s") % {"id": flag.pk}, body=body)
+    _notify(
+        flag.patient, flag=flag, subject=_("An update on your report #%(id)s") % {"id": flag.pk}, body=body, email=email
+    )
 
 
 @transaction.atomic

@@ -33,5 +33,7 @@ urlpatterns = [
 handler400 = "portal.views.bad_request"
 handler403 = "portal.views.permission_denied"
 handler404 = "portal.views.page_not_found"
+# Django has no 429 handler of its own: allauth's rate limits (and the second-factor views, through
+# allauth's respond_429) render this one, found as ROOT_URLCONF.handler429.
 handler429 = "portal.views.too_many_requests"
 handler500 = "portal.views.server_error"
