@@ -25,12 +25,21 @@ ocr-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
 	  else echo "Note: tesseract-ocr is not installed (sudo apt-get install tesseract-ocr); images will be reported as not checked for text."; fi; }
 
+# The linters first (a few seconds), then the suite.
 test: $(DEV_STAMP) system-deps node-deps
+	@$(MAKE) --no-print-directory lint
 	@$(TEST_ENV) $(BIN)/python scripts/check_services.py
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
+# Style; a model change without its migration (the test settings; no database needed: Django only
+# warns that it could not compare the history with one); the layer contracts in pyproject.toml
+# (tests/test_layers.py adds cycles between apps and views that write).
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
+	@echo "$(BIN)/python manage.py makemigrations --check --dry-run"
+	@$(TEST_ENV) $(BIN)/python -W "ignore:Got an error checking a consistent migration history:RuntimeWarning" \
+	  manage.py makemigrations --check --dry-run
+	$(BIN)/lint-imports --no-logo --no-cache
 
 demo-code: $(STAMP)
 	@$(BIN)/python manage.py demo_code
