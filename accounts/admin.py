@@ -28,6 +28,11 @@ class ActivationCodeAdmin(admin.ModelAdmin):
     exclude = ("code_hash",)
     readonly_fields = ("patient", "created_at", "expires_at", "used_at", "used_by")
 
+    def has_add_permission(self, request) -> bool:
+        # Codes are issued by `issue_activation_code`, which hashes them and prints them once; a
+        # row added here would have no code at all. What the admin may do is revoke one.
+        return False
+
 
 @admin.register(AuthenticatorApp)
 class AuthenticatorAppAdmin(admin.ModelAdmin):
@@ -36,6 +41,10 @@ class AuthenticatorAppAdmin(admin.ModelAdmin):
     fields = ("user", "name", "confirmed")
     readonly_fields = ("user",)
 
+    def has_add_permission(self, request) -> bool:
+        # A person enrols their own app (its seed never leaves their phone and the database).
+        return False
+
 
 @admin.register(RecoveryCodeSet)
 class RecoveryCodeSetAdmin(admin.ModelAdmin):
@@ -43,11 +52,22 @@ class RecoveryCodeSetAdmin(admin.ModelAdmin):
     fields = ("user", "confirmed")
     readonly_fields = ("user",)
 
+    def has_add_permission(self, request) -> bool:
+        # Codes are made by accounts.services for their owner and shown to them once.
+        return False
+
 
 @admin.register(SignInEvent)
 class SignInEventAdmin(admin.ModelAdmin):
     list_display = ("user", "occurred_at", "method", "ip")
     readonly_fields = ("user", "occurred_at", "method", "ip", "user_agent")
+
+    # Written by the sign-in itself: a record to read, never to add or edit.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ServiceAccount)

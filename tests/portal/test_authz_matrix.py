@@ -6,23 +6,26 @@ one fails ``test_every_route_has_an_entry``; an entry whose route is gone fails
 ``test_every_entry_names_a_route``; a model newly registered in the admin fails
 ``test_the_admin_lists_exactly_the_reviewed_models``. Each route is then requested by
 
-- every principal: anonymous, a password-only session (patient A's own, no second factor),
-  patient A, patient B, a privacy officer (these three verified and freshly reauthenticated, so
-  views that ask for the password again run to the end), and a service token of each scope
-  (audit:write, consent:read);
+- every kind of principal the Actor has: anonymous, a password-only session (patient A's own, no
+  second factor), patient A, patient B, a privacy officer, an administrator (staff; these four
+  verified and freshly reauthenticated, so views that ask for the password again run to the
+  end), and a service token of each scope (audit:write, consent:read), which is nobody on a
+  browser page (the login page) and is answered per scope by the APIs;
 - every kind of id it takes, in the URL or in the query string or form where a page takes one
   there: A's object, B's object, a well-formed missing one, a malformed one (for integer ids one
   too big for any database column, which still matches the URL pattern), and for nested routes a
-  mix (A's study with B's series). Admin pages are asked with one existing row: none of the
-  principals is staff, so none may open any. Where a principal is turned away by the middleware
-  whatever the id (login page, second factor), A's id stands for the others (see ``_variants``);
+  mix (A's study with B's series). Admin pages are asked with one existing row: only the
+  administrator may open them, and only to do what each model's admin allows (append-only
+  records are view-only; an empty form or an unconfirmed delete writes nothing). Where a
+  principal is turned away by the middleware whatever the id (login page, second factor), A's id
+  stands for the others (see ``_variants``);
 - with GET, and with POST where the route accepts POST (a form body where it matters).
 
 Each answer is checked for its status and where a redirect goes; for leaks, so that no response
 carries a patient's identifying data (name, MRN, study UID, accession, email, receipt id, the
 organisations in their access log, their report's text) to anyone but that patient, except where
 an entry says so (the officer's page of a flag they hold; the consent API for a consent:read
-token); for "another patient's object looks exactly like a missing one" (same status, content
+token; the admin for the administrator); for "another patient's object looks exactly like a missing one" (same status, content
 type and body, once CSRF tokens and CSP nonces are masked; the request id is fixed); and a
 refused POST must write nothing (PostgreSQL's per-transaction row counters, so even a write
 rolled back in a savepoint counts).
@@ -34,6 +37,7 @@ transaction rolled back at its end; each case runs in a savepoint of it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -77,10 +81,10 @@ from tests.routes import Route, all_routes
 
 # --- Principals ------------------------------------------------------------------------------
 
-ANON, PASSWORD_ONLY, A, B, OFFICER = "anonymous", "password_only", "patient_a", "patient_b", "officer"
+ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN = "anonymous", "password_only", "patient_a", "patient_b", "officer", "administrator"
 AUDIT_TOKEN, CONSENT_TOKEN = "token_audit_write", "token_consent_read"
-PRINCIPALS = (ANON, PASSWORD_ONLY, A, B, OFFICER, AUDIT_TOKEN, CONSENT_TOKEN)
-VERIFIED = (A, B, OFFICER)
+PRINCIPALS = (ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN, AUDIT_TOKEN, CONSENT_TOKEN)
+VERIFIED = (A, B, OFFICER, ADMIN)
 TOKENS = (AUDIT_TOKEN, CONSENT_TOKEN)
 # Whose objects a patient owns: A's ids are the variant "a", B's are "b". On the office's side the
 # officer holds A's flag, and another officer holds B's.
@@ -145,17 +149,27 @@ def gate(verified: Rule | Expect) -> Rule:
     return who(visitor=LOGIN, password_only=FACTOR, verified=verified)
 
 
-def by_role(*, patient: Expect, officer: Expect) -> Rule:
-    return lambda principal, variant: officer if principal == OFFICER else patient
+def by_role(*, patient: Expect, officer: Expect, admin: Expect | None = None) -> Rule:
+    """By the verified principal's role. An administrator, like an officer, has no patient record
+    of their own: unless ``admin`` says otherwise, they get what the officer gets."""
+    admin = officer if admin is None else admin
+    return lambda principal, variant: {OFFICER: officer, ADMIN: admin}.get(principal, patient)
 
 
-def owned(ok: Expect, *, missing: Expect = NOT_FOUND, others: Expect = HIDDEN, officer: Expect | None = None) -> Rule:
+def owned(
+    ok: Expect, *, missing: Expect = NOT_FOUND, others: Expect = HIDDEN, officer: Expect | None = None,
+    admin: Expect | None = None,
+) -> Rule:
     """An object of one patient: the owner gets ``ok``; anyone else, a mixed or malformed id gets
-    exactly what a missing id gets."""
+    exactly what a missing id gets. ``officer`` (and ``admin``, which defaults to it): what the
+    staff without a patient record get whatever the id, where that differs."""
+    admin = officer if admin is None else admin
 
     def decide(principal: str, variant: str) -> Expect:
         if officer is not None and principal == OFFICER:
             return officer
+        if admin is not None and principal == ADMIN:
+            return admin
         if variant == "missing":
             return missing
         if principal in (A, B) and OWNS[principal] == variant:
@@ -255,8 +269,8 @@ TABLE: dict[str, Entry] = {
     "consent-partners": Entry(gate(by_role(patient=OK, officer=NOT_FOUND))),
     # The office records a paper or phone decision for any patient: officers only.
     "consent-office-record": Entry(
-        gate(by_role(patient=NOT_FOUND, officer=OK)),
-        post=gate(by_role(patient=NOT_FOUND, officer=OK)),  # an empty form is shown again
+        gate(by_role(patient=NOT_FOUND, officer=OK, admin=NOT_FOUND)),
+        post=gate(by_role(patient=NOT_FOUND, officer=OK, admin=NOT_FOUND)),  # an empty form is shown again
     ),
     # Consent API: a consent:read token may ask about any patient (that is its job); another
     # patient's study under this patient's MRN is "unknown", exactly like a missing one.
@@ -292,6 +306,8 @@ TABLE: dict[str, Entry] = {
     "exports-cancel": Entry(POST_ONLY, post=gate(owned(to("/exports/"))), ids="export"),
     "exports-download": Entry(POST_ONLY, post=gate(owned(OK)), ids="export"),
     "exports-revoke": Entry(POST_ONLY, post=gate(owned(to("/exports/"))), ids="export"),
+    # Dismissing the "ready" notice (a POST: GET never writes).
+    "exports-seen": Entry(POST_ONLY, post=gate(owned(to("/exports/"))), ids="export"),
     # Reports, the patient's side. "Flag this access" takes the access-log entry in the query.
     "flags-mine": Entry(gate(OK)),
     "flags-new": Entry(
@@ -303,9 +319,10 @@ TABLE: dict[str, Entry] = {
     "flags-notices-read": Entry(POST_ONLY, post=gate(by_role(patient=to("/flags/"), officer=NOT_FOUND))),
     "flags-detail": Entry(gate(owned(OK)), ids="flag"),
     "flags-reply": Entry(POST_ONLY, post=gate(owned(to("/flags/"))), ids="flag", body=lambda w, v: {"text": "Here is more."}),
-    # The privacy office: 404 to non-officers; an officer opens only the flags they hold.
-    "flags-queue": Entry(gate(by_role(patient=NOT_FOUND, officer=OK))),
-    "flags-dashboard": Entry(gate(by_role(patient=NOT_FOUND, officer=OK))),
+    # The privacy office: 404 to non-officers (administrators too); an officer opens only the
+    # flags they hold.
+    "flags-queue": Entry(gate(by_role(patient=NOT_FOUND, officer=OK, admin=NOT_FOUND))),
+    "flags-dashboard": Entry(gate(by_role(patient=NOT_FOUND, officer=OK, admin=NOT_FOUND))),
     "flags-officer-detail": Entry(gate(held(OK)), ids="flag", sees={OFFICER: {"a"}}),
     # Claiming or taking over a flag another officer holds is refused like a missing flag.
     "flags-claim": Entry(POST_ONLY, post=gate(held(to("/privacy-office/flags/"))), ids="flag"),
@@ -381,54 +398,107 @@ TABLE: dict[str, Entry] = {
 
 
 # --- The admin -------------------------------------------------------------------------------
-# Only staff open it; none of the principals is staff. The models registered in it are listed
+# Only staff open it: of the principals, the administrator. The models registered in it are listed
 # explicitly, so registering a new one fails the matrix until it is added here.
 
 ADMIN_MODELS = (
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession",
     "accounts.user", "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset",
-    "accounts.signinevent", "accounts.serviceaccount",
+    "accounts.signinevent", "core.serviceaccount",
     "imaging.patient", "imaging.pacspatientsync", "imaging.pacssyncrun",
     "audit.accessevent", "audit.auditcheckpoint",
     "consent.consentpolicy", "consent.consentdecision", "consent.recipient",
     "exports.exportrequest",
     "flags.flag", "flags.flagevent", "flags.incident", "flags.notice",
 )
+
+
+def staff(ok: Rule | Expect, *, others: Expect = ADMIN_LOGIN) -> Rule:
+    """The administrator (staff) gets ``ok``; every other verified principal, ``others``."""
+    rule = ok if callable(ok) else everyone(ok)
+    return lambda principal, variant: rule(principal, variant) if principal == ADMIN else others
+
+
 # Admin model pages: LoginRequiredMiddleware sends visitors to our login; signed-in non-staff go
 # to the admin's login, which refuses them.
-ADMIN_PAGE = gate(ADMIN_LOGIN)
+ADMIN_PAGE = gate(staff(OK))
+STAFF_FORBIDDEN = gate(staff(FORBIDDEN))
+# What each ModelAdmin lets the administrator do beyond viewing. Append-only records (access
+# events, checkpoints, consent decisions, the flag timeline) and rows only the system writes are
+# view-only: adding, changing or deleting them is refused (403).
+ADMIN_ADDS = {
+    "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
+    "imaging.patient", "consent.consentpolicy", "consent.recipient",
+}
+ADMIN_CHANGES = {
+    "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
+    "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset",
+    "core.serviceaccount", "imaging.patient", "consent.recipient",
+}
+ADMIN_DELETES = {
+    "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
+    "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset", "accounts.signinevent",
+    "core.serviceaccount", "imaging.patient", "consent.recipient", "exports.exportrequest",
+}
+# Change pages whose every editable field may be empty (a code's revocation time, whether the
+# recovery codes are on): an empty POST is a valid form, saved.
+ADMIN_EMPTY_FORM_SAVES = {"accounts.activationcode", "accounts.recoverycodeset"}
 # The admin's own pages (marked public by the admin itself) send visitors to the admin's login.
-ADMIN_SITE = who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=ADMIN_LOGIN)
+ADMIN_SITE = who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=staff(OK))
+# The administrator sees every patient's data in the admin (each look there is itself logged).
+STAFF_SEES = {ADMIN: {"a", "b"}}
 
 
 def _admin_entries() -> dict[str, Entry]:
     entries = {
         "admin:index": Entry(ADMIN_SITE),
-        "admin:login": Entry(gate(FORBIDDEN), post=gate(FORBIDDEN)),
-        # Non-staff are sent to the admin's index (and on to its login), not signed out.
+        # The administrator is signed in already: the admin's login sends them to its index (an
+        # empty form is shown again); everyone else is refused.
+        "admin:login": Entry(
+            gate(staff(to("/admin/"), others=FORBIDDEN)), post=gate(staff(Expect(200, unchanged=True), others=FORBIDDEN))
+        ),
+        # Non-staff are sent to the admin's index (and on to its login), not signed out. The
+        # administrator signs out with a POST (Django 5), to our sign-in page.
         "admin:logout": Entry(
-            who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=to("/admin/")),
-            post=who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=Expect(302, "/admin/", unchanged=True)),
+            who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=staff(NOT_ALLOWED, others=to("/admin/"))),
+            post=who(
+                visitor=ADMIN_LOGIN, password_only=FACTOR,
+                verified=staff(SIGNED_OUT, others=Expect(302, "/admin/", unchanged=True)),
+            ),
         ),
         "admin:password_change": Entry(ADMIN_SITE, post=ADMIN_SITE),
         "admin:password_change_done": Entry(ADMIN_SITE),
-        "admin:autocomplete": Entry(ADMIN_SITE),
+        # Without the query the widget sends, the search is refused.
+        "admin:autocomplete": Entry(who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=staff(FORBIDDEN))),
         "admin:jsi18n": Entry(ADMIN_SITE),
-        "admin:view_on_site": Entry(ADMIN_SITE, ids="admin"),
+        # A study has no page of its own outside the portal.
+        "admin:view_on_site": Entry(who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=staff(NOT_FOUND)), ids="admin"),
         "admin:app_list": Entry(ADMIN_SITE, ids="admin"),
-        "admin/(?P<url>.*)": Entry(ADMIN_SITE, ids="admin"),
+        "admin/(?P<url>.*)": Entry(who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=staff(NOT_FOUND)), ids="admin"),
         "admin:auth_user_password_change": Entry(ADMIN_PAGE, post=ADMIN_PAGE, ids="admin"),
     }
     for label in ADMIN_MODELS:
         app_label, model = label.split(".")
         prefix = f"admin:{app_label}_{model}_"
+        listing = f"/admin/{app_label}/{model}/"
+        # An empty form: errors shown, nothing written; an unconfirmed delete: the confirmation page.
+        shown_again = gate(staff(Expect(200, unchanged=True)))
         entries[prefix + "changelist"] = Entry(ADMIN_PAGE, post=ADMIN_PAGE)
-        entries[prefix + "add"] = Entry(ADMIN_PAGE, post=ADMIN_PAGE)
+        entries[prefix + "add"] = (
+            Entry(ADMIN_PAGE, post=shown_again) if label in ADMIN_ADDS else Entry(STAFF_FORBIDDEN, post=STAFF_FORBIDDEN)
+        )
         entries[prefix + "history"] = Entry(ADMIN_PAGE, ids="admin")
-        entries[prefix + "delete"] = Entry(ADMIN_PAGE, post=ADMIN_PAGE, ids="admin")
-        entries[prefix + "change"] = Entry(ADMIN_PAGE, post=ADMIN_PAGE, ids="admin")
-        entries[f"admin/{app_label}/{model}/(?P<object_id>.+)/"] = Entry(ADMIN_PAGE, ids="admin")
-    return entries
+        entries[prefix + "delete"] = Entry(
+            *((ADMIN_PAGE, shown_again) if label in ADMIN_DELETES else (STAFF_FORBIDDEN, STAFF_FORBIDDEN)), ids="admin"
+        )
+        if label in ADMIN_EMPTY_FORM_SAVES:
+            change = gate(staff(to(listing)))
+        else:
+            change = shown_again if label in ADMIN_CHANGES else STAFF_FORBIDDEN
+        entries[prefix + "change"] = Entry(ADMIN_PAGE, post=change, ids="admin")
+        # The old-style URL of a row redirects to its change page.
+        entries[f"admin/{app_label}/{model}/(?P<object_id>.+)/"] = Entry(gate(staff(to(listing))), ids="admin")
+    return {key: dataclasses.replace(entry, sees=STAFF_SEES) for key, entry in entries.items()}
 
 
 TABLE.update(_admin_entries())
@@ -628,10 +698,10 @@ def _patient(tag: str, root: Path, officer: User, policy) -> Owned:
         occurred_at=timezone.now() - dt.timedelta(days=2),
     )
     description = f"Never had this scan, says {tag.upper()}"
-    flag = flag_services.flag_create(actor=user, patient=record, category="not_my_scan", description=description, study=study)
-    flag_services.flag_claim(actor=officer, flag=flag)
-    flag_services.flag_message(actor=officer, flag=flag, text="Which clinic?", ask_for_info=True)
-    export = export_services._create(patient=record, studies=[study], deidentify=False, requested_by=user,
+    flag = flag_services.flag_create(actor=actor_of(user), category="not_my_scan", description=description, study_id=study.pk)
+    flag_services.flag_claim(actor=actor_of(officer), flag=flag)
+    flag_services.flag_message(actor=actor_of(officer), flag=flag, text="Which clinic?", ask_for_info=True)
+    export = export_services._create(patient=record, studies=[study], deidentify=False, requested_by_id=user.pk,
                                      passphrase="alpha-bravo-charlie-delta-echo-foxtrot")
     assert export_services.export_package(export_id=export.pk) == "ready"
     export.refresh_from_db()
@@ -657,7 +727,7 @@ def _admin_rows(world_a: Owned, officer: User) -> None:
     Recipient.objects.create(name="Matrix Research Ltd", kind=Recipient.Kind.values[0], scope="research", purpose="Research.",
                              retention="Five years")
     flag_services.incident_confirm(
-        actor=officer, flag=world_a.flag, subject="Matrix incident", message="A notice.",
+        actor=actor_of(officer), flag=world_a.flag, subject="Matrix incident", message="A notice.",
         criteria=flag_services.IncidentCriteria(window_start=timezone.now() - dt.timedelta(days=7), window_end=timezone.now(),
                                                 organization="Nobody Ltd", study=None),
     )
@@ -702,6 +772,8 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         officer = UserFactory(role=User.Role.PRIVACY_OFFICER)
         AuthenticatorAppFactory(user=officer)
         other_officer = UserFactory(role=User.Role.PRIVACY_OFFICER)
+        administrator = UserFactory(role=User.Role.ADMINISTRATOR, is_staff=True, is_superuser=True)
+        AuthenticatorAppFactory(user=administrator)
         AuthenticatorAppFactory(user=other_officer)
         policy = consent_policy_publish(version=1, text="Policy one.", effective_from=timezone.now() - dt.timedelta(days=30))
         a = _patient("a", root, officer, policy)
@@ -716,6 +788,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             A: _session(a.user, verified=True),
             B: _session(b.user, verified=True),
             OFFICER: _session(officer, verified=True),
+            ADMIN: _session(administrator, verified=True),
         }
         yield World(a, b, officer, tokens, sessions, time.monotonic())
         transaction.set_rollback(True)
