@@ -48,7 +48,7 @@ from flags import selectors
 from flags.models import Flag, FlagEvent, Incident, Notice
 from imaging.models import IntegrityAlert, Patient, Study
 from imaging.selectors import patient_get, study_get
-from imaging.services.integrity import study_status_set
+from imaging.services.integrity import integrity_alert_resolve, study_status_set
 
 S = Flag.Status
 
@@ -356,7 +356,7 @@ def _set_status(flag: Flag, to: str, actor: Actor, *, resolution: str = "") -> N
         on_record = actor.investigating(flag.patient_id) if actor.is_officer else actor
         _study_status_sync(actor=on_record, study=flag.study)
         if flag.integrity_alert_id:
-            IntegrityAlert.objects.filter(pk=flag.integrity_alert_id, resolved_at__isnull=True).update(resolved_at=timezone.now())
+            integrity_alert_resolve(actor=on_record, alert_id=flag.integrity_alert_id)
 
 
 @transaction.atomic

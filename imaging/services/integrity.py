@@ -64,6 +64,18 @@ def study_status_set(*, actor: Actor, study: Study, status: str) -> Study:
     return locked
 
 
+def integrity_alert_resolve(*, actor: Actor, alert_id: int) -> bool:
+    """Mark an integrity alert resolved; True if it was open. Callers: ``flags.services`` when the
+    office closes the flag raised for it, as the officer narrowed to the patient. An alert outside
+    the actor's reach is left alone (False). Not audited as an access: the flag's timeline says
+    who closed it and why."""
+    return bool(
+        IntegrityAlert.objects.for_actor(actor)
+        .filter(pk=alert_id, resolved_at__isnull=True)
+        .update(resolved_at=timezone.now())
+    )
+
+
 # --- Integrity ----------------------------------------------------------------------------
 
 

@@ -296,3 +296,22 @@ def test_imaging_views_import_no_writer_and_call_no_write():
     assert not any(name.startswith("record_") for name in imported) and "audit.services" not in modules
     calls = {node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
     assert not calls & {"save", "create", "update", "delete", "record"}
+
+
+
+def test_an_integrity_alert_is_resolved_only_within_the_actors_reach(patient, other_patient, officer):
+    from imaging.models import IntegrityAlert
+    from tests.flags.conftest import make_study
+
+    for user in (patient, other_patient):
+        # A study whose stored file is missing: the integrity check raises one alert for it.
+        integrity.instances_verify(study=make_study(user.patient, with_instance=True))
+    mine = IntegrityAlert.objects.get(instance__series__study__patient=patient.patient)
+    theirs = IntegrityAlert.objects.get(instance__series__study__patient=other_patient.patient)
+    narrowed = actor_of(officer).investigating(patient.patient.pk)
+    assert integrity.integrity_alert_resolve(actor=narrowed, alert_id=theirs.pk) is False
+    assert integrity.integrity_alert_resolve(actor=narrowed, alert_id=mine.pk) is True
+    assert integrity.integrity_alert_resolve(actor=narrowed, alert_id=mine.pk) is False  # already resolved
+    theirs.refresh_from_db()
+    mine.refresh_from_db()
+    assert theirs.resolved_at is None and mine.resolved_at is not None
