@@ -1,4 +1,4 @@
-"""Signed checkpoints of every chain head (issue 4 "Tamper evidence").
+"""Signed checkpoints of every chain head.
 
 Once a day ``checkpoint_create`` snapshots (patient id, seq, hash) of every chain head and signs
 a statement holding their SHA-256 with the hospital's Ed25519 key (core.signing; public key at

@@ -171,7 +171,7 @@ class NotificationPreference(models.Model):
     """Which kinds of access a patient wants an email about. Absent row = the defaults below."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_notification_preference")
-    # The two uses a patient is least likely to expect are on by default (issue 4).
+    # The two uses a patient is least likely to expect are on by default.
     new_organization = models.BooleanField(_("A new organisation accesses my scans"), default=True)
     ai_or_research = models.BooleanField(_("An AI vendor or researcher uses my scans"), default=True)
     emergency = models.BooleanField(_("Someone uses emergency access"), default=False)
@@ -195,7 +195,7 @@ class NotificationSent(models.Model):
 
 
 class AuditCheckpoint(models.Model):
-    """A signed snapshot of every chain head (issue 4 "Tamper evidence").
+    """A signed snapshot of every chain head.
 
     ``statement`` is the exact canonical JSON that was signed (Ed25519, core.signing); it
     carries the SHA-256 of ``heads`` ({patient id: [seq, hash]}). Whoever holds an exported copy

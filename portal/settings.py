@@ -327,19 +327,19 @@ if CELERY_BROKER_URL == "filesystem://":
 CELERY_TASK_ALWAYS_EAGER = False
 # Packaging has a queue of its own, so a deployment can give it workers that never import,
 # render or de-identify (those load pydicom, numpy and Pillow for good: 49 MB), and that stay
-# as small as they can be however big the study (issue 6; README "Deploying"). Every worker
+# as small as they can be however big the study (README "Deploying"). Every worker
 # started by `make run` and the tests takes both queues.
 # OCR of newly imported images has its own queue: it loads the pixel stack (numpy, Pillow,
 # Tesseract runs) that a worker packaging originals never needs, and can take minutes a study.
 CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}, "imaging.pixel_text_check_study": {"queue": "pixels"}}
 CELERY_BEAT_SCHEDULE = {
-    # Re-hash every stored DICOM file nightly (issue 3 "Integrity"): silent corruption or
+    # Re-hash every stored DICOM file nightly: silent corruption or
     # tampering is found within a day, and 03:15 keeps the disk reads away from clinic hours.
     "imaging-verify-integrity": {
         "task": "imaging.verify_integrity",
         "schedule": crontab(hour=3, minute=15),
     },
-    # Sign a checkpoint of every audit chain head daily (issue 4 "Tamper evidence"): history
+    # Sign a checkpoint of every audit chain head daily: history
     # older than a day can then not be rewritten without the exported copies disagreeing.
     "audit-create-checkpoint": {
         "task": "audit.create_checkpoint",

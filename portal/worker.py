@@ -7,7 +7,7 @@ The same worker as ``celery -A portal worker``, started through the app's own ``
 Written by hand because the ``celery`` command imports its interactive shells (click-repl,
 prompt_toolkit, pygments: 246 modules) before it starts a worker, and they stay loaded for the
 worker's life: 8.6 MB of every worker process, which the export worker's memory target (under
-100 MB, issue 6, benchmarks/export_memory.py) cannot spare. Only the options Lightbox uses are
+100 MB, benchmarks/export_memory.py) cannot spare. Only the options Lightbox uses are
 offered; anything else still works through ``celery -A portal worker``.
 """
 

@@ -469,7 +469,7 @@ ISSUE_VALUES = {
 }
 
 
-def test_what_issue_15_found_kept_is_gone(tmp_path):
+def test_what_the_old_deidentifier_kept_is_gone(tmp_path):
     path = synth.write_instance(tmp_path / "i.dcm", values=ISSUE_VALUES)
     ds = pydicom.dcmread(path)
     device = Dataset()

@@ -91,7 +91,7 @@ def test_an_attribute_the_table_does_not_list_has_no_rule():
 
 
 @pytest.mark.parametrize("keyword", ISSUE_LISTED)
-def test_each_attribute_issue_15_found_kept_is_not_kept_by_the_table(keyword):
+def test_each_attribute_the_old_deidentifier_kept_is_not_kept_by_the_table(keyword):
     rule = ps315.rule_for(tag_for_keyword(keyword))
     assert rule is not None and rule.keyword == keyword
     assert rule.basic != "K"
