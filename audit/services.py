@@ -163,8 +163,8 @@ def record_access(
 ) -> AccessEvent:
     """Append one event to ``patient``'s access log and return it.
 
-    Callers: every service that reads or changes patient data (portal views via
-    ``record_portal_access``, the event-ingest API, imports, consent checks, exports), inside
+    Callers: ``record_for_actor`` (every service that reads or changes patient data, through
+    ``core.access_log.record``) and the event-ingest API (events reported by other systems), inside
     their own transaction, so the action and its record commit together.
 
     Runs in a savepoint and locks the patient's chain head, so concurrent writers for one
