@@ -18,7 +18,6 @@ from typing import Literal
 
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import Http404
 
 from audit import selectors
 from audit.models import AccessEvent
@@ -26,7 +25,7 @@ from audit.selectors import LogFilters, LogPage, LogRow, LogSummary
 from core import access_log
 from core.actor import Actor
 from imaging.models import Patient
-from imaging.selectors import patient_get
+from imaging.selectors import patient_own
 
 
 @dataclass
@@ -39,13 +38,6 @@ class AccessLogView:
     summary: LogSummary
 
 
-def _own_record(actor: Actor) -> Patient:
-    patient = patient_get(actor=actor)
-    if patient is None:
-        raise Http404("This account has no patient record.")
-    return patient
-
-
 @transaction.atomic
 def access_log_open(*, actor: Actor, filters: LogFilters | None = None, before: str = "") -> AccessLogView:
     """The patient opens their access log: one page of it (``before``: the keyset cursor),
@@ -56,7 +48,7 @@ def access_log_open(*, actor: Actor, filters: LogFilters | None = None, before: 
     event (view, details ``{"page": "access_log"}``) before reading, so the page lists this visit
     too; the event is returned as ``visit`` and "your last visit" is the one before it.
     """
-    patient = _own_record(actor)
+    patient = patient_own(actor=actor)
     visit = access_log.record(
         actor=actor, patient=patient, action=AccessEvent.Action.VIEW, details={"page": selectors.LOG_PAGE}
     )
@@ -83,7 +75,7 @@ def access_log_download(
     if fmt != "csv":
         raise ValueError(f"unknown access-log format {fmt!r}")
     actor.require_recent_reauthentication()
-    patient = _own_record(actor)
+    patient = patient_own(actor=actor)
     filters = filters or LogFilters()
     access_log.record(
         actor=actor, patient=patient, action=AccessEvent.Action.DOWNLOAD,

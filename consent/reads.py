@@ -16,22 +16,13 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
-from django.http import Http404
 
 from audit.models import AccessEvent
 from consent import selectors
 from consent.models import ConsentDecision
 from core import access_log
 from core.actor import Actor
-from imaging.models import Patient
-from imaging.selectors import patient_get
-
-
-def _own_record(actor: Actor) -> Patient:
-    patient = patient_get(actor=actor)
-    if patient is None:
-        raise Http404("This account has no patient record.")
-    return patient
+from imaging.selectors import patient_own
 
 
 @transaction.atomic
@@ -41,7 +32,7 @@ def consent_history_open(*, actor: Actor) -> list[ConsentDecision]:
     Callers: the history page. Patients only (``Http404`` otherwise, nothing recorded). Records one
     access event (view, details ``{"page": "consent_history"}``).
     """
-    patient = _own_record(actor)
+    patient = patient_own(actor=actor)
     decisions = list(selectors.decision_list(actor=actor))
     access_log.record(actor=actor, patient=patient, action=AccessEvent.Action.VIEW, details={"page": "consent_history"})
     return decisions
@@ -87,7 +78,7 @@ def consent_partners_open(*, actor: Actor) -> list[selectors.PartnerRow]:
     Callers: the partners page. Patients only (``Http404`` otherwise, nothing recorded). Reading
     the access log is logged too: one access event (view, details ``{"page": "consent_partners"}``).
     """
-    patient = _own_record(actor)
+    patient = patient_own(actor=actor)
     rows = selectors.partner_list(actor=actor, patient=patient)
     access_log.record(actor=actor, patient=patient, action=AccessEvent.Action.VIEW, details={"page": "consent_partners"})
     return rows

@@ -25,14 +25,7 @@ from consent.forms import ChangeForm, OfficeRecordForm
 from consent.models import ConsentDecision, ConsentPolicy
 from consent.scopes import SCOPES
 from imaging.models import Study
-from imaging.selectors import patient_get, study_get
-
-
-def _patient_or_404(request: HttpRequest):
-    patient = patient_get(actor=request.actor)
-    if patient is None:
-        raise Http404("This account has no patient record.")
-    return patient
+from imaging.selectors import patient_get, patient_own, study_get
 
 
 @require_GET
@@ -68,7 +61,7 @@ def change(request: HttpRequest, scope: str) -> HttpResponse:
     """GET: the confirmation of a change (what it means, what it cannot undo). POST: make it."""
     if scope not in SCOPES:
         raise Http404("No such use.")
-    patient = _patient_or_404(request)
+    patient = patient_own(actor=request.actor)
     data = request.POST if request.method == "POST" else request.GET
     study = _study_param(request, data)
     form = ChangeForm(data or None, actor=request.actor)

@@ -15,7 +15,8 @@ looked up by name: a process without the audit app refuses to record rather than
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -23,20 +24,8 @@ if TYPE_CHECKING:
     from core.actor import Actor
 
 
-class Recorder(Protocol):
-    def __call__(
-        self,
-        *,
-        actor: Actor,
-        patient: Any,
-        action: str,
-        study: Any = None,
-        purpose: str | None = None,
-        outcome: str = "success",
-        occurred_at: dt.datetime | None = None,
-        details: dict[str, Any] | None = None,
-        source: str | None = None,
-    ) -> Any: ...
+# The writer's signature is ``record``'s below (``audit.services.record_for_actor``).
+Recorder = Callable[..., Any]
 
 
 _recorder: Recorder | None = None

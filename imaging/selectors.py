@@ -59,6 +59,15 @@ def patient_get(*, actor: Actor) -> Patient | None:
     return Patient.objects.for_actor(actor).filter(pk=actor.patient_id).first()
 
 
+def patient_own(*, actor: Actor) -> Patient:
+    """The actor's own patient record; ``Http404`` for anyone who has none (an officer, an
+    administrator), so a patient-only page answers them like a missing one."""
+    patient = patient_get(actor=actor)
+    if patient is None:
+        raise Http404("This account has no patient record.")
+    return patient
+
+
 def _image_series(study_ref: str = "pk") -> Subquery:
     """The first series of a study that has pictures (its thumbnail stands for the study)."""
     return Subquery(
