@@ -42,6 +42,7 @@ from core import crypto
 from core.actor import Actor, Kind
 from core.models import ServiceAccount
 from imaging.models import Patient
+from imaging.services.patients import patient_account_link
 
 # Crockford's base32: no I, L, O, U, so a code read aloud or typed from a letter survives.
 _CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -112,9 +113,7 @@ def patient_account_activate(*, user: User, code: str, birth_date: dt.date) -> P
     row.used_at = now
     row.used_by = user
     row.save(update_fields=["used_at", "used_by"])
-    patient = row.patient
-    patient.user = user
-    patient.save(update_fields=["user"])
+    patient = patient_account_link(patient=row.patient, user_id=user.pk)
     # The patient's history is fetched from the PACS in the background (after commit, so a
     # rolled-back signup fetches nothing); a no-op when no PACS is configured. Imported here:
     # the DICOMweb client brings pydicom, which processes that never fetch need not load.
