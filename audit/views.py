@@ -7,7 +7,6 @@ views only present what those return.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 
 from django.contrib import messages
@@ -23,6 +22,7 @@ from audit import notifications, reads, selectors
 from audit.charts import timeline_chart
 from audit.forms import AccessLogFilterForm, NotificationPreferenceForm
 from core.reauth import DOWNLOAD_READY, download_ready, reauthenticate_before_download
+from core.spreadsheet import csv_lines
 
 CSV_COLUMNS = [
     "occurred_at", "actor_type", "actor_name", "role", "organization", "purpose", "action", "outcome",
@@ -64,34 +64,18 @@ def access_log(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    # A spreadsheet would run a cell starting like a formula (CSV injection); a quote defuses it.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
-
-
 def _csv_rows(events) -> Iterator[str]:
-    class Echo:
-        def write(self, value: str) -> str:
-            return value
-
-    writer = csv.writer(Echo())
-    yield "\ufeff"  # a BOM, so spreadsheet programs read the UTF-8 names correctly
-    yield writer.writerow(CSV_COLUMNS)
-    for e in events.iterator(chunk_size=CSV_CHUNK):
-        yield writer.writerow(
-            [
-                _csv_cell(v)
-                for v in (
-                    e.occurred_at.isoformat(), e.get_actor_type_display(), e.actor_name, e.role, e.organization,
-                    e.get_purpose_display(), e.get_action_display(), e.get_outcome_display(),
-                    e.study.description if e.study else "", e.study.study_date if e.study else "",
-                    e.get_source_display(), e.pk,
-                )
-            ]
+    rows = (
+        (
+            e.occurred_at.isoformat(), e.get_actor_type_display(), e.actor_name, e.role, e.organization,
+            e.get_purpose_display(), e.get_action_display(), e.get_outcome_display(),
+            e.study.description if e.study else "", e.study.study_date if e.study else "",
+            e.get_source_display(), e.pk,
         )
+        for e in events.iterator(chunk_size=CSV_CHUNK)
+    )
+    # docs/security.md §25: every field quoted, formulas defused whatever the separator.
+    return csv_lines(CSV_COLUMNS, rows)
 
 
 @require_GET
