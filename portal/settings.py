@@ -295,7 +295,9 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Email ------------------------------------------------------------------------------------
-EMAIL_URL = envstr("EMAIL_URL")
+# Production refuses to start without it: reset and confirmation links printed to stdout reach
+# nobody (docs/security.md §26). EMAIL_URL=console:// is allowed for those who mean it.
+EMAIL_URL = _required("EMAIL_URL") if PRODUCTION else envstr("EMAIL_URL")
 if EMAIL_URL:
     _email = dj_email_url.parse(EMAIL_URL)
     EMAIL_BACKEND = _email["EMAIL_BACKEND"]

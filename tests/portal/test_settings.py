@@ -32,6 +32,7 @@ def production_env(tmp_path) -> dict[str, str]:
         SIGNING_KEY_FILE=str(key_file),
         ALLOWED_HOSTS="lightbox.example.org",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        EMAIL_URL="submission://lightbox:secret@smtp.example.org:587",
     )
     return env
 
@@ -47,12 +48,24 @@ def test_check_deploy_passes_with_production_settings(production_env):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEY", "SIGNING_KEY_FILE", "ALLOWED_HOSTS"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEY", "SIGNING_KEY_FILE", "ALLOWED_HOSTS", "EMAIL_URL"])
 def test_production_refuses_to_start_without_its_secrets(production_env, missing):
     del production_env[missing]
     result = _manage(production_env, "check")
     assert result.returncode != 0
     assert f"{missing} must be set" in result.stderr
+
+
+def test_production_sends_email_to_the_console_only_when_told_so(production_env):
+    """Issue 17, found 8: an unset EMAIL_URL used to send reset links to stdout in production."""
+    probe = "from django.conf import settings; print(settings.EMAIL_BACKEND)"
+    result = _manage({**production_env, "EMAIL_URL": "console://"}, "shell", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "django.core.mail.backends.console.EmailBackend"
+    result = _manage({**production_env, "EMAIL_URL": ""}, "check")
+    assert result.returncode != 0 and "EMAIL_URL must be set" in result.stderr
+    result = _manage(production_env, "shell", "-c", probe)
+    assert result.stdout.splitlines()[-1] == "django.core.mail.backends.smtp.EmailBackend", result.stderr
 
 
 def test_production_refuses_a_weak_secret_key_and_debug(production_env):
