@@ -19,10 +19,12 @@ run: $(STAMP) ocr-deps
 
 # De-identified copies read every image with Tesseract (imaging/dicom/ocr.py). Without it the
 # portal still runs, and every image is reported as "could not be checked for text".
+# Another apt (unattended-upgrades) may hold the locks: install waits up to 5 minutes for dpkg's
+# (DPkg::Lock::Timeout); update's lists lock has no such option (apt 2.6), so update is retried.
 ocr-deps:
 	@command -v tesseract >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then echo "Installing tesseract-ocr (text in images)..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
+	    for try in 1 2 3 4 5 6 7 8 9 10; do apt-get update -qq && break; [ $$try = 10 ] && exit 1; echo "apt-get update failed (another apt running?); trying again in 30 s"; sleep 30; done; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq tesseract-ocr >/dev/null; \
 	  else echo "Note: tesseract-ocr is not installed (sudo apt-get install tesseract-ocr); images will be reported as not checked for text."; fi; }
 
 # The linters first (a few seconds), then the suite.
@@ -68,7 +70,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing$$missing for the tests..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing fonts-dejavu-core >/dev/null; \
+	    for try in 1 2 3 4 5 6 7 8 9 10; do apt-get update -qq && break; [ $$try = 10 ] && exit 1; echo "apt-get update failed (another apt running?); trying again in 30 s"; sleep 30; done; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq $$missing fonts-dejavu-core >/dev/null; \
 	  else echo "The tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
 # axe-core for the accessibility test (tests/e2e/test_accessibility.py), pinned in package-lock.json
