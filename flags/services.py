@@ -21,8 +21,9 @@ study's "under review" status belongs to imaging and is set through
 Audit (docs/security.md §13): every page that shows a patient's data records one access event
 through ``core.access_log.record`` in the same transaction as the read: the report form
 (view, or modify when a report is sent), "My reports", a report's page, a reply (modify); the
-officer's flag page (view) and integrity re-check (query), both purpose privacy investigation
-under the officer's name. A read that ends in ``Http404`` records nothing.
+officer's flag page (view, once per officer, flag, study and day) and integrity re-check
+(query), both purpose privacy investigation under the officer's name. A read that ends in
+``Http404`` records nothing.
 """
 
 from __future__ import annotations
@@ -359,22 +360,47 @@ def _set_status(flag: Flag, to: str, actor: Actor, *, resolution: str = "") -> N
             integrity_alert_resolve(actor=on_record, alert_id=flag.integrity_alert_id)
 
 
+def _day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The calendar day ``now`` falls in, in the portal's time zone (``TIME_ZONE``, UTC unless
+    set): the zone the patient's access log shows its dates in, so "one look a day" is one line
+    per day as the patient reads it."""
+    start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Aware arithmetic keeps the wall clock (zoneinfo): a DST day is 23 or 25 hours, as on a calendar.
+    return start, start + dt.timedelta(days=1)
+
+
 @transaction.atomic
-def flag_office_open(*, actor: Actor, flag_id: int) -> selectors.FlagContext:
+def flag_office_open(*, actor: Actor, flag_id: int, now: dt.datetime | None = None) -> selectors.FlagContext:
     """The holding officer opens a flag's page: the flag and everything about the patient it
     needs (``selectors.flag_context``), read as the officer narrowed to that patient.
 
-    ``Http404`` unless the officer holds the flag (nothing recorded). Records one access event:
+    ``Http404`` unless the officer holds the flag (nothing recorded). Records one access event
+    per officer, flag, study shown and day (the portal's ``TIME_ZONE`` day, ``_day_bounds``):
     view, purpose privacy investigation, under the officer's name, on the flag's study (or the
-    flagged access's study), details page flag and the flag's id.
+    flagged access's study), details page flag and the flag's id. Reloading the page the same
+    day adds nothing (six reloads in a minute were six lines in the patient's log saying the
+    same thing); a look on another day, or at another study, is a new line. Race-safe: the
+    flag's row is locked before the check, so two loads at once write one event between them.
+    ``now`` is for tests (a fixed clock); it is also the event's time.
     """
     flag = selectors.flag_office_get(actor=actor, flag_id=flag_id)
     investigating = actor.investigating(flag.patient_id)
     ctx = selectors.flag_context(actor=investigating, flag=flag)
-    access_log.record(
-        actor=investigating, patient=flag.patient, study=ctx.study, action=AccessEvent.Action.VIEW,
-        details={"page": "flag", "flag": flag.pk},
-    )
+    now = now or timezone.now()
+    start, end = _day_bounds(now)
+    # The flag row serialises concurrent loads of its page (the officer actions lock it too, in
+    # the same order: flag, then the patient's chain in record). Read-committed: once the lock
+    # is ours, the query below sees the event a load that held it before us committed.
+    Flag.objects.for_actor(actor).select_for_update(of=("self",)).filter(pk=flag.pk).exists()
+    seen_today = AccessEvent.objects.for_actor(investigating).filter(
+        patient_id=flag.patient_id, actor_ref=investigating.ref, action=AccessEvent.Action.VIEW,
+        study=ctx.study, details__page="flag", details__flag=flag.pk, occurred_at__gte=start, occurred_at__lt=end,
+    ).exists()
+    if not seen_today:
+        access_log.record(
+            actor=investigating, patient=flag.patient, study=ctx.study, action=AccessEvent.Action.VIEW,
+            occurred_at=now, details={"page": "flag", "flag": flag.pk},
+        )
     return ctx
 
 
