@@ -6,6 +6,7 @@ from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -44,6 +45,16 @@ class User(AbstractUser):
     username = None  # type: ignore[assignment]
     email = models.EmailField(_("email address"), unique=True)
     role = models.CharField(max_length=32, choices=Role.choices, default=Role.PATIENT)
+    # Patients read this in their access log and on their reports (docs/security.md §19: the
+    # person, never an email address). Staff only; set by create_privacy_officer, editable in
+    # the admin. Staff without one are named by role and number (``public_name``).
+    display_name = models.CharField(
+        _("display name"),
+        max_length=100,
+        blank=True,
+        validators=[RegexValidator("@", inverse_match=True, message=_("A name, not an email address."))],
+        help_text=_("How patients read this person's name in their access log, e.g. “Jane Okafor”."),
+    )
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -60,6 +71,15 @@ class User(AbstractUser):
     @property
     def is_privacy_officer(self) -> bool:
         return self.role == self.Role.PRIVACY_OFFICER
+
+    @property
+    def public_name(self) -> str:
+        """How the access log and the office's pages name this person to others, never by email
+        address: staff by their display name (or "Privacy officer #12" until one is set), a
+        patient as "Patient"."""
+        if self.role == self.Role.PATIENT:
+            return str(_("Patient"))
+        return self.display_name.strip() or f"{self.get_role_display()} #{self.pk}"
 
 
 class ActivationCode(models.Model):

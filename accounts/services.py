@@ -331,13 +331,17 @@ def sessions_end_others(*, actor: Actor, session_key: str | None) -> None:
 
 
 @transaction.atomic
-def privacy_officer_create(*, email: str, password: str) -> User:
-    """Create a privacy officer with a verified email. They must still enrol a second factor
-    at first sign-in; nothing here grants a verified session."""
+def privacy_officer_create(*, email: str, password: str, display_name: str) -> User:
+    """Create a privacy officer with a verified email and the name patients will read in their
+    access log (``display_name``: required, not an email address). They must still enrol a second
+    factor at first sign-in; nothing here grants a verified session."""
     email = email.strip().lower()
+    display_name = " ".join(display_name.split())
+    if not display_name:
+        raise ValueError("A display name is required: patients read it in their access log.")
     if User.objects.filter(email__iexact=email).exists():
         raise ValueError(f"An account with the email {email} already exists.")
-    user = User(email=email, role=User.Role.PRIVACY_OFFICER)
+    user = User(email=email, role=User.Role.PRIVACY_OFFICER, display_name=display_name)
     validate_password(password, user)
     user.set_password(password)
     user.full_clean()

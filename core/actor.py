@@ -58,7 +58,7 @@ def request_origin(request: HttpRequest) -> dict[str, str | None]:
 @dataclass(frozen=True)
 class Actor:
     kind: Kind
-    # How the access log names the actor: "Patient (self)", an officer's email, a system's name.
+    # How the access log names the actor: "Patient (self)", an officer's display name, a system's name.
     name: str
     user_id: int | None = None
     service_account_id: int | None = None

@@ -29,7 +29,7 @@ def build_demo_flag(patient, officer, *, email: bool = True) -> Flag:
     """
     by_patient = Actor(kind=Kind.PATIENT, name="Patient (self)", user_id=patient.user_id, patient_ids=frozenset({patient.pk}))
     by_officer = Actor(
-        kind=Kind.PRIVACY_OFFICER, name=officer.email, user_id=officer.pk, organization=settings.HOSPITAL_NAME,
+        kind=Kind.PRIVACY_OFFICER, name=officer.public_name, user_id=officer.pk, organization=settings.HOSPITAL_NAME,
         role="Privacy officer",
     ).investigating(patient.pk)
     event = AccessEvent.objects.filter(patient=patient, actor_type=AccessEvent.ActorType.AI_VENDOR).order_by("-occurred_at", "-pk").first()

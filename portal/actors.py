@@ -36,7 +36,8 @@ def actor_for_user(
     officer = kind == Kind.PRIVACY_OFFICER
     return Actor(
         kind=kind,
-        name=user.email if kind != Kind.PATIENT else "Patient (self)",
+        # Staff by their display name, never their email address (docs/security.md §19).
+        name=user.public_name if kind != Kind.PATIENT else "Patient (self)",
         user_id=user.pk,
         patient_ids=own,
         organization=settings.HOSPITAL_NAME if officer else "",

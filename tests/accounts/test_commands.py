@@ -177,7 +177,7 @@ def password_file(tmp_path):
 
 
 def test_create_privacy_officer(db, password_file):
-    output = run("create_privacy_officer", "Officer.Jones@Example.net", "--password-file", str(password_file))
+    output = run("create_privacy_officer", "Officer.Jones@Example.net", "--name", "Ola Jones", "--password-file", str(password_file))
 
     user = User.objects.get(email="officer.jones@example.net")
     assert "officer.jones@example.net" in output
@@ -196,7 +196,7 @@ def test_password_file_saved_with_windows_line_ending(client, db, tmp_path):
     path = tmp_path / "password.txt"
     path.write_bytes(OFFICER_PASSWORD.encode() + b"\r\n")
 
-    run("create_privacy_officer", "officer.jones@example.net", "--password-file", str(path))
+    run("create_privacy_officer", "officer.jones@example.net", "--name", "Ola Jones", "--password-file", str(path))
 
     assert User.objects.get(email="officer.jones@example.net").check_password(OFFICER_PASSWORD)
 
@@ -205,13 +205,13 @@ def test_password_file_keeps_inner_spaces(db, tmp_path):
     path = tmp_path / "password.txt"
     path.write_text(" " + OFFICER_PASSWORD + " \n")
 
-    run("create_privacy_officer", "officer.jones@example.net", "--password-file", str(path))
+    run("create_privacy_officer", "officer.jones@example.net", "--name", "Ola Jones", "--password-file", str(path))
 
     assert User.objects.get(email="officer.jones@example.net").check_password(" " + OFFICER_PASSWORD + " ")
 
 
 def test_new_officer_signing_in_is_sent_to_enrolment(client, db, password_file):
-    run("create_privacy_officer", "officer.jones@example.net", "--password-file", str(password_file))
+    run("create_privacy_officer", "officer.jones@example.net", "--name", "Ola Jones", "--password-file", str(password_file))
 
     response = client.post(
         "/accounts/login/", {"login": "officer.jones@example.net", "password": OFFICER_PASSWORD}, follow=True
@@ -236,7 +236,7 @@ def test_create_privacy_officer_rejects_a_weak_password(db, tmp_path, password, 
     path.write_text(password)
 
     with pytest.raises(CommandError, match=message):
-        run("create_privacy_officer", "officer.jones@example.net", "--password-file", str(path))
+        run("create_privacy_officer", "officer.jones@example.net", "--name", "Ola Jones", "--password-file", str(path))
     assert not User.objects.exists()
     assert not EmailAddress.objects.exists()
 
@@ -245,7 +245,7 @@ def test_create_privacy_officer_duplicate_email(db, password_file):
     existing = UserFactory(email="taken@example.net")
 
     with pytest.raises(CommandError, match="already exists"):
-        run("create_privacy_officer", "TAKEN@example.net", "--password-file", str(password_file))
+        run("create_privacy_officer", "TAKEN@example.net", "--name", "Ola Jones", "--password-file", str(password_file))
     existing.refresh_from_db()
     assert existing.role == User.Role.PATIENT
     assert User.objects.count() == 1
@@ -260,13 +260,13 @@ def test_create_privacy_officer_unreadable_password_file(db, tmp_path, kind):
         path.write_bytes(b"\xff\xfe\x00garbage\x80\x81")
 
     with pytest.raises(CommandError, match="password.txt"):
-        run("create_privacy_officer", "officer.jones@example.net", "--password-file", str(path))
+        run("create_privacy_officer", "officer.jones@example.net", "--name", "Ola Jones", "--password-file", str(path))
     assert not User.objects.exists()
 
 
 def test_create_privacy_officer_rejects_an_invalid_email(db, password_file):
     with pytest.raises(CommandError):
-        run("create_privacy_officer", "not an email", "--password-file", str(password_file))
+        run("create_privacy_officer", "not an email", "--name", "Ola Jones", "--password-file", str(password_file))
     assert not User.objects.exists()
 
 
@@ -275,7 +275,7 @@ def test_create_privacy_officer_prompt_must_match(db, monkeypatch):
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
 
     with pytest.raises(CommandError, match="do not match"):
-        run("create_privacy_officer", "officer.jones@example.net")
+        run("create_privacy_officer", "officer.jones@example.net", "--name", "Ola Jones")
     assert not User.objects.exists()
 
 

@@ -298,7 +298,7 @@ def test_a_privacy_officer_is_recorded_with_role_and_hospital(officer, patient):
     )
 
     assert event.actor_type == "privacy_office"
-    assert event.actor_name == officer.email
+    assert event.actor_name == officer.public_name
     assert event.actor_ref == f"user:{officer.pk}"
     assert event.organization == "St. Test Infirmary"
     assert event.role == "Privacy officer"

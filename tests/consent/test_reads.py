@@ -180,7 +180,7 @@ def test_the_paper_form_narrows_the_officer_to_the_patient(officer, patient, oth
     assert (row.actor, row.patient, row.study, row.channel) == (officer, record, studies[0], "paper")
     event = AccessEvent.objects.get()
     assert (event.patient, event.actor_type, event.actor_name, event.actor_ref, event.role, event.purpose) == (
-        record, "privacy_office", officer.email, f"user:{officer.pk}", "Privacy officer", "patient_request"
+        record, "privacy_office", officer.public_name, f"user:{officer.pk}", "Privacy officer", "patient_request"
     )
     # A study of another patient is outside the narrowed reach: 404, nothing written.
     theirs = make_study(other_patient.patient)

@@ -77,7 +77,7 @@ def test_the_access_log_port_refuses_an_access_the_rule_does_not_allow(patient, 
         access_log.record(actor=actor_of(officer), patient=patient.patient, action="view")
     assert not AccessEvent.objects.exists()
     event = access_log.record(actor=actor_of(officer).investigating(patient.patient.pk), patient=patient.patient, action="view")
-    assert (event.actor_type, event.actor_name, event.purpose) == ("privacy_office", officer.email, "privacy_investigation")
+    assert (event.actor_type, event.actor_name, event.purpose) == ("privacy_office", officer.public_name, "privacy_investigation")
 
 
 def test_a_persons_sensitive_action_needs_a_recent_password(patient, settings):

@@ -87,4 +87,4 @@ def test_patient_flag_resolved_by_an_officer_end_to_end(page: Page, browser: Bro
     assert study.status == Study.Status.AVAILABLE
     # Two looks: the flag page after claiming, and again after saving the status.
     looks = AccessEvent.objects.filter(patient=patient.patient, actor_type="privacy_office", purpose="privacy_investigation")
-    assert looks.count() == 2 and {e.actor_name for e in looks} == {officer.email}
+    assert looks.count() == 2 and {e.actor_name for e in looks} == {officer.public_name}

@@ -141,7 +141,7 @@ def test_officer_flag_page_records_one_look_under_the_officer_as_a_privacy_inves
     look = one_new(before)
     assert ctx.flag == flag and ctx.study == study and ctx.event == event
     assert (look.actor_type, look.actor_name, look.actor_ref, look.purpose, look.action) == (
-        "privacy_office", officer.email, f"user:{officer.pk}", "privacy_investigation", "view")
+        "privacy_office", officer.public_name, f"user:{officer.pk}", "privacy_investigation", "view")
     assert (look.organization, look.role, look.ip, look.user_agent, look.study, look.details) == (
         settings.HOSPITAL_NAME, "Privacy officer", "203.0.113.9", "Officer browser", study, {"page": "flag", "flag": flag.pk})
     assert look.patient == patient.patient
@@ -183,7 +183,7 @@ def test_officer_views_write_their_look_once_per_page(officer_client: Client, of
     before = events()
     assert officer_client.get(reverse("flags-officer-detail", args=[flag.pk])).status_code == 200
     look = one_new(before)
-    assert (look.actor_name, look.purpose) == (officer.email, "privacy_investigation")
+    assert (look.actor_name, look.purpose) == (officer.public_name, "privacy_investigation")
     before = events()
     for url in (reverse("flags-queue"), reverse("flags-dashboard")):
         assert officer_client.get(url).status_code == 200

@@ -94,7 +94,7 @@ def test_officer_sees_patient_data_only_through_a_flag_they_hold(officer_client:
     body = page.content.decode()
     assert patient.patient.name in body and "CT chest" in body and "left knee" in body
     (look,) = privacy_events(patient.patient)
-    assert (look.purpose, look.action, look.study, look.actor_name) == ("privacy_investigation", "view", study, officer.email)
+    assert (look.purpose, look.action, look.study, look.actor_name) == ("privacy_investigation", "view", study, officer.public_name)
     assert look.details == {"page": "flag", "flag": flag.pk}
 
 

@@ -177,7 +177,7 @@ def test_officer_selectors_and_services_are_404_until_narrowed_to_the_flagged_pa
     # Narrowed to the patient of a flag, the look is recorded under the officer's name.
     viewing.study_open(actor=actor.investigating(ct_study.patient_id), study_id=ct_study.pk)
     event = AccessEvent.objects.latest("pk")
-    assert (event.actor_type, event.actor_name, event.purpose) == ("privacy_office", officer.email, "privacy_investigation")
+    assert (event.actor_type, event.actor_name, event.purpose) == ("privacy_office", officer.public_name, "privacy_investigation")
 
 
 # --- (d) one window rule ------------------------------------------------------------------------

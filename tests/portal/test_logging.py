@@ -227,7 +227,7 @@ def test_management_commands_log_no_secrets(db, every_log_record, tmp_path):
     password_file = tmp_path / "pw.txt"
     password_file.write_text(PASSWORD)
     call_command(
-        "create_privacy_officer", "log.officer@example.net", "--password-file", str(password_file), stdout=StringIO()
+        "create_privacy_officer", "log.officer@example.net", "--name", "Log Officer", "--password-file", str(password_file), stdout=StringIO()
     )
     demo_out = StringIO()
     call_command("make_demo_data", stdout=demo_out)

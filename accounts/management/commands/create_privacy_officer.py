@@ -14,9 +14,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("email")
+        parser.add_argument(
+            "--name", required=True, help="The officer's name as patients will read it in their access log (not an email)."
+        )
         parser.add_argument("--password-file", type=Path, help="Read the password from this file instead of prompting.")
 
-    def handle(self, *args, email: str, password_file: Path | None, **options) -> None:
+    def handle(self, *args, email: str, name: str, password_file: Path | None, **options) -> None:
         if password_file:
             try:
                 # Only the line ending is the file's; a file saved on Windows ends in CRLF.
@@ -30,9 +33,9 @@ class Command(BaseCommand):
             if password != getpass.getpass("Password (again): "):
                 raise CommandError("The passwords do not match.")
         try:
-            user = privacy_officer_create(email=email, password=password)
+            user = privacy_officer_create(email=email, password=password, display_name=name)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(f"Created privacy officer {user.email}."))
+        self.stdout.write(self.style.SUCCESS(f"Created privacy officer {user.email} ({user.display_name})."))

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             if patient.user_id is None:
                 patient.user = patient_user
                 patient.save(update_fields=["user"])
-            officer = self._user(demo.OFFICER_EMAIL, User.Role.PRIVACY_OFFICER)
+            officer = self._user(demo.OFFICER_EMAIL, User.Role.PRIVACY_OFFICER, display_name="Dana Whitfield")
             admin = self._user(demo.ADMIN_EMAIL, User.Role.ADMINISTRATOR, is_staff=True, is_superuser=True)
             codes = {u.email: self._factor(u) for u in (patient_user, officer, admin)}
             unactivated, _ = Patient.objects.get_or_create(
