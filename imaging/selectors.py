@@ -408,7 +408,7 @@ def viewer_instances(series: Series) -> QuerySet[Instance]:
 @dataclass
 class CopyResult:
     name: str
-    outcome: str  # identical, modified, deidentified_copy, same_study, unknown, not_dicom
+    outcome: str  # identical, modified, deidentified_copy, same_study, unknown, not_dicom, too_large
     size: int = 0
     study: Study | None = None
     instance: Instance | None = None
@@ -446,10 +446,12 @@ def copies_compare(*, actor: Actor, uploads: Iterable[tuple[str, IO[bytes]]]) ->
     own_instances = Instance.objects.for_actor(actor)
     own_studies = Study.objects.for_actor(actor)
     results: list[CopyResult] = []
+    # One budget of decoded pixels for all the files of this check (docs/security.md §21).
+    budget = compare.DecodeBudget.for_request()
     for name, fileobj in uploads:
         facts = compare.inspect_upload(fileobj)
         if not facts.is_dicom:
-            results.append(CopyResult(name, "not_dicom", facts.size))
+            results.append(CopyResult(name, "too_large" if facts.reason == "too_large" else "not_dicom", facts.size))
             continue
         same = own_instances.filter(sha256=facts.sha256).select_related("series__study").first()
         if same is not None:
@@ -459,7 +461,7 @@ def copies_compare(*, actor: Actor, uploads: Iterable[tuple[str, IO[bytes]]]) ->
         if original is not None:
             try:
                 with open_stored(original.storage_path) as fh:
-                    difference = compare.diff_files(fileobj, fh)
+                    difference = compare.diff_files(fileobj, fh, budget=budget)
             except (compare.CompareError, OSError):
                 difference = None  # it differs (the fingerprint said so); how, we cannot tell
             results.append(CopyResult(name, "modified", facts.size, original.series.study, original, difference))

@@ -441,6 +441,18 @@ LOGGING = {
 # image is reported "could not be checked for text".
 OCR_TESSERACT_CMD = envstr("OCR_TESSERACT_CMD") or None
 
+# --- decoding untrusted pixels (imaging/dicom/limits.py, docs/security.md §21) ---
+# The most one file's pixels may take decoded (frames x rows x columns x samples x bytes), checked
+# before any decoding by the import, the viewer, OCR and de-identification. 512 MiB holds a
+# 1,000-slice enhanced CT; a larger file is stored but marked "cannot be shown".
+DICOM_MAX_DECODED_BYTES = envint("DICOM_MAX_DECODED_BYTES", 512 * 1024**2)
+# What one "Verify a copy" check (a patient's upload of up to 50 files) may decode in all: as much
+# as it may upload (256 MB); a file past it, or past what the check's other files left, is
+# reported "not compared" and its header still compared.
+VERIFY_COPY_MAX_DECODED_BYTES = envint("VERIFY_COPY_MAX_DECODED_BYTES", 256 * 1024**2)
+if DICOM_MAX_DECODED_BYTES <= 0 or VERIFY_COPY_MAX_DECODED_BYTES <= 0:
+    raise ImproperlyConfigured("DICOM_MAX_DECODED_BYTES and VERIFY_COPY_MAX_DECODED_BYTES must be positive")
+
 # --- exports ---
 # Encrypted archives (DESIGN.md flow 5). Patient data: owner-only directory, never served statically.
 EXPORTS_DIR = Path(envstr("EXPORTS_DIR", str(DATA_DIR / "exports"))).resolve()
@@ -487,3 +499,19 @@ CELERY_BEAT_SCHEDULE["pacs-sync"] = {
     "task": "imaging.pacs_sync",
     "schedule": PACS_SYNC_INTERVAL_MINUTES * 60,
 }
+
+# --- APIs (core/api.py, docs/security.md §22) ---
+# Per service token, counted in the shared cache (Redis) so every web worker sees one count.
+# 600 requests a minute is ten a second, several times what the PACS and EHR feeds send; a
+# research broker checking studies one by one is still well inside it.
+API_RATE_LIMIT = envint("API_RATE_LIMIT", 600)
+# Of those, at most this many in any one second: a runaway client loop is stopped within a
+# second instead of taking the whole minute's allowance at once.
+API_RATE_BURST = envint("API_RATE_BURST", 20)
+# Lookups that find nothing (an unknown or unreachable patient or study), per token per hour.
+# A system that mistypes an MRN now and then never reaches it; a token walking through MRNs is
+# stopped after 60 an hour, and every one of them is on the privacy office's page.
+API_PROBE_LIMIT = envint("API_PROBE_LIMIT", 60)
+for _name, _value in (("API_RATE_LIMIT", API_RATE_LIMIT), ("API_RATE_BURST", API_RATE_BURST), ("API_PROBE_LIMIT", API_PROBE_LIMIT)):
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive integer")

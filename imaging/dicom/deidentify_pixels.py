@@ -19,6 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder, pack_bits
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless
 
+from imaging.dicom import limits
+
 # Byte widths of the binary VRs whose raw bytes follow the transfer syntax's byte order.
 _SWAP_WIDTHS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 # Transfer syntaxes that are always lossy (JPEG 2000 may be either, so it is not assumed).
@@ -30,7 +32,8 @@ def mask_regions(ds: Dataset, regions: list[dict]) -> str | None:
     """Fill each region (``{"frame": index from 0, "box": [x, y, w, h]}``) with the frame's
     black, rewrite Pixel Data uncompressed (Explicit VR Little Endian) and return the SHA-256 of
     the new Pixel Data value; None when the file has no Pixel Data or no region falls inside it
-    (nothing was masked, so nothing may be declared)."""
+    (nothing was masked, so nothing may be declared). Raises ``limits.PixelLimitError`` before
+    decoding anything when the header's decoded size is past ``DICOM_MAX_DECODED_BYTES``."""
     if "PixelData" not in ds or not regions:
         return None
     boxes: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
@@ -40,6 +43,9 @@ def mask_regions(ds: Dataset, regions: list[dict]) -> str | None:
             boxes[int(region.get("frame", 0))].append((x, y, w, h))
     if not boxes:
         return None
+    # docs/security.md §21: the same size check as every other decoder's caller, before the first
+    # frame is decoded (a stored original passed it at import; the limit may have been lowered since).
+    limits.check_decoded_size(ds)
     meta = ds.file_meta
     syntax = meta.TransferSyntaxUID
     was_big_endian = not syntax.is_little_endian

@@ -86,7 +86,7 @@ import pytesseract  # noqa: E402
 from PIL import Image  # noqa: E402
 from pydicom.pixels import iter_pixels  # noqa: E402
 
-from imaging.dicom import parse, render  # noqa: E402
+from imaging.dicom import limits, render  # noqa: E402
 
 NOT_INSTALLED = "OCR is not installed on this server."
 
@@ -361,15 +361,14 @@ def _read_frames(stream: IO[bytes], index: int, state: _Pending, given: dict[str
         probe = pydicom.dcmread(stream, force=False, defer_size=1024)
         has_pixels = any(tag in probe for tag in _PIXEL_KEYWORDS)
     stream.seek(0)
-    rows, cols = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
-    if not has_pixels or not rows or not cols:
+    if not has_pixels or not header.get("Rows") or not header.get("Columns"):
         raise _Unreadable("The file holds no image (no pixel data).")
-    frames = _int(header.get("NumberOfFrames"), 1)
-    samples = _int(header.get("SamplesPerPixel"), 1)
     # docs/security.md §21: the decoded size is checked against the header before anything is
-    # decoded, with the same limits as ingest (a lying header cannot make us allocate more).
-    if rows * cols > parse.MAX_FRAME_PIXELS or frames * rows * cols * samples > parse.MAX_TOTAL_SAMPLES:
-        raise _Unreadable("The image is larger than any real scan; it was not read for text.")
+    # decoded, with the limit every decoder's caller uses (a lying header cannot make us allocate more).
+    try:
+        frames, rows, cols, _samples = limits.check_decoded_size(header).shape
+    except limits.PixelLimitError as exc:
+        raise _Unreadable(f"{exc.reason} It was not read for text.") from exc
     if rows * cols > MAX_OCR_FRAME_PIXELS:
         raise _Unreadable("The image is too large to read for text.")
     wanted = frames if max_frames is None else max(0, min(frames, max_frames))
@@ -401,13 +400,6 @@ def _frames(stream: IO[bytes], full: Any, wanted: int) -> Iterator[np.ndarray]:
         stream.seek(0)
         full = pydicom.dcmread(stream, force=False)
     yield from iter_pixels(full, indices=range(wanted))
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return max(int(float(str(value))), 1) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
 
 
 # --- Strips: several frames, one Tesseract call --------------------------------------------

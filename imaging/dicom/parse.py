@@ -21,15 +21,13 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from imaging.dicom import limits
+
 # DICOM files carry no intrinsic size limit, but a single object above 2 GiB is almost always
 # malformed or hostile (pydicom holds element values in memory, and multi-gigabyte objects such
 # as whole-slide images are split into many files by their modalities). The limit keeps one
 # upload from exhausting memory on a two-core worker.
 MAX_FILE_BYTES = 2 * 1024**3
-# Pixel limits: a 16k x 16k frame (268 M pixels) is beyond any radiology modality; 2^31 samples
-# in all frames bounds the decoded size of a legal object. Above either, the header is lying.
-MAX_FRAME_PIXELS = 16384 * 16384
-MAX_TOTAL_SAMPLES = 2**31
 # Headers larger than this before the pixel data are not plausible and would be slow to walk.
 MAX_DIRECTORY_RECORDS = 200_000
 
@@ -164,6 +162,11 @@ def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
         raise DicomRejected(f"File is too large ({size} bytes; the limit is {MAX_FILE_BYTES}).")
     with open(path, "rb") as fh:
         sniff_preamble(fh.read(132))
+        try:
+            # docs/security.md §21: pydicom inflates a deflated dataset whole; bounded first.
+            limits.check_inflated_size(fh)
+        except limits.PixelLimitError as exc:
+            raise DicomRejected(exc.reason) from exc
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -270,16 +273,16 @@ def _instance(ds: Any, transfer_syntax: str, media_class: str) -> ParsedInstance
     is_image = pixel_tag is not None and bool(rows) and bool(columns)
     frames = 0
     if is_image:
-        frames = _int(ds, "NumberOfFrames", strict=True) or 1
-        samples = _int(ds, "SamplesPerPixel") or 1
-        bits = _int(ds, "BitsAllocated") or 0
-        if rows <= 0 or columns <= 0 or frames <= 0 or samples not in (1, 3, 4):
-            raise DicomRejected("Invalid image size (rows, columns, frames or samples per pixel).")
-        if rows * columns > MAX_FRAME_PIXELS or rows * columns * frames * samples > MAX_TOTAL_SAMPLES:
-            raise DicomRejected(f"Absurd image size ({rows} x {columns} x {frames} frames); refused.")
-        if bits not in (1, 8, 16, 32, 64):
-            raise DicomRejected(f"Unsupported Bits Allocated ({bits}).")
-        _check_pixel_length(ds, pixel_tag, transfer_syntax, rows, columns, frames, samples, bits)
+        # docs/security.md §21: the header's size values must describe an image and the pixel
+        # data must agree with them (limits: the one check every decoder's caller makes). A
+        # real image larger than DICOM_MAX_DECODED_BYTES is not refused here: it is the
+        # patient's record, stored and marked undecodable by the import's decode check.
+        try:
+            geometry = limits.geometry(ds)
+            limits.check_pixel_data(ds, geometry)
+        except limits.PixelLimitError as exc:
+            raise DicomRejected(exc.reason) from exc
+        frames = geometry.frames
     elif pixel_tag is not None:
         raise DicomRejected("Pixel data without Rows and Columns.")
 
@@ -312,26 +315,6 @@ def _instance(ds: Any, transfer_syntax: str, media_class: str) -> ParsedInstance
         viewer=viewer_info(ds) if is_image else {"sop_class_name": _uid_name(sop_class)},
         warnings=tuple(notes),
     )
-
-
-def _check_pixel_length(ds: Any, tag: int, ts: str, rows: int, cols: int, frames: int, samples: int, bits: int) -> None:
-    raw = ds.get_item(tag)
-    length = getattr(raw, "length", None)
-    if length is None:
-        value = getattr(raw, "value", None)
-        length = len(value) if isinstance(value, bytes | bytearray) else None
-    if length is None or length == _UNDEFINED:
-        return  # encapsulated (compressed): fragments were read and delimited by pydicom
-    if length == 0:
-        raise DicomRejected("The pixel data is empty.")
-    uid = UID(ts)
-    if uid.is_compressed:
-        return
-    if samples == 3 and _text(ds, "PhotometricInterpretation", 32).upper() == "YBR_FULL_422":
-        samples = 2  # chroma subsampled horizontally: two values per pixel on average
-    expected = math.ceil(rows * cols * frames * samples * bits / 8)
-    if length < expected:
-        raise DicomRejected(f"The pixel data is truncated ({length} of {expected} bytes).")
 
 
 def viewer_info(ds: Any, frame: int = 0) -> dict[str, Any]:

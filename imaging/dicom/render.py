@@ -12,7 +12,6 @@ import io
 import math
 import os
 import re
-import struct
 import warnings
 from typing import Any, BinaryIO
 
@@ -23,8 +22,9 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
-from pydicom.uid import UID, JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+from pydicom.uid import UID
 
+from imaging.dicom import limits
 from imaging.dicom.parse import viewer_info
 from imaging.errors import FORMATS, RenderError
 
@@ -136,14 +136,18 @@ def _display_pixels(
     pixel, so the sample meets the same failures; at import it cuts the check of a 512 x 512 CT
     slice from about 23 to 7 ms (this machine)."""
     try:
-        rows, cols = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
         ts = str(header.file_meta.get("TransferSyntaxUID", "") or "").strip()
     except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily: a bad one raises here
         raise RenderError(_sentence("The image size or format in the file cannot be read", _first_line(exc))) from exc
+    try:
+        # docs/security.md §21: the whole file's decoded size, before any frame is decoded.
+        rows, cols = limits.check_decoded_size(header).shape[1:3]
+    except limits.PixelLimitError as exc:
+        raise RenderError(exc.reason) from exc
     if rows * cols > MAX_RENDER_PIXELS:
         raise RenderError(f"The image is too large to display in the browser ({cols} x {rows} pixels).")
     _check_decoder(ts)
-    _check_codestream_size(stream, header, frame, ts, rows * cols)
+    _check_codestream_size(stream, header, frame, ts, rows, cols)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -172,18 +176,10 @@ def _check_decoder(ts: str) -> None:
         raise RenderError(f"The image is compressed with {name or ts}, which this server cannot decode.")
 
 
-def _check_codestream_size(stream: BinaryIO, header: Any, frame: int, ts: str, header_pixels: int) -> None:
-    """Refuse a JPEG or JPEG 2000 frame whose own header claims more pixels than the DICOM header
-    (docs/security.md §21). The decoders allocate what the codestream claims: pydicom's JPEG2000.dcm
-    with its SIZ marker set to 30000 x 30000 made a check of one frame peak at 5.2 GB. The
-    codestream's header is read by the codec libraries themselves (pylibjpeg-openjpeg's and
-    pylibjpeg-libjpeg's ``get_parameters``), which do not decode. Anything this cannot read is
-    left to the decoder, which reports it."""
-    if ts in JPEG2000TransferSyntaxes:
-        reader = _j2k_size
-    elif ts in JPEGTransferSyntaxes or ts in JPEGLSTransferSyntaxes:
-        reader = _jpeg_size
-    else:
+def _check_codestream_size(stream: BinaryIO, header: Any, frame: int, ts: str, rows: int, cols: int) -> None:
+    """Refuse a JPEG or JPEG 2000 frame whose codestream claims more pixels than the DICOM header
+    (``limits.check_codestream``), reading only that frame's compressed bytes."""
+    if not limits.codestream_checked(ts):
         return
     try:
         stream.seek(0)
@@ -196,58 +192,14 @@ def _check_codestream_size(stream: BinaryIO, header: Any, frame: int, ts: str, h
         offsets = header.get("ExtendedOffsetTable"), header.get("ExtendedOffsetTableLengths")
         data = get_frame(stream, frame, number_of_frames=_frames(header),
                          extended_offsets=offsets if all(offsets) else None)
-        claimed_rows, claimed_cols = reader(data)
     except Exception:  # noqa: BLE001 - an unreadable codestream is the decoder's to report
         return
     finally:
         stream.seek(0)
-    if claimed_rows * claimed_cols > header_pixels:
-        raise RenderError(
-            f"The compressed image claims to be {claimed_cols} x {claimed_rows} pixels, larger than "
-            f"its DICOM header says; it was not decoded."
-        )
-
-
-def _j2k_size(codestream: bytes) -> tuple[int, int]:
-    """(rows, columns) from the SIZ marker segment (ISO/IEC 15444-1 A.5.1), which must follow
-    SOC, inside a JP2 wrapper's ``jp2c`` box if there is one.
-
-    Hand-written because the maintained reader allocates for the claim: pylibjpeg-openjpeg's
-    ``get_parameters`` peaked at 208 MB for 65535 x 65535 and 416 MB for 100000 x 100000
-    (measured here), which is the attack this check exists to stop. pydicom's
-    ``get_j2k_parameters`` walks the same boxes but returns no size. Tested against
-    pylibjpeg-openjpeg on real files (tests/imaging/test_render.py)."""
-    offset = 0
-    if codestream.startswith(b"\x00\x00\x00\x0cjP  "):  # JP2 signature box
-        offset = 12
-        while True:
-            length, box = struct.unpack_from(">I4s", codestream, offset)
-            header = 8
-            if length == 1:  # the real length follows as 64 bits
-                (length,) = struct.unpack_from(">Q", codestream, offset + 8)
-                header = 16
-            if box == b"jp2c":
-                offset += header
-                break
-            if length < header:
-                raise ValueError("JP2 box without a usable length")
-            offset += length
-    if codestream[offset : offset + 4] != b"\xff\x4f\xff\x51":  # SOC then SIZ
-        raise ValueError("no SIZ marker segment after SOC")
-    width, height, x_offset, y_offset = struct.unpack_from(">IIII", codestream, offset + 8)
-    if width <= x_offset or height <= y_offset:
-        raise ValueError("empty image area")
-    return height - y_offset, width - x_offset
-
-
-def _jpeg_size(codestream: bytes) -> tuple[int, int]:
-    # Not pylibjpeg-libjpeg's get_parameters: it peaked at 13.8 GB reading a 60000 x 60000
-    # claim. pydicom's own SOF reader walks the marker segments in Python and allocates nothing
-    # (private in pydicom 3.0, which is pinned; if it moves, the check is skipped, not wrong).
-    from pydicom.pixels.utils import _get_jpg_parameters
-
-    params = _get_jpg_parameters(codestream)
-    return int(params["height"]), int(params["width"])
+    try:
+        limits.check_codestream(data, ts, rows, cols)
+    except limits.PixelLimitError as exc:
+        raise RenderError(exc.reason) from exc
 
 
 def _decode_failure(exc: BaseException, ts: str) -> str:

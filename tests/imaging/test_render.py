@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
-from imaging.dicom import render, synth
+from imaging.dicom import limits, render, synth
 from imaging.errors import RenderError
 from imaging.models import Instance, Series
 from imaging.services.ingest import dicom_import
@@ -278,9 +278,9 @@ def test_codestream_size_readers_agree_with_the_codecs_and_the_headers():
     checked = 0
     for name, ts, frame, rows, columns in frames:
         if ts in JPEG2000TransferSyntaxes:
-            ours, codec = render._j2k_size, openjpeg.get_parameters
+            ours, codec = limits._j2k_size, openjpeg.get_parameters
         else:
-            ours, codec = render._jpeg_size, libjpeg.get_parameters
+            ours, codec = limits._jpeg_size, libjpeg.get_parameters
         try:
             params = codec(frame)
         except Exception:  # noqa: BLE001 - a damaged sample the codec cannot read either
