@@ -11,7 +11,7 @@ from audit import fhir
 from audit.ingest import MAX_BATCH, events_ingest
 from audit.models import AccessEvent
 from core import openapi
-from core.api import ApiError, api_endpoint, json_body
+from core.api import ApiError, Miss, api_endpoint, json_body, lookup_missed
 
 PATH = "/api/v1/audit/events"
 
@@ -32,6 +32,9 @@ def events(request: HttpRequest) -> JsonResponse:
     if len(raws) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"Send at most {MAX_BATCH} events per request.")
     result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
+    # Events about a patient or study we do not have are rejected with one reason (ingest.UNKNOWN),
+    # noted for the privacy office and counted against the token's lookups (docs/security.md §22).
+    lookup_missed(request, endpoint="audit-events", misses=[Miss(patient=o.missed) for o in result.outcomes if o.missed])
     return JsonResponse(result.as_dict())
 
 
@@ -73,7 +76,8 @@ openapi.register(
         "description": (
             f"A JSON batch of up to {MAX_BATCH} events, or FHIR R4 AuditEvent resources (one, or a Bundle) "
             "following IHE BALP. Each event is accepted, a duplicate (same source_event_id from this service "
-            "account) or rejected with a reason; an unknown patient is rejected. Needs the audit:write scope."
+            "account) or rejected with a reason; an unknown patient and an unknown study of a known patient are "
+            "rejected with the same reason. Needs the audit:write scope."
         ),
         "tags": ["audit"],
         "requestBody": {

@@ -35,6 +35,9 @@ class Outcome:
     status: str  # accepted | duplicate | rejected
     reason: str = ""
     event_id: int | None = None
+    # The (issuer, MRN) of an event rejected as UNKNOWN, for the privacy office's miss record;
+    # never sent back to the caller.
+    missed: tuple[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"index": self.index, "source_event_id": self.source_event_id, "status": self.status}
@@ -67,6 +70,17 @@ class IngestResult:
 
 class Rejected(Exception):
     pass
+
+
+# An unknown patient and a known patient's unknown study get the same reason, so a rejection does
+# not tell the sender that a patient exists (docs/security.md §22).
+UNKNOWN = "unknown patient or study (nothing matches this issuer, MRN and study)"
+
+
+class Unknown(Rejected):
+    def __init__(self, patient: tuple[str, str]) -> None:
+        super().__init__(UNKNOWN)
+        self.patient = patient
 
 
 def _text(data: dict, key: str, *, required: bool = False, limit: int = 200) -> str:
@@ -145,7 +159,7 @@ def _resolve(
         patients[key] = Patient.objects.filter(issuer=key[0], mrn=key[1]).first()
     patient = patients[key]
     if patient is None:
-        raise Rejected("unknown patient (no record with this issuer and MRN)")
+        raise Unknown(key)
     study_uid, accession = fields.pop("_study")
     if not (study_uid or accession):
         return patient, None
@@ -156,7 +170,7 @@ def _resolve(
         found = found.filter(study_uid=study_uid) if study_uid else found.filter(accession=accession)
         studies[cache_key] = found.order_by("pk").first()
     if studies[cache_key] is None:
-        raise Rejected(f"unknown study for this patient ({'study_uid' if study_uid else 'accession'})")
+        raise Unknown(key)
     return patient, studies[cache_key]
 
 
@@ -189,7 +203,8 @@ def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_
             fields["source_event_id"] = f"{sender}/{sid}"
             event = record_access(patient=patient, study=study, source=source, details={"reported_by": sender}, **fields)
         except Rejected as exc:
-            result.outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc)))
+            missed = exc.patient if isinstance(exc, Unknown) else None
+            result.outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc), missed=missed))
         except ValidationError as exc:
             result.outcomes.append(Outcome(index, sid, "rejected", "; ".join(exc.messages)))
         except IntegrityError:

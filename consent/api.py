@@ -5,7 +5,10 @@
 - ``GET /api/v1/fhir/Consent?patient=<issuer>|<mrn>``: the decisions as FHIR R4 Consent.
 
 Every view acts as the token's ``request.actor`` (``core.api``). Every answer is written to the
-patient's access log by the service that computes it.
+patient's access log by the service that computes it. A lookup that finds nothing the token may
+see (an unknown patient, one outside ``for_actor``, a study that is not that patient's) gets one
+404 body whatever the cause, is noted for the privacy office and counts against the token's
+lookup budget (``core.api.lookup_missed``, docs/security.md §22).
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from consent import services
 from consent.models import Scope
 from core import openapi
-from core.actor import Actor
-from core.api import ApiError, api_endpoint, json_body
+from core.api import ApiError, Miss, api_endpoint, json_body, lookup_missed, not_found
 from imaging.models import Patient, Study
 
 
@@ -33,28 +35,34 @@ def _no_nul(value: str, name: str) -> str:
     return value
 
 
-def _patient(actor: Actor, issuer: str, mrn: str) -> Patient:
+def _patient(request: HttpRequest, endpoint: str, issuer: str, mrn: str) -> Patient:
+    """The patient the token named, through ``for_actor``; else the one 404 (``core.api.not_found``)
+    for an unknown patient and an unreachable one alike, noted for the privacy office."""
     if not issuer or not mrn:
         raise ApiError(400, "missing_patient", "Give the patient's issuer and mrn.")
     _no_nul(issuer, "issuer")
     _no_nul(mrn, "mrn")
-    patient = Patient.objects.for_actor(actor).filter(issuer=issuer, mrn=mrn).first()
+    patient = Patient.objects.for_actor(request.actor).filter(issuer=issuer, mrn=mrn).first()
     if patient is None:
-        raise ApiError(404, "unknown_patient", "No patient with this issuer and MRN.")
+        lookup_missed(request, endpoint=endpoint, misses=[Miss(patient=(issuer, mrn))])
+        raise not_found()
     return patient
 
 
 @api_endpoint(scope="consent:read", methods=("GET",))
 def check(request: HttpRequest) -> JsonResponse:
     scope = _scope(request.GET.get("scope"))
-    patient = _patient(request.actor, request.GET.get("issuer", "").strip(), request.GET.get("mrn", "").strip())
-    study = None
+    issuer, mrn = request.GET.get("issuer", "").strip(), request.GET.get("mrn", "").strip()
     study_uid = _no_nul(request.GET.get("study_uid", "").strip(), "study_uid")
+    patient = _patient(request, "consent-check", issuer, mrn)
+    study = None
     if study_uid:
-        # A study of another patient is "unknown" too: the answer must not link records.
+        # A study of another patient is a miss too, answered exactly like an unknown patient: the
+        # answer must neither link records nor say that the patient exists.
         study = Study.objects.for_actor(request.actor).filter(study_uid=study_uid, patient=patient).first()
         if study is None:
-            raise ApiError(404, "unknown_study", "This patient has no study with this UID.")
+            lookup_missed(request, endpoint="consent-check", misses=[Miss(patient=(issuer, mrn))])
+            raise not_found()
     answer = services.consent_check_answer(actor=request.actor, patient=patient, scope=scope, study=study)
     return JsonResponse(answer)
 
@@ -70,7 +78,14 @@ def cohort(request: HttpRequest) -> JsonResponse:
         raise ApiError(400, "invalid_study_uids", "study_uids must be a list of Study Instance UIDs.")
     if len(uids) > services.COHORT_MAX_STUDIES:
         raise ApiError(413, "too_many_studies", f"Ask about at most {services.COHORT_MAX_STUDIES} studies per request.")
-    return JsonResponse(services.consent_cohort_answer(actor=request.actor, scope=scope, study_uids=uids))
+    answer = services.consent_cohort_answer(actor=request.actor, scope=scope, study_uids=uids)
+    # Unknown studies are answered "not permitted", like refused ones, so they reveal nothing and
+    # are not counted as probing; the office still sees how many a token asked about.
+    wanted = set(uids)
+    unknown = len(wanted) - Study.objects.for_actor(request.actor).filter(study_uid__in=wanted).count()
+    if unknown:
+        lookup_missed(request, endpoint="consent-cohort", misses=[Miss(unknown=unknown)], probing=False)
+    return JsonResponse(answer)
 
 
 @api_endpoint(scope="consent:read", methods=("GET",))
@@ -78,7 +93,7 @@ def fhir_consent(request: HttpRequest) -> JsonResponse:
     issuer, sep, mrn = request.GET.get("patient", "").partition("|")
     if not sep:
         raise ApiError(400, "invalid_patient", "Give patient=<issuer>|<mrn> (a FHIR token).")
-    patient = _patient(request.actor, issuer.strip(), mrn.strip())
+    patient = _patient(request, "fhir-consent", issuer.strip(), mrn.strip())
     bundle = services.consent_fhir_read(actor=request.actor, patient=patient)
     return JsonResponse(bundle, content_type="application/fhir+json")
 
@@ -89,7 +104,8 @@ _ERRORS = {
     "400": {"description": "Bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
     "401": {"description": "No valid token"},
     "403": {"description": "The token lacks consent:read"},
-    "404": {"description": "Unknown patient or study", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    "404": {"description": "Nothing matches: an unknown patient, one this token may not reach, or a study that is not "
+            "this patient's all answer this same body (error not_found)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
 }
 
 openapi.register(
@@ -152,7 +168,8 @@ openapi.register(
         },
         "responses": {
             "200": {"description": "The permitted subset", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConsentCohort"}}}},
-            "413": {"description": "Too many studies"},
+            "413": {"description": "Too many studies, or a body over the size limit (error too_large)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             **_ERRORS,
         },
     },

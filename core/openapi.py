@@ -18,7 +18,11 @@ _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "retry_after": {"type": "integer", "description": "With 429: the seconds of Retry-After."},
+        },
     }
 }
 
@@ -27,6 +31,34 @@ def register(path: str, method: str, operation: dict[str, Any], schemas: dict[st
     """Add one operation (an OpenAPI Operation Object) for ``path`` (e.g. ``/api/v1/audit/events``)."""
     _PATHS.setdefault(path, {})[method.lower()] = operation
     _SCHEMAS.update(schemas or {})
+
+
+def _json_error(description: str, *, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+# core.api answers these on every path, whatever the view: 429 when the token is over its rate or
+# out of lookups (docs/security.md §22), 413 when a body is over the limit. Added here, so no
+# app's registration can leave them out.
+RATE_LIMITED = _json_error(
+    "Too many requests for this token, or too many lookups that found nothing; retry after Retry-After seconds.",
+    headers={"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}},
+)
+TOO_LARGE = _json_error("The body is over the size limit (error too_large), or the request asks about too many items.")
+
+
+def _with_common_responses(path_item: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for method, operation in path_item.items():
+        responses = dict(operation.get("responses", {}))
+        responses.setdefault("429", RATE_LIMITED)
+        if method in ("post", "put", "patch"):
+            responses.setdefault("413", TOO_LARGE)
+        out[method] = {**operation, "responses": responses}
+    return out
 
 
 def document() -> dict[str, Any]:
@@ -49,5 +81,5 @@ def document() -> dict[str, Any]:
             "schemas": _SCHEMAS,
         },
         "security": [{"bearer": []}],
-        "paths": dict(sorted(_PATHS.items())),
+        "paths": {path: _with_common_responses(item) for path, item in sorted(_PATHS.items())},
     }

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.services import service_account_create, service_account_revoke
+from audit.ingest import UNKNOWN
 from audit.models import AccessEvent
 from audit.services import chain_verify
 from imaging.models import Study
@@ -116,9 +117,9 @@ def test_ids_are_per_sender(client, record, token):
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"patient": {"issuer": "STEXAMPLE", "mrn": "NOBODY"}}, "unknown patient"),
+        ({"patient": {"issuer": "STEXAMPLE", "mrn": "NOBODY"}}, UNKNOWN),
         ({"patient": None}, "patient must be an object"),
-        ({"study_uid": "9.9.9"}, "unknown study"),
+        ({"study_uid": "9.9.9"}, UNKNOWN),
         ({"purpose": "curiosity"}, "purpose must be one of"),
         ({"action": "stare"}, "action must be one of"),
         ({"occurred_at": "2026-03-03T10:14:00"}, "time zone"),
@@ -142,7 +143,7 @@ def test_another_patients_study_is_rejected(client, record, token):
     other = PatientFactory(issuer="STEXAMPLE", mrn="MRN-API-2")
     Study.objects.create(patient=other, study_uid="7.7.7")
     result = post(client, {"events": [event(study_uid="7.7.7")]}, token).json()["results"][0]
-    assert result["status"] == "rejected" and "unknown study" in result["reason"]
+    assert result["status"] == "rejected" and result["reason"] == UNKNOWN
     assert not AccessEvent.objects.filter(patient=other).exists()
 
 

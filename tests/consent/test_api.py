@@ -92,9 +92,10 @@ def test_check_errors_are_clear_and_reveal_nothing(client, patient, other_patien
     record = patient.patient
     other = make_study(other_patient.patient)
     assert check(client, ai_token, issuer=record.issuer, mrn=record.mrn, scope="marketing").json()["error"] == "invalid_scope"
-    assert check(client, ai_token, issuer=record.issuer, mrn="nobody", scope="research").status_code == 404
+    response = check(client, ai_token, issuer=record.issuer, mrn="nobody", scope="research")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
     response = check(client, ai_token, issuer=record.issuer, mrn=record.mrn, scope="research", study_uid=other.study_uid)
-    assert response.status_code == 404 and response.json()["error"] == "unknown_study"
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
     assert check(client, ai_token, scope="research").status_code == 400
     assert not AccessEvent.objects.exists()
 
@@ -159,7 +160,8 @@ def test_fhir_consent_bundle_shape(client, patient, officer, policy, ai_token):
 
 def test_fhir_consent_errors(client, patient, ai_token):
     assert client.get("/api/v1/fhir/Consent", {"patient": "nobody"}, HTTP_AUTHORIZATION=f"Bearer {ai_token}").status_code == 400
-    assert client.get("/api/v1/fhir/Consent", {"patient": "X|nobody"}, HTTP_AUTHORIZATION=f"Bearer {ai_token}").status_code == 404
+    response = client.get("/api/v1/fhir/Consent", {"patient": "X|nobody"}, HTTP_AUTHORIZATION=f"Bearer {ai_token}")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
 
 
 def test_operations_are_in_the_openapi_document():
