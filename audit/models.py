@@ -209,9 +209,53 @@ class AuditCheckpoint(models.Model):
     heads = models.JSONField()
     statement = models.TextField()
     signature = models.CharField(max_length=128, help_text="Ed25519 signature of the statement, hex.")
+    # Format 2 (audit/checkpoints.py): the Merkle tree over the log and the chain of checkpoints.
+    # Copies of what the signed statement says, for queries; null on the format-1 rows made before.
+    tree_size = models.PositiveBigIntegerField(null=True, blank=True)
+    root = models.CharField(max_length=64, blank=True)
+    previous = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the previous checkpoint's statement.")
+    # The tree's right edge at tree_size (one hash per set bit), so the next checkpoint hashes only new leaves.
+    edge = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
         return f"Checkpoint {self.created_at:%Y-%m-%d %H:%M} ({self.chains} chains)"
+
+
+class AuditLeaf(models.Model):
+    """The access log as one list, in the order checkpoints took the events in: leaf ``index`` of
+    the Merkle tree (audit/merkle.py) is this event's chain hash.
+
+    The order is given here, not by the event's id: a transaction that commits late may hold a
+    smaller id than events already covered, and the tree can only grow at its end. Written only
+    by ``checkpoint_create``; append-only in the database (audit/triggers.py).
+    """
+
+    index = models.PositiveBigIntegerField(primary_key=True)
+    event = models.OneToOneField(AccessEvent, on_delete=models.PROTECT, related_name="+")
+    # Copied from the event so a patient's newest covered entry is one index lookup.
+    patient = models.ForeignKey("imaging.Patient", on_delete=models.PROTECT, related_name="+", db_index=False)
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "-index"], name="auditleaf_patient_index")]
+
+    def __str__(self) -> str:
+        return f"Leaf {self.index}: patient {self.patient_id} event {self.seq}"
+
+
+class AuditTreeTile(models.Model):
+    """The root of each complete run of ``TILE_SIZE`` leaves (a perfect subtree), kept so that a
+    proof in a tree of a million leaves reads a few thousand stored hashes, not every leaf.
+    A cache: ``verify_audit`` recomputes each from the leaves."""
+
+    TILE_LEVEL = 8
+    TILE_SIZE = 1 << TILE_LEVEL
+
+    index = models.PositiveBigIntegerField(primary_key=True)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"Tile {self.index}"

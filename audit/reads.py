@@ -19,7 +19,7 @@ from typing import Literal
 from django.db import transaction
 from django.db.models import QuerySet
 
-from audit import selectors
+from audit import checkpoints, selectors
 from audit.models import AccessEvent
 from audit.selectors import LogFilters, LogPage, LogRow, LogSummary
 from core import access_log
@@ -82,3 +82,25 @@ def access_log_download(
         details={"page": f"access_log_{fmt}", "filtered": filters.active},
     )
     return selectors.filtered_events(actor=actor, filters=filters)
+
+
+@transaction.atomic
+def access_log_receipt(*, actor: Actor) -> dict:
+    """The patient downloads a receipt of their access log: their newest entry covered by a signed
+    checkpoint, that checkpoint, and the Merkle proof linking them (audit/checkpoints.py). Kept
+    outside the hospital, it lets anyone later prove with ``verify_audit --receipt`` that no entry
+    up to it was removed or changed.
+
+    Callers: the receipt download. Patients only (``Http404`` otherwise, recording nothing).
+    Records one access event (download, details ``{"page": "access_log_receipt"}``) first, in
+    the same transaction, so a checkpoint made for this receipt covers the download too. Holds
+    hashes and ids only, no accessor's details, so no reauthentication is asked for.
+    """
+    patient = patient_own(actor=actor)
+    access_log.record(
+        actor=actor, patient=patient, action=AccessEvent.Action.DOWNLOAD, details={"page": RECEIPT_PAGE}
+    )
+    return checkpoints.receipt_for(patient)
+
+
+RECEIPT_PAGE = "access_log_receipt"

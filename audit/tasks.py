@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 
 @shared_task(name="audit.notify_access_events", max_retries=5, default_retry_delay=60)
@@ -18,8 +19,18 @@ def notify_access_events(event_ids: list[int]) -> None:
 
 
 @shared_task(name="audit.create_checkpoint")
-def create_checkpoint() -> None:
-    """Sign today's checkpoint of every chain head (beat: daily)."""
+def create_checkpoint(only_if_none: bool = False) -> None:
+    """Sign a checkpoint of the log (beat: every AUDIT_CHECKPOINT_MINUTES). None is made when no
+    event is new since the last one, which then still covers everything. ``only_if_none``: the
+    first start's checkpoint (below), made only on a database that has none yet."""
     from audit.checkpoints import checkpoint_create
 
-    checkpoint_create()
+    checkpoint_create(skip_unchanged=True, only_if_none=only_if_none)
+
+
+@worker_ready.connect(weak=False)
+def first_checkpoint(sender=None, **kwargs) -> None:
+    """A new install gets its first checkpoint when its first worker starts (``make run`` and
+    production both start one), not at the first beat tick. Queued, not run here: the worker's
+    main process holds no database connection that its forked children would share."""
+    create_checkpoint.apply_async(kwargs={"only_if_none": True})

@@ -8,6 +8,7 @@ from audit import api, views
 urlpatterns = [
     path("access-log/", views.access_log, name="audit-log"),
     path("access-log/download.csv", views.access_log_csv, name="audit-log-csv"),
+    path("access-log/receipt.json", views.access_log_receipt, name="audit-log-receipt"),
     path("access-log/notifications/", views.preferences, name="audit-preferences"),
     path("api/v1/audit/events", api.events, name="audit-api-events"),
 ]

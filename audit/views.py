@@ -7,6 +7,7 @@ views only present what those return.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from django.contrib import messages
@@ -110,4 +111,14 @@ def preferences(request: HttpRequest) -> HttpResponse:
     return render(request, "audit/preferences.html", {"form": form})
 
 
-
+@require_GET
+@never_cache
+def access_log_receipt(request: HttpRequest) -> HttpResponse:
+    """The receipt of the patient's access log, as one JSON file (audit.reads.access_log_receipt)."""
+    if request.actor.patient_id is None:  # officers and administrators own no record
+        return render(request, "audit/no_record.html", status=404)
+    receipt = reads.access_log_receipt(actor=request.actor)
+    response = HttpResponse(json.dumps(receipt, indent=2) + "\n", content_type="application/json")
+    stamp = timezone.localdate().isoformat()
+    response["Content-Disposition"] = f'attachment; filename="access-log-receipt-{stamp}.json"'
+    return response

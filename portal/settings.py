@@ -341,12 +341,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "imaging.verify_integrity",
         "schedule": crontab(hour=3, minute=15),
     },
-    # Sign a checkpoint of every audit chain head daily: history
-    # older than a day can then not be rewritten without the exported copies disagreeing.
-    "audit-create-checkpoint": {
-        "task": "audit.create_checkpoint",
-        "schedule": crontab(hour=2, minute=30),
-    },
+    # "audit-create-checkpoint": every AUDIT_CHECKPOINT_MINUTES, set with the audit settings below.
     # Integrity alerts become flags in the privacy office's queue within 10 minutes: this task is
     # their only way in (the queue page only reads), and a query of the few open alerts is cheap.
     "flags-from-integrity-alerts": {
@@ -515,3 +510,15 @@ API_PROBE_LIMIT = envint("API_PROBE_LIMIT", 60)
 for _name, _value in (("API_RATE_LIMIT", API_RATE_LIMIT), ("API_RATE_BURST", API_RATE_BURST), ("API_PROBE_LIMIT", API_PROBE_LIMIT)):
     if _value < 1:
         raise ImproperlyConfigured(f"{_name} must be a positive integer")
+
+# --- audit checkpoints ---
+# Minutes between signed checkpoints of the access log (audit/checkpoints.py). History older than
+# this cannot be rewritten without exported copies and patients' receipts disagreeing. No new
+# checkpoint is made when no event is new; a worker's first start makes the first one.
+AUDIT_CHECKPOINT_MINUTES = envint("AUDIT_CHECKPOINT_MINUTES", 5)
+if not 1 <= AUDIT_CHECKPOINT_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_MINUTES must be between 1 and 1440")
+CELERY_BEAT_SCHEDULE["audit-create-checkpoint"] = {
+    "task": "audit.create_checkpoint",
+    "schedule": AUDIT_CHECKPOINT_MINUTES * 60,
+}

@@ -12,7 +12,9 @@ from audit.models import AuditCheckpoint
 class Command(BaseCommand):
     help = (
         "Write the signed audit checkpoints as JSON (a list, newest first) for someone outside the hospital to "
-        "keep. Each has the signed statement, its Ed25519 signature, the public key and every chain head."
+        "keep. Each has the signed statement (tree size and root, the previous checkpoint's hash), its Ed25519 "
+        "signature, the public key and the chain heads it signed. verify_audit --checkpoints FILE checks the "
+        "database against such a file later."
     )
 
     def add_arguments(self, parser) -> None:
@@ -28,7 +30,8 @@ class Command(BaseCommand):
             checkpoints = checkpoints[:1]
         documents = [checkpoint_document(c) for c in checkpoints]
         if not documents:
-            raise CommandError("No checkpoints yet: they are made daily by the Celery beat, or pass --create.")
+            raise CommandError("No checkpoints yet: Celery beat makes them every AUDIT_CHECKPOINT_MINUTES (and a worker's first start "
+                "makes one), or pass --create.")
         text = json.dumps(documents, indent=2)
         if out:
             path = Path(out)
