@@ -18,6 +18,8 @@ class ExportRequest(models.Model):
         EXPIRED = "expired", _("Expired")
         CANCELLED = "cancelled", _("Cancelled")
         REVOKED = "revoked", _("Link withdrawn")
+        # Every allowed download completed, so the archive was deleted (services.export_download_finished).
+        DOWNLOADED = "downloaded", _("Downloaded and removed")
 
     ACTIVE = (Status.QUEUED, Status.PACKAGING)
 
@@ -47,8 +49,14 @@ class ExportRequest(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress report of the packaging worker.")
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Downloads started and not given back (a download that broke off is given back); never more
+    # than max_downloads, so the limit also bounds downloads running at once.
     downloads = models.PositiveIntegerField(default=0)
+    # Downloads streamed to their last byte; the archive is deleted when this reaches max_downloads.
+    downloads_completed = models.PositiveIntegerField(default=0)
     max_downloads = models.PositiveIntegerField(default=5)
+    # When the archive file was deleted (all downloads done, link withdrawn, or expired).
+    archive_removed_at = models.DateTimeField(null=True, blank=True)
     notice_seen_at = models.DateTimeField(null=True, blank=True)
 
     objects = patient_owned("patient_id").as_manager()

@@ -14,6 +14,16 @@ recorded (the patient's log says "Exported" once, not once per worker attempt), 
 that is killed and retried must not add rows. Cancel, revoke, expiry and purge touch no patient
 data and record none.
 
+Downloads (docs/security.md §17): a download is counted and logged when it starts, so the limit
+also bounds downloads running at once. It *completes* when the server has handed the archive's
+last byte to the connection: the stream (``Download.chunks``) notices that the server came back
+for more after the last block. One that ends before that (the browser went away, the network
+broke, the server failed) is given back: it does not count against the limit, and its access
+event stays in the log (the patient's data did start to leave). When the completed downloads
+reach the limit the archive is deleted at once (``export_download_finished``) and the export
+says so ("Downloaded and removed"). ``exports_purge_expired`` also removes any archive or
+temporary file that no longer belongs to a ready or running job.
+
 Reliability (docs/security.md §17): the job row is committed before the task is sent
 (``transaction.on_commit``); sending failures (broker down) leave the job queued for
 ``exports_reconcile``. The worker claims the job under a row lock, writes the archive under a
@@ -27,6 +37,8 @@ import datetime as dt
 import logging
 import os
 import secrets
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +70,9 @@ PASSPHRASE_WORDS = 6
 WORDLIST = Path(__file__).with_name("wordlist_eff_large.txt")
 # Progress is written at most once per percent; more would only load the database.
 _PROGRESS_STEP = 1
+# Downloads are streamed by us, block by block, not handed to the server's sendfile: only then do
+# we see that the last byte went out. 256 KiB keeps a 1 GB archive to ~4,000 Python iterations.
+DOWNLOAD_BLOCK = 256 * 1024
 
 
 class ExportUnavailable(Exception):  # noqa: N818 - a user-facing refusal, not a bug
@@ -308,7 +323,8 @@ def export_revoke(*, actor: Actor, export_id: int) -> ExportRequest:
     export = _locked(actor, export_id)
     if export.status == ExportRequest.Status.READY:
         export.status = ExportRequest.Status.REVOKED
-        export.save(update_fields=["status"])
+        export.archive_removed_at = timezone.now()
+        export.save(update_fields=["status", "archive_removed_at"])
         archive_path(export).unlink(missing_ok=True)
     return export
 
@@ -325,16 +341,70 @@ def export_mark_seen(*, actor: Actor, export_id: int) -> ExportRequest:
     return export
 
 
+class _Stream:
+    """The archive in blocks; reports once, when the server is done with it, whether every byte
+    went out (``finished(complete)``).
+
+    A block counts as sent only when the server asks for the next one (PEP 3333: a WSGI server
+    writes what it got, then iterates again), so the end of the file is reached only after the
+    last block was written to the connection. A server that stops early (the client went away,
+    a write failed) closes the response, and Django closes this stream with it (it is a closer
+    of the response), even if it never asked for a single block. A class, not a generator: a
+    generator closed before its first block never runs its ``finally``.
+    """
+
+    def __init__(self, fh, size: int, finished: Callable[[bool], None]) -> None:
+        self._fh, self._size, self._finished = fh, size, finished
+        self._sent = self._pending = 0
+        self._closed = False
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise StopIteration
+        self._sent += self._pending  # the server came back for more: the last block was written
+        self._pending = 0
+        block = self._fh.read(DOWNLOAD_BLOCK)
+        if not block:
+            self.close()
+            raise StopIteration
+        self._pending = len(block)
+        return block
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._fh.close()
+        try:
+            self._finished(self._sent == self._size)
+        except Exception:  # noqa: BLE001 - the response is over; log it, the purge deletes what is left
+            logger.exception("export download: could not record how the download ended")
+
+
+@dataclass(frozen=True)
+class Download:
+    export: ExportRequest
+    size: int
+    chunks: Iterator[bytes]  # closing it before its end is a download that broke off
+
+
 @transaction.atomic
-def export_download(*, actor: Actor, export_id: int):
-    """Count one download, mark the ready notice seen, and return the archive opened for reading.
+def export_download(*, actor: Actor, export_id: int) -> Download:
+    """Count one download, mark the ready notice seen, and return the archive as a stream.
 
     Callers: the download view. Needs a recent reauthentication (checked again here). Writes one
-    AccessEvent (download). Raises ``Http404`` for anyone else's export and ``ExportUnavailable``
-    when the link is expired, used up, revoked or not ready.
+    AccessEvent (download) when the download starts. Raises ``Http404`` for anyone else's export
+    and ``ExportUnavailable`` when the link is expired, used up, revoked or not ready. When the
+    stream ends, ``export_download_finished`` is called with whether it was complete (see the
+    module docstring for the rule).
     """
     actor.require_recent_reauthentication()
     export = _locked(actor, export_id)
+    if export.status == ExportRequest.Status.DOWNLOADED:
+        raise ExportUnavailable("This file was downloaded the maximum number of times and has been deleted.")
     if export.status != ExportRequest.Status.READY:
         raise ExportUnavailable("This export cannot be downloaded.")
     if export.expires_at and export.expires_at <= timezone.now():
@@ -342,22 +412,61 @@ def export_download(*, actor: Actor, export_id: int):
     if export.downloads >= export.max_downloads:
         raise ExportUnavailable("This download link has been used the maximum number of times.")
     try:
-        fh = open(archive_path(export), "rb")  # noqa: SIM115 - FileResponse closes it
+        fh = open(archive_path(export), "rb")  # noqa: SIM115 - closed by the stream
     except FileNotFoundError as exc:
         raise ExportUnavailable("This export is no longer available.") from exc
-    export.downloads += 1
-    export.notice_seen_at = export.notice_seen_at or timezone.now()
-    export.save(update_fields=["downloads", "notice_seen_at"])
-    access_log.record(actor=actor, patient=export.patient, action=AccessEvent.Action.DOWNLOAD,
-                      details={"export": export.pk, "download": export.downloads})
-    return export, fh
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        export.downloads += 1
+        export.notice_seen_at = export.notice_seen_at or timezone.now()
+        export.save(update_fields=["downloads", "notice_seen_at"])
+        access_log.record(actor=actor, patient=export.patient, action=AccessEvent.Action.DOWNLOAD,
+                          details={"export": export.pk, "download": export.downloads})
+    except BaseException:
+        fh.close()
+        raise
+
+    def finished(complete: bool) -> None:
+        export_download_finished(actor=actor, export_id=export.pk, complete=complete)
+
+    return Download(export, size, _Stream(fh, size, finished))
+
+
+@transaction.atomic
+def export_download_finished(*, actor: Actor, export_id: int, complete: bool) -> ExportRequest:
+    """A download of ``export_download`` ended: count it as complete, or give it back.
+
+    Callers: the stream returned by ``export_download``, once, when the server is done with it
+    (no password re-check: the download was checked when it started, and may outlast the
+    reauthentication). When the completed downloads reach the limit, the export becomes
+    "downloaded" and its archive is deleted once this commits (a file left behind by a crash in
+    between is removed by ``exports_purge_expired``). Records nothing: the download's AccessEvent
+    was written when it started.
+    """
+    export = _locked(actor, export_id)
+    if not complete:
+        if export.downloads > export.downloads_completed:
+            export.downloads -= 1
+            export.save(update_fields=["downloads"])
+        return export
+    export.downloads_completed += 1
+    fields = ["downloads_completed"]
+    if export.status == ExportRequest.Status.READY and export.downloads_completed >= export.max_downloads:
+        export.status = ExportRequest.Status.DOWNLOADED
+        export.archive_removed_at = timezone.now()
+        fields += ["status", "archive_removed_at"]
+        path = archive_path(export)
+        transaction.on_commit(lambda: path.unlink(missing_ok=True))
+    export.save(update_fields=fields)
+    return export
 
 
 # --- Periodic jobs ------------------------------------------------------------------------
 
 
 def exports_purge_expired() -> int:
-    """Delete the archives of expired jobs and mark them expired; returns how many.
+    """Delete the archives of expired jobs and mark them expired; then remove files left behind
+    (``exports_remove_leftovers``). Returns how many jobs expired.
 
     Callers: the hourly ``exports.purge_expired`` task. Records nothing (no data is read).
     """
@@ -370,9 +479,58 @@ def exports_purge_expired() -> int:
                 continue
             archive_path(export).unlink(missing_ok=True)
             export.status = ExportRequest.Status.EXPIRED
-            export.save(update_fields=["status"])
+            export.archive_removed_at = now
+            export.save(update_fields=["status", "archive_removed_at"])
             count += 1
+    exports_remove_leftovers()
     return count
+
+
+_ARCHIVE_PREFIX = "lightbox-export-"
+
+
+def exports_remove_leftovers(*, grace: int | None = None) -> list[str]:
+    """Delete files in ``EXPORTS_DIR`` that no job needs any more; returns their names.
+
+    An archive is kept only while its job is ready (or, in case, still running); a worker's
+    temporary file only while its job is queued or packaging. Anything else of ours (an archive
+    whose deletion did not happen: a crash between the commit and the unlink, a failed unlink; a
+    dead worker's temporary file of a job that failed or was cancelled) is removed. Files not
+    named by us are left alone. Only files older than ``grace`` seconds (default
+    ``EXPORTS_STALE_AFTER``) are considered, so an archive published a moment ago, whose job's
+    commit is not visible yet, is never taken for a leftover.
+
+    Callers: ``exports_purge_expired`` (hourly) and tests. Records nothing.
+    """
+    directory = Path(settings.EXPORTS_DIR)
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - (settings.EXPORTS_STALE_AFTER if grace is None else grace)
+    candidates = []
+    for path in directory.iterdir():
+        name = path.name
+        ours = (name.startswith(_ARCHIVE_PREFIX) and name.endswith(".zip")) or name.startswith(".tmp-" + _ARCHIVE_PREFIX)
+        if ours and path.is_file() and path.stat().st_mtime < cutoff:
+            candidates.append(path)
+    if not candidates:
+        return []
+    jobs = dict(ExportRequest.objects.filter(
+        status__in=[ExportRequest.Status.READY, *ExportRequest.ACTIVE]
+    ).values_list("archive_name", "status"))
+    removed = []
+    for path in candidates:
+        if path.name.startswith(".tmp-"):
+            # ".tmp-<archive name>-<random>.part" (packaging.temp_prefix)
+            owner = path.name[len(".tmp-"):].split(".zip-", 1)[0] + ".zip"
+            keep = jobs.get(owner) in ExportRequest.ACTIVE
+        else:
+            keep = path.name in jobs
+        if not keep:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        logger.info("exports: removed %d file(s) no job needs", len(removed))
+    return removed
 
 
 def exports_reconcile(*, redispatch_after: int | None = None, stale_after: int | None = None) -> int:

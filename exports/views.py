@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from allauth.account.decorators import reauthentication_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -110,11 +111,16 @@ def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
     if (confirm := reauthenticate_before_download(request, back=back)) is not None:
         return confirm
     try:
-        export, fh = services.export_download(actor=request.actor, export_id=export.pk)
+        download = services.export_download(actor=request.actor, export_id=export.pk)
     except services.ExportUnavailable as exc:
         return render(request, "exports/detail.html", {
             "export": export, "status": selectors.status_payload(export), "unavailable": str(exc),
         }, status=410)
+    # Not a FileResponse: the server would send the file itself (sendfile) and we could not tell
+    # a finished download from a broken one (exports.services, "Downloads"). Django closes the
+    # stream when the server is done with the response, whatever happened.
+    response = StreamingHttpResponse(download.chunks, content_type="application/zip")
+    response["Content-Length"] = str(download.size)
     # The name is ours, never a header value (docs/security.md §16).
-    return FileResponse(fh, as_attachment=True, filename=f"lightbox-export-{export.pk}.zip",
-                        content_type="application/zip")
+    response["Content-Disposition"] = content_disposition_header(True, f"lightbox-export-{export.pk}.zip")
+    return response
