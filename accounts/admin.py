@@ -1,5 +1,13 @@
+"""The admin's account pages. Accounts are account data (email, role, sign-in state, factors),
+which administrators manage; which patient record an account holds is not shown anywhere in the
+admin (that link is the patient's data, changed only by ``relink_patient``, with a reason, on the
+patient's log). Every admin page shows ids, statuses and counts of patient-linked rows, never a
+patient's name, MRN, birth date or study (docs/security.md §19)."""
+
 from __future__ import annotations
 
+from allauth.usersessions.admin import UserSessionAdmin as BaseUserSessionAdmin
+from allauth.usersessions.models import UserSession
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
@@ -10,23 +18,40 @@ from core.models import ServiceAccount
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
-    list_display = ("email", "role", "is_active", "is_staff", "last_login")
+    list_display = ("email", "display_name", "role", "is_active", "is_staff", "last_login")
     list_filter = ("role", "is_active", "is_staff")
-    search_fields = ("email",)
+    search_fields = ("email", "display_name")
     fieldsets = (
-        (None, {"fields": ("email", "password", "role")}),
+        # display_name: how patients read a member of staff in their access log (not for patients).
+        (None, {"fields": ("email", "password", "role", "display_name")}),
         ("Status", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),)
 
 
+# allauth's session admin searches ``user__username``, which this User (signed in by email) does
+# not have: any search there was a 500. Registered again, searching what this User has.
+admin.site.unregister(UserSession)
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(BaseUserSessionAdmin):
+    search_fields = ("user__email", "ip")
+
+
 @admin.register(ActivationCode)
 class ActivationCodeAdmin(admin.ModelAdmin):
-    list_display = ("patient", "created_at", "expires_at", "used_at", "revoked_at")
-    # The hash is useless to a person and must never be edited.
-    exclude = ("code_hash",)
-    readonly_fields = ("patient", "created_at", "expires_at", "used_at", "used_by")
+    # The record by number only, and not who used the code: the patient's name and MRN, or which
+    # account holds which record, are the patient's data (docs/security.md §19). The hash is
+    # useless to a person and must never be edited. What the admin may do is revoke a code.
+    list_display = ("pk", "record", "created_at", "expires_at", "used_at", "revoked_at")
+    fields = ("record", "created_at", "expires_at", "used_at", "revoked_at")
+    readonly_fields = ("record", "created_at", "expires_at", "used_at")
+
+    @admin.display(description="patient record")
+    def record(self, obj: ActivationCode) -> str:
+        return f"#{obj.patient_id}"
 
     def has_add_permission(self, request) -> bool:
         # Codes are issued by `issue_activation_code`, which hashes them and prints them once; a

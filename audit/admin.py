@@ -1,31 +1,17 @@
+"""The audit log in the admin: its signed checkpoints only.
+
+The access events themselves are not in the admin: each is a line of one patient's history (who
+looked at which study, why), which the portal shows only to the patient and, through a flag, to
+the privacy officer holding it, each look itself logged (docs/security.md §19). Administrators
+check the log whole with ``manage.py verify_audit``, which shows no patient's data.
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
 
-from audit.models import AccessEvent, AuditCheckpoint
-
-
-@admin.register(AccessEvent)
-class AccessEventAdmin(admin.ModelAdmin):
-    """Read-only: the access log is append-only, and only ``record_access`` appends to it."""
-
-    list_display = ("occurred_at", "patient", "actor_type", "actor_name", "organization", "purpose", "action", "outcome")
-    list_filter = ("actor_type", "purpose", "action", "outcome", "source")
-    # Exact matches only: substring search over the whole log would scan every row.
-    search_fields = ("=patient__mrn", "=actor_ref", "=source_event_id")
-    list_select_related = ("patient", "study")
-    # COUNT(*) over a log that only grows gets slower every day.
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AccessEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AccessEvent | None = None) -> bool:
-        return False
+from audit.models import AuditCheckpoint
 
 
 @admin.register(AuditCheckpoint)

@@ -6,7 +6,7 @@ from django.db import models
 from django.http import HttpRequest
 
 from consent import services
-from consent.models import ConsentDecision, ConsentPolicy, Recipient
+from consent.models import ConsentPolicy, Recipient
 
 
 class ConsentPolicyForm(forms.ModelForm):
@@ -45,24 +45,10 @@ class ConsentPolicyAdmin(admin.ModelAdmin):
         obj.pk = published.pk
 
 
-@admin.register(ConsentDecision)
-class ConsentDecisionAdmin(admin.ModelAdmin):
-    """Read-only: decisions are append-only. Paper and phone decisions go through the
-    privacy office's form (/consent/office/record/), which signs a receipt and logs the change."""
-
-    list_display = ("decided_at", "patient", "scope", "study", "decision", "channel", "policy", "actor")
-    list_filter = ("scope", "decision", "channel", "kind")
-    search_fields = ("=patient__mrn", "=receipt_id")
-    list_select_related = ("patient", "study", "policy", "actor")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ConsentDecision | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ConsentDecision | None = None) -> bool:
-        return False
+# Consent decisions are not in the admin: each is one patient's choice about their scans, shown
+# to the patient on their consent page and to the privacy office through its audited pages
+# (docs/security.md §19). Paper and phone decisions go through the office's form
+# (/consent/office/record/), which signs a receipt and logs the change.
 
 
 @admin.register(Recipient)

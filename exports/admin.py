@@ -7,13 +7,19 @@ from exports.models import ExportRequest
 
 @admin.register(ExportRequest)
 class ExportRequestAdmin(admin.ModelAdmin):
-    """Read-only: jobs change only through exports.services (and the passphrase never shows)."""
+    """Read-only: jobs change only through exports.services (and the passphrase never shows).
 
-    list_display = ("pk", "patient", "status", "deidentify", "progress", "created_at", "expires_at", "downloads")
+    The job's state for operations (status, progress, timings, downloads), never whose it is:
+    the patient, the account that asked, the studies and the archive's name are the patient's
+    data, which the portal shows on the patient's own audited export pages (docs/security.md §19).
+    The error text is left out too (an exception's message may quote a file); the worker's log
+    has it.
+    """
+
+    list_display = ("pk", "status", "deidentify", "progress", "created_at", "expires_at", "downloads")
     list_filter = ("status", "deidentify")
-    fields = ("patient", "requested_by", "deidentify", "status", "progress", "error", "archive_name", "size",
-              "sha256", "file_count", "burned_in_count", "created_at", "dispatched_at", "started_at",
-              "heartbeat_at", "finished_at", "expires_at", "downloads", "max_downloads", "notice_seen_at")
+    fields = ("deidentify", "status", "progress", "size", "file_count", "burned_in_count", "created_at",
+              "dispatched_at", "started_at", "heartbeat_at", "finished_at", "expires_at", "downloads", "max_downloads")
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:

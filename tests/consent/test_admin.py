@@ -1,5 +1,5 @@
 """The privacy office keeps policies and partner organisations in the Django admin; decisions
-there are read-only (append-only), and a policy is published through the service."""
+are not there (they are patients' data), and a policy is published through the service."""
 
 from __future__ import annotations
 
@@ -37,12 +37,15 @@ def test_publishing_a_policy_in_the_admin_hashes_its_text(admin_client, policy):
     assert ConsentPolicy.objects.count() == 2
 
 
-def test_decisions_are_read_only_in_the_admin(admin_client, patient, policy):
+def test_decisions_are_not_in_the_admin(admin_client, patient, policy):
+    """A decision is one patient's choice about their scans: the consent page and the office's
+    audited pages show it, the admin does not (docs/security.md §19)."""
     decision = _write_decision(patient=patient.patient, scope="research", decision="granted", study=None, policy=policy,
                                actor=patient, channel="portal", kind="change", recorded_by="patient")
-    assert admin_client.get("/admin/consent/consentdecision/").status_code == 200
-    assert admin_client.get("/admin/consent/consentdecision/add/").status_code == 403
-    assert admin_client.post(f"/admin/consent/consentdecision/{decision.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.get("/admin/consent/consentdecision/").status_code == 404
+    assert admin_client.get(f"/admin/consent/consentdecision/{decision.pk}/change/").status_code == 404
+    assert admin_client.get("/admin/consent/consentdecision/add/").status_code == 404
+    assert admin_client.post(f"/admin/consent/consentdecision/{decision.pk}/delete/", {"post": "yes"}).status_code == 404
     assert ConsentDecision.objects.count() == 1
 
 

@@ -25,7 +25,7 @@ Each answer is checked for its status and where a redirect goes; for leaks, so t
 carries a patient's identifying data (name, MRN, study UID, accession, email, receipt id, the
 organisations in their access log, their report's text) to anyone but that patient, except where
 an entry says so (the officer's page of a flag they hold; the consent API for a consent:read
-token; the admin for the administrator); for "another patient's object looks exactly like a missing one" (same status, content
+token; accounts' emails in the admin for the administrator); for "another patient's object looks exactly like a missing one" (same status, content
 type and body, once CSRF tokens and CSP nonces are masked; the request id is fixed); and a
 refused POST must write nothing (PostgreSQL's per-transaction row counters, so even a write
 rolled back in a savepoint counts).
@@ -242,6 +242,8 @@ TABLE: dict[str, Entry] = {
     # The log's filters offer only the patient's own studies: another's is ignored, not shown.
     "audit-log": Entry(gate(OK), ids="log_filter"),
     "audit-log-csv": Entry(gate(by_role(patient=OK, officer=NOT_FOUND)), ids="log_filter"),
+    # The receipt of the patient's own log (hashes and ids only); no record of one's own: 404.
+    "audit-log-receipt": Entry(gate(by_role(patient=OK, officer=NOT_FOUND))),
     "audit-preferences": Entry(
         gate(by_role(patient=OK, officer=NOT_FOUND)),
         post=gate(by_role(patient=to("/access-log/notifications/"), officer=NOT_FOUND)),
@@ -336,6 +338,8 @@ TABLE: dict[str, Entry] = {
     ),
     "flags-integrity-recheck": Entry(POST_ONLY, post=gate(held(to("/privacy-office/flags/"))), ids="flag"),
     "flags-incident": Entry(POST_ONLY, post=gate(held(to("/privacy-office/flags/"))), ids="flag"),
+    # The office's page of what connected systems did with the APIs (no patient data).
+    "flags-service-activity": Entry(gate(by_role(patient=NOT_FOUND, officer=OK, admin=NOT_FOUND))),
     # Public.
     "portal-openapi": Entry(everyone(OK)),
     "portal-healthz": Entry(everyone(OK)),
@@ -405,11 +409,11 @@ ADMIN_MODELS = (
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession",
     "accounts.user", "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset",
     "accounts.signinevent", "core.serviceaccount",
-    "imaging.patient", "imaging.pacspatientsync", "imaging.pacssyncrun",
-    "audit.accessevent", "audit.auditcheckpoint",
-    "consent.consentpolicy", "consent.consentdecision", "consent.recipient",
+    "imaging.pacspatientsync", "imaging.pacssyncrun",
+    "audit.auditcheckpoint",
+    "consent.consentpolicy", "consent.recipient",
     "exports.exportrequest",
-    "flags.flag", "flags.flagevent", "flags.incident", "flags.notice",
+    "flags.flag", "flags.incident",
 )
 
 
@@ -423,30 +427,31 @@ def staff(ok: Rule | Expect, *, others: Expect = ADMIN_LOGIN) -> Rule:
 # to the admin's login, which refuses them.
 ADMIN_PAGE = gate(staff(OK))
 STAFF_FORBIDDEN = gate(staff(FORBIDDEN))
-# What each ModelAdmin lets the administrator do beyond viewing. Append-only records (access
-# events, checkpoints, consent decisions, the flag timeline) and rows only the system writes are
-# view-only: adding, changing or deleting them is refused (403).
+# What each ModelAdmin lets the administrator do beyond viewing. Append-only records (checkpoints;
+# access events, consent decisions and the flag timeline are not in the admin at all) and rows
+# only the system writes are view-only: adding, changing or deleting them is refused (403).
 ADMIN_ADDS = {
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
-    "imaging.patient", "consent.consentpolicy", "consent.recipient",
+    "consent.consentpolicy", "consent.recipient",
 }
 ADMIN_CHANGES = {
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
     "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset",
-    "core.serviceaccount", "imaging.patient", "consent.recipient",
+    "core.serviceaccount", "consent.recipient",
 }
 ADMIN_DELETES = {
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
     "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset", "accounts.signinevent",
-    "core.serviceaccount", "imaging.patient", "consent.recipient", "exports.exportrequest",
+    "core.serviceaccount", "consent.recipient", "exports.exportrequest",
 }
 # Change pages whose every editable field may be empty (a code's revocation time, whether the
 # recovery codes are on): an empty POST is a valid form, saved.
 ADMIN_EMPTY_FORM_SAVES = {"accounts.activationcode", "accounts.recoverycodeset"}
 # The admin's own pages (marked public by the admin itself) send visitors to the admin's login.
 ADMIN_SITE = who(visitor=ADMIN_LOGIN, password_only=FACTOR, verified=staff(OK))
-# The administrator sees every patient's data in the admin (each look there is itself logged).
-STAFF_SEES = {ADMIN: {"a", "b"}}
+# The administrator sees accounts in the admin (emails: account data), never a patient's record
+# data (names, MRNs, studies, access logs, consent, reports: docs/security.md §19).
+STAFF_SEES = {ADMIN: {"a:account", "b:account"}}
 
 
 def _admin_entries() -> dict[str, Entry]:
@@ -964,7 +969,8 @@ def _assert_no_leak(world: World, entry: Entry, principal: str, case: str, body:
         if tag in allowed:
             continue
         secrets = list(owned.record_secrets)
-        if not (principal == PASSWORD_ONLY and tag == "a"):
+        # "a:account": the entry shows A's account (its email), not A's record.
+        if not (principal == PASSWORD_ONLY and tag == "a") and f"{tag}:account" not in allowed:
             secrets += owned.account_secrets  # a password-only session is A's: its own email is no leak
         leaked = [s for s in secrets if s.encode() in body]
         assert not leaked, f"{case}: the response shows patient {tag.upper()}'s data: {leaked}"
