@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from flags.views import office, patient
+from flags.views import office, patient, services_activity
 
 urlpatterns = [
     # The patient's side.
@@ -22,4 +22,5 @@ urlpatterns = [
     path("privacy-office/flags/<int:flag_id>/status/", office.status, name="flags-status"),
     path("privacy-office/flags/<int:flag_id>/integrity-recheck/", office.integrity_recheck, name="flags-integrity-recheck"),
     path("privacy-office/flags/<int:flag_id>/incident/", office.incident, name="flags-incident"),
+    path("privacy-office/service-accounts/", services_activity.service_activity, name="flags-service-activity"),
 ]

@@ -884,8 +884,8 @@ def _masked(body: bytes) -> bytes:
 
 
 # Rows any request writes: the session (saved on every request), its activity record, and a
-# token's last use.
-_EVERY_REQUEST_WRITES = ("django_session", "usersessions_usersession", "accounts_serviceaccount")
+# token's last use and its count of requests for the day (core.service_activity).
+_EVERY_REQUEST_WRITES = ("django_session", "usersessions_usersession", "accounts_serviceaccount", "core_servicerequestday")
 
 
 def _writes() -> dict[str, int]:
