@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -277,3 +281,14 @@ def test_the_openapi_document_promises_429_and_413():
             assert "Retry-After" in responses["429"]["headers"], (path, method)
             if method == "post":
                 assert responses["413"]["content"]["application/json"], path
+
+
+# --- Settings are parsed strictly -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "message"), [("ten", "API_RATE_LIMIT must be an integer"), ("0", "API_RATE_LIMIT must be a positive integer")])
+def test_a_mistyped_rate_limit_stops_the_process(value, message):
+    env = {**os.environ, "API_RATE_LIMIT": value}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=Path(__file__).resolve().parents[2], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr
