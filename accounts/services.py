@@ -42,7 +42,7 @@ from core import crypto
 from core.actor import Actor, Kind
 from core.models import ServiceAccount
 from imaging.models import Patient
-from imaging.services.patients import patient_account_link
+from imaging.services.patients import patient_account_link, patient_account_relink
 
 # Crockford's base32: no I, L, O, U, so a code read aloud or typed from a letter survives.
 _CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -121,6 +121,27 @@ def patient_account_activate(*, user: User, code: str, birth_date: dt.date) -> P
 
     pacs_patient_fetch_enqueue(patient=patient)
     return patient
+
+
+def _end_all_sessions(*, user_id: int) -> int:
+    """Sign out every session of the account; return how many there were."""
+    sessions = list(UserSession.objects.filter(user_id=user_id))
+    get_usersessions_adapter().end_sessions(sessions)
+    return len(sessions)
+
+
+@transaction.atomic
+def patient_record_move(*, actor: Actor, patient: Patient, user: User, reason: str) -> User | None:
+    """Move ``patient``'s record to the patient account ``user`` for ``reason``
+    (``imaging.services.patients.patient_account_relink``: who may, the checks, the event on the
+    patient's log) and, once committed, sign out every session of the account that held it, so a
+    browser left open there shows nothing more of the record. Returns that account (or None).
+    Callers: ``relink_patient``, as ``Actor.system``."""
+    previous_id = patient_account_relink(actor=actor, patient=patient, user=user, reason=reason)
+    if previous_id is None:
+        return None
+    transaction.on_commit(lambda: _end_all_sessions(user_id=previous_id))
+    return User.objects.get(pk=previous_id)
 
 
 # --- Second factor ------------------------------------------------------------------------
