@@ -114,6 +114,19 @@ def test_every_api_endpoint_is_limited(patient, tokens, settings, clock):
     assert client.post("/api/v1/audit/events", {"events": []}, content_type="application/json", **auth).status_code == 429
 
 
+def test_parallel_requests_never_get_past_the_limit(tokens, settings):
+    """40 threads at once against a limit of 10, in the real Redis: the count is taken under
+    allauth's cache lock, so exactly 10 pass (a lost update would let more through)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings.API_RATE_LIMIT, settings.API_RATE_BURST = 10, 1000
+    account = ServiceAccount.objects.get(name="broker-a")
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        verdicts = list(pool.map(lambda _: ratelimit.request_take(account.pk), range(40)))
+    assert sum(v.allowed for v in verdicts) == 10
+    assert all(v.retry_after >= 1 for v in verdicts if not v.allowed)
+
+
 # --- Lookups that find nothing -------------------------------------------------------------------
 
 
