@@ -9,6 +9,17 @@ patient's access log by the service that computes it. A lookup that finds nothin
 see (an unknown patient, one outside ``for_actor``, a study that is not that patient's) gets one
 404 body whatever the cause, is noted for the privacy office and counts against the token's
 lookup budget (``core.api.lookup_missed``, docs/security.md §22).
+
+Whose records a token reaches: every patient's (``Actor.for_service``, ``all_patients``). The
+hospital connects a system to ask about any of its patients, and the answer for a patient who
+never decided, activated or not, is the hospital's default, which it must give for each of them;
+narrowing the reach (to activated patients, say) would change consent outcomes and hide paper
+decisions. So what a token can learn is only that a patient it named by issuer and MRN is one of
+the hospital's (the 200): never whose a study is, never which part of a request did not match,
+and at most ``API_PROBE_LIMIT`` misses an hour, each on the privacy office's page. Patients are
+resolved only through ``for_actor``, so a narrower reach later answers exactly like this.
+A lookup that finds nothing writes no event on any patient's access log: nothing of theirs was
+read, and a patient's log that said "asked about you" would record the guess as a fact.
 """
 
 from __future__ import annotations

@@ -107,7 +107,8 @@ def json_body(request: HttpRequest) -> Any:
 
 # One answer for every lookup that finds nothing the token may see: an unknown patient, a patient
 # outside the token's reach (``for_actor``), a known patient with a study that is not theirs or not
-# there. The caller learns nothing beyond what it sent.
+# there. The answer does not say which of these it was, so a mismatch never tells the caller that
+# the patient exists or whose a study is.
 NOT_FOUND = ("not_found", "Nothing matches the patient and study you sent.")
 
 
@@ -152,11 +153,11 @@ def api_endpoint(*, scope: str, methods: tuple[str, ...]) -> Callable:
     """Decorate an API view: bearer token with ``scope`` required, listed methods only.
 
     The view receives ``request.service_account`` and ``request.actor`` (the token's Actor, which
-    it hands to services) and returns a JSON response (or raises
-    ``ApiError``). Every request is counted for the privacy office
-    (``core.service_activity``) and against the token's rate limits (``core.ratelimit``): over
-    them it is answered 429 with ``Retry-After`` before the view runs (docs/security.md §22). Session cookies are ignored: APIs are for systems, not browsers, so CSRF does
-    not apply and the second-factor gate (for humans) is not involved.
+    it hands to services) and returns a JSON response (or raises ``ApiError``). Every request is
+    counted for the privacy office (``core.service_activity``) and against the token's rate limits
+    (``core.ratelimit``): over them it is answered 429 with ``Retry-After`` before the view runs
+    (docs/security.md §22). Session cookies are ignored: APIs are for systems, not browsers, so
+    CSRF does not apply and the second-factor gate (for humans) is not involved.
     """
     if scope not in ServiceAccount.Scope.values:
         raise ValueError(f"unknown scope {scope}")
