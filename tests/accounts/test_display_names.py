@@ -101,3 +101,9 @@ def test_the_admin_edits_the_display_name(named_officer):
     url = reverse("admin:accounts_user_change", args=[named_officer.pk])
     page = client.get(url)
     assert b'name="display_name"' in page.content
+    response = client.post(reverse("admin:accounts_user_add"), {
+        "email": "new.officer@hospital.example", "role": "privacy_officer", "display_name": "Mika Laine",
+        "password1": "ledger of quiet audits 42", "password2": "ledger of quiet audits 42", "usable_password": "true",
+    })
+    assert response.status_code == 302, response.content[:3000]
+    assert User.objects.get(email="new.officer@hospital.example").display_name == "Mika Laine"
