@@ -114,10 +114,14 @@ class WorkerProcess:
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.escalated = False  # stop() had to SIGKILL it
+        # A session (process group) of its own: a SIGKILL reaches anything the worker started
+        # (Tesseract, 7-Zip), and a Ctrl-C at the terminal reaches only pytest.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "portal.worker", "--pool=solo", "--loglevel=INFO", "-Q", "celery,exports",
              "--hostname=test@%h"],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_ready(self) -> None:
@@ -128,18 +132,50 @@ class WorkerProcess:
         wait_for(lambda: self.proc.poll() is not None or cache.get(HEARTBEAT_KEY), what="the worker's heartbeat")
         assert self.proc.poll() is None, f"worker exited; log:\n{open(self.log_path).read()[-3000:]}"
 
-    def stop(self, sig=None) -> None:
+    def stop(self, sig=None, *, grace: float = 10.0) -> None:
+        """Send ``sig`` (SIGTERM: Celery's warm shutdown, which waits for the running task), and
+        SIGKILL the worker's process group if it is still there ``grace`` seconds later: a task
+        stuck in a failing test must not hang the suite."""
+        import os
         import signal
+        import subprocess
 
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig or signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        self._log.close()
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig or signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    self.escalated = True
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # its own group (start_new_session)
+                    self.proc.wait(timeout=30)
+        finally:
+            self._log.close()
+
+
+def purge_test_broker() -> int:
+    """Empty the test broker's queues, and the tasks a killed worker took without acknowledging
+    (acks_late), before a worker test: otherwise an earlier test's leftover message would be
+    delivered to this test's worker. Returns how many messages were waiting. Uses kombu's own
+    queue purge on the test app's connection; the unacked keys are the Redis transport's."""
+    from portal.celery import app
+
+    queues = {app.conf.task_default_queue, *(route["queue"] for route in app.conf.task_routes.values())}
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        purged = sum(channel.queue_purge(queue) or 0 for queue in sorted(queues))
+        client = getattr(channel, "client", None)
+        if client is not None:  # the Redis transport: a killed worker's unacknowledged messages
+            purged += client.hlen(channel.unacked_key)
+            client.delete(channel.unacked_key, channel.unacked_index_key)
+    return purged
 
 
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path):
-    """Start a real worker for one test (function scope: tests that kill it stay isolated)."""
+    """Start a real worker for one test (function scope: tests that kill it stay isolated), on
+    an empty test broker."""
+    purge_test_broker()
     worker = WorkerProcess(tmp_path / "worker.log")
     try:
         worker.wait_ready()
