@@ -345,3 +345,36 @@ def test_an_insider_who_rebuilds_everything_is_caught_by_the_outside_copies(pati
     message = broken("--receipt", str(receipt))
     assert f"patient {own.pk}: event {covered}, the last entry the receipt covers, is missing (the log now ends at event 4)" in message
     assert "which the receipt carries, is missing from the database" in message
+
+
+def test_an_event_committed_late_with_a_smaller_id_joins_the_tree_at_its_end(transactional_db):
+    """Ids are given at INSERT, commits come later: an event can commit after a checkpoint that
+    covered a larger id. It must still enter the tree (at its end), never be skipped."""
+    import threading
+
+    slow, fast = PatientFactory(), PatientFactory()
+    inserted, release = threading.Event(), threading.Event()
+    late = {}
+
+    def slow_writer():
+        try:
+            with transaction.atomic():
+                late["event"] = clinician_view(slow)
+                inserted.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert inserted.wait(30)
+    early = clinician_view(fast)  # a larger id, committed first
+    assert early.pk > late["event"].pk
+    first = checkpoint_create()
+    assert first.tree_size == 1
+    release.set()
+    thread.join(30)
+    second = checkpoint_create()
+    assert second.tree_size == 2
+    assert AuditLeaf.objects.get(index=1).event_id == late["event"].pk
+    assert verify().startswith("OK")
