@@ -5,9 +5,13 @@ goes away mid-download. The hourly purge removes any file no job needs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -140,11 +144,50 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     return head, body
 
 
-def test_a_real_server_whose_client_goes_away_gives_the_download_back(transactional_db, live_server, client, patient,
-                                                                       tmp_path, exports_dir):
-    """Django's own HTTP server (wsgiref, like gunicorn a PEP 3333 server): the client reads the
+@contextlib.contextmanager
+def _gunicorn(exports_dir, log_path):
+    """The production server (scripts/run.sh) on the test database, in a process of its own."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ, EXPORTS_DIR=str(exports_dir),
+               DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}",
+                                 "--workers", "1"], cwd=settings.BASE_DIR, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            def up() -> bool:
+                assert proc.poll() is None, Path(log_path).read_text()[-2000:]
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+                return False
+
+            wait_for(up, what="gunicorn to listen")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize("server", ["django", "gunicorn"])
+def test_a_real_server_whose_client_goes_away_gives_the_download_back(transactional_db, request, client, patient,
+                                                                       tmp_path, exports_dir, server):
+    """Django's own HTTP server (wsgiref) and gunicorn, the one we deploy: the client reads the
     headers and a little of the body, then closes the connection with the rest unread (a reset).
     The archive is far larger than the socket buffers, so the server is still writing."""
+    with contextlib.ExitStack() as stack:
+        base = (request.getfixturevalue("live_server").url if server == "django"
+                else stack.enter_context(_gunicorn(exports_dir, tmp_path / "gunicorn.log")))
+        _download_broken_then_whole(base, client, patient, tmp_path)
+
+
+def _download_broken_then_whole(base: str, client, patient, tmp_path) -> None:
     export = _ready(patient, tmp_path / "s", max_downloads=1, slices=24, size=512)
     path = services.archive_path(export)
     size = path.stat().st_size
@@ -156,7 +199,7 @@ def test_a_real_server_whose_client_goes_away_gives_the_download_back(transactio
     csrf = cookies[settings.CSRF_COOKIE_NAME]
     url = f"/exports/{export.pk}/download/"
 
-    sock = _raw_post(live_server.url, url, cookies, csrf)
+    sock = _raw_post(base, url, cookies, csrf)
     head, body = _read_head(sock)
     assert head.startswith(b"HTTP/1.1 200"), head
     sock.close()  # unread data: the kernel answers the server with a reset
@@ -165,7 +208,7 @@ def test_a_real_server_whose_client_goes_away_gives_the_download_back(transactio
     export.refresh_from_db()
     assert (export.status, export.downloads_completed) == ("ready", 0)
 
-    sock = _raw_post(live_server.url, url, cookies, csrf)
+    sock = _raw_post(base, url, cookies, csrf)
     head, body = _read_head(sock)
     assert head.startswith(b"HTTP/1.1 200"), head
     while chunk := sock.recv(1 << 20):
