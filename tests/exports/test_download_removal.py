@@ -55,6 +55,8 @@ def test_the_archive_is_deleted_as_the_last_allowed_download_completes_and_the_p
     assert path.exists(), "one download of two: the file stays"
     export.refresh_from_db()
     assert (export.status, export.downloads, export.downloads_completed) == ("ready", 1, 1)
+    page = patient_client.get(f"/exports/{export.pk}/").content.decode()
+    assert "After the last one finishes, the file is deleted from our server." in page
 
     last = patient_client.post(url)
     assert last.status_code == 200 and b"".join(last.streaming_content) == expected
