@@ -1,4 +1,4 @@
-"""Signed checkpoints of the access log, a Merkle tree over it, and receipts (docs/security.md §13).
+"""Signed checkpoints of the access log, a Merkle tree over it, and receipts (docs/security.md §20).
 
 Every event, in the order checkpoints first see it, is a leaf of one Merkle tree (RFC 9162,
 audit/merkle.py; the leaf is the event's chain hash, which covers its patient, its place in the

@@ -195,12 +195,15 @@ class NotificationSent(models.Model):
 
 
 class AuditCheckpoint(models.Model):
-    """A signed snapshot of every chain head.
+    """A signed checkpoint of the whole access log (audit/checkpoints.py). Append-only.
 
-    ``statement`` is the exact canonical JSON that was signed (Ed25519, core.signing); it
-    carries the SHA-256 of ``heads`` ({patient id: [seq, hash]}). Whoever holds an exported copy
-    can later check that each chain still passes through the hash it had at that moment, so
-    history before the checkpoint cannot be rewritten unnoticed, even by a database owner.
+    ``statement`` is the exact canonical JSON that was signed (Ed25519, core.signing). Format 2
+    carries the Merkle tree's size and root over every event (``AuditLeaf``), the SHA-256 of the
+    previous checkpoint's statement, and the SHA-256 of ``heads`` ({patient id: [seq, hash]} of
+    the chains that changed since the previous checkpoint). Format 1 (the daily checkpoints made
+    before) carried every chain head and no tree. Whoever holds an exported copy can later check
+    that each chain still passes through the hash it had at that moment, so history before the
+    checkpoint cannot be rewritten unnoticed, even by a database owner.
     """
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

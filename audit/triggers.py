@@ -1,4 +1,5 @@
-"""The access log is append-only at the database level (docs/security.md §13).
+"""The access log is append-only at the database level (docs/security.md §13), and so are its
+signed checkpoints and the Merkle tree they sign (§20).
 
 Installed by migration 0002 (events) and 0005 (checkpoints, the Merkle tree's leaves and tiles);
 ``verify_audit`` checks the triggers are still in place.

@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['patient', '-index'], name='auditleaf_patient_index')],
             },
         ),
-        # Checkpoints, leaves and tiles become append-only (docs/security.md §13). Rows made before
+        # Checkpoints, leaves and tiles become append-only (docs/security.md §20). Rows made before
         # (format 1) stay as they are; the first new checkpoint names the newest of them as previous.
         migrations.RunPython(install, uninstall, elidable=False),
     ]

@@ -1,4 +1,4 @@
-"""Witnessed checkpoints (docs/security.md §13): made every few minutes and at first start, chained,
+"""Witnessed checkpoints (docs/security.md §20): made every few minutes and at first start, chained,
 append-only, every one verified (also with --mrn), and outside copies (an exported file, a
 patient's receipt) that catch an insider who rebuilds the whole log consistently.
 """
