@@ -303,6 +303,7 @@ NOT_PAGES = {
     "imaging-frame": "PNG image, fetched by the viewer",
     "imaging-download": "file download (DICOM)",
     "audit-log-csv": "file download (CSV)",
+    "audit-log-receipt": "file download (JSON receipt)",
     "consent-receipt-json": "file download (signed JSON)",
     "exports-status": "JSON polled by exports.js",
     "exports-download": "POST-only; file download",
