@@ -39,7 +39,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--mrn", help="Verify only this patient's chain.")
+        parser.add_argument("--mrn", help="Verify only this patient's chain and its entries in every checkpoint.")
         parser.add_argument("--issuer", help="Assigning authority, when the MRN exists under several issuers.")
         parser.add_argument(
             "--checkpoints", metavar="FILE",
