@@ -16,11 +16,12 @@ from audit.models import AuditCheckpoint
 
 @admin.register(AuditCheckpoint)
 class AuditCheckpointAdmin(admin.ModelAdmin):
-    """Read-only: checkpoints are signed by the daily task; export them with
-    ``manage.py export_audit_checkpoints``."""
+    """Read-only (and append-only in the database): checkpoints are signed every
+    ``AUDIT_CHECKPOINT_MINUTES`` by the beat task; export them with
+    ``manage.py export_audit_checkpoints``. Patients appear only as internal ids in ``heads``."""
 
-    list_display = ("created_at", "chains", "events")
-    fields = ("created_at", "chains", "events", "statement", "signature")
+    list_display = ("created_at", "tree_size", "chains", "events")
+    fields = ("created_at", "tree_size", "root", "previous", "chains", "events", "statement", "signature")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -262,7 +262,7 @@ def record_for_actor(
     services, after their selector (``for_actor``) allowed the access, inside its transaction.
 
     - a patient: "Patient (self)", purpose ``patient_request`` unless given;
-    - a privacy officer: their email, role and the hospital's name, purpose
+    - a privacy officer: their display name (``User.public_name``, never an email), role and the hospital's name, purpose
       ``privacy_investigation`` unless given;
     - a service account: its name, organisation and type, source ``api``;
     - a command or task (``Actor.system``): its name and the hospital's name.

@@ -35,10 +35,13 @@ from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from accounts.models import User
+from accounts.services import service_account_create
 from audit.demo import build_demo_access_log
 from audit.models import AccessEvent
 from consent.demo import build_demo_consent
 from consent.models import ConsentDecision
+from core.actor import Actor
+from core.service_activity import Miss, service_request_count, service_request_miss_note
 from exports.models import ExportRequest
 from flags.demo import build_demo_flag
 from flags.models import Flag
@@ -288,6 +291,7 @@ VISITS: list[Visit] = [
     Visit("flags-queue", OFFICER, "/privacy-office/", shot="flags-queue"),
     Visit("flags-queue", OFFICER, "/privacy-office/?status=resolved&category=other", "nothing found"),
     Visit("flags-dashboard", OFFICER, "/privacy-office/dashboard/"),
+    Visit("flags-service-activity", OFFICER, "/privacy-office/service-accounts/", shot="service-activity"),
     Visit("flags-officer-detail", OFFICER, lambda w: f"/privacy-office/flags/{w.flag_id}/"),
     Visit("accounts-security", OFFICER, "/account/security/"),
     Visit("account_reauthenticate", OFFICER, "/accounts/reauthenticate/"),
@@ -372,6 +376,11 @@ def build_world(patient: User, officer: User) -> World:
         resolution="We corrected the name in the hospital's records.", due_at=timezone.now() + dt.timedelta(days=20),
     )
     event = AccessEvent.objects.filter(patient=record, source="api").order_by("-occurred_at").first()
+    # The office's view of connected systems, with a token that asked about patients it found none of.
+    prober, _token = service_account_create(name="prober", organization="Curious Ltd", scopes=["consent:read"])
+    service_request_count(account=prober)
+    service_request_miss_note(actor=Actor.for_service(prober), endpoint="consent-check",
+                              misses=[Miss(patient=("LOCAL", "NO-SUCH-1")), Miss(patient=("LOCAL", "NO-SUCH-2"))])
     viewer_series = []
     for study in studies:
         series = study.series.order_by("number").first()
