@@ -338,18 +338,18 @@ def check_inflated_size(stream: IO[bytes], *, limit: int | None = None) -> None:
             return
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         total = 0
-        while chunk := stream.read(_INFLATE_CHUNK):
-            data = chunk
-            while data:
-                total += len(inflater.decompress(data, _INFLATE_CHUNK))
+        while not inflater.eof and (data := stream.read(_INFLATE_CHUNK)):
+            while data and not inflater.eof:
+                out = inflater.decompress(data, _INFLATE_CHUNK)
+                total += len(out)
                 if total > limit:
                     raise PixelsTooLarge(
                         f"The compressed (deflated) file inflates to more than {megabytes(limit)}, the most "
                         "allowed; it was not read.", decoded_bytes=total, limit=limit,
                     )
+                if not out and inflater.unconsumed_tail == data:
+                    return  # no progress: damaged data, which the reader refuses with its own reason
                 data = inflater.unconsumed_tail
-            if inflater.eof:
-                break
     except PixelLimitError:
         raise
     except Exception:  # noqa: BLE001 - a damaged file is refused by the reader with its own reason

@@ -75,7 +75,7 @@ def rle_bomb(*, rows: int = 8192, columns: int = 8192, frames: int = 8, extra_fr
     appends frames the header does not count."""
     ds = header(rows=rows, columns=columns, frames=frames, **uids)
     frame = rle_frame(rows, columns)
-    ds.PixelData = encapsulate([frame] * (frames + extra_fragments))
+    ds.PixelData = encapsulate([frame] * (frames + extra_fragments), has_bot=False)
     ds["PixelData"].VR = "OB"
     return to_bytes(ds)
 
