@@ -121,7 +121,8 @@ def max_decoded_bytes() -> int:
 
 def megabytes(n: int) -> str:
     """A size for a sentence: "537 MB" (decimal, as people read file sizes)."""
-    return f"{n / 1_000_000:,.0f} MB" if n >= 10_000_000 else f"{n / 1_000_000:,.1f} MB"
+    mb = n / 1000**2
+    return f"{mb:,.0f} MB" if mb >= 10 else f"{mb:,.1f} MB"
 
 
 def geometry(header: Any) -> PixelGeometry:
