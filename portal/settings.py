@@ -438,9 +438,11 @@ OCR_TESSERACT_CMD = envstr("OCR_TESSERACT_CMD") or None
 
 # --- decoding untrusted pixels (imaging/dicom/limits.py, docs/security.md §21) ---
 # The most one file's pixels may take decoded (frames x rows x columns x samples x bytes), checked
-# before any decoding by the import, the viewer, OCR and de-identification. 512 MiB holds a
-# 1,000-slice enhanced CT; a larger file is stored but marked "cannot be shown".
-DICOM_MAX_DECODED_BYTES = envint("DICOM_MAX_DECODED_BYTES", 512 * 1024**2)
+# before any decoding by the import, the viewer, OCR and de-identification. Those decode one frame
+# at a time, so memory holds a frame whatever this says; the limit bounds the work a lying header
+# can cause. 4 GiB holds a 4,000-slice enhanced CT or a 1,000-frame colour ultrasound loop; a
+# larger file is stored but marked "cannot be shown".
+DICOM_MAX_DECODED_BYTES = envint("DICOM_MAX_DECODED_BYTES", 4 * 1024**3)
 # What one "Verify a copy" check (a patient's upload of up to 50 files) may decode in all: as much
 # as it may upload (256 MB); a file past it, or past what the check's other files left, is
 # reported "not compared" and its header still compared.

@@ -43,10 +43,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
-# One file's decoded pixels, when the setting is absent: a 1,000-slice enhanced CT (512 x 512,
-# 16 bits) is 500 MiB; larger objects are split into several files by the modalities that make
-# them. Above it a file is stored but not decoded (its pages say why).
-DEFAULT_MAX_DECODED_BYTES = 512 * 1024**2
+# One file's decoded pixels, when the setting is absent (portal/settings.py explains the 4 GiB).
+# Above it a file is stored but not decoded (its pages say why).
+DEFAULT_MAX_DECODED_BYTES = 4 * 1024**3
 # A frame of 16k x 16k pixels (268 M) is beyond any radiology modality: such a header is lying.
 MAX_FRAME_PIXELS = 16384 * 16384
 # pydicom and its plugins decode these sizes; anything else in Bits Allocated is refused.

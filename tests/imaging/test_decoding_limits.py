@@ -316,10 +316,17 @@ def test_comparing_a_multi_frame_copy_decodes_a_frame_at_a_time():
 # --- Import, rendering, OCR, masking ---------------------------------------------------------------
 
 
-BIG = {"frames": 16}  # 16 MB on disk, 1 GiB decoded: past the default DICOM_MAX_DECODED_BYTES (512 MiB)
+BIG = {"frames": 16}  # 16 MB on disk, 1 GiB decoded: past the 512 MiB limit the tests below set
 
 
-def test_import_of_a_bomb_stores_it_marked_undecodable_with_the_reason(tmp_path):
+@pytest.fixture
+def half_gib_limit(settings):
+    """A hospital that set DICOM_MAX_DECODED_BYTES to 512 MiB (the default, 4 GiB, would need a
+    64 MB bomb on disk to pass it)."""
+    settings.DICOM_MAX_DECODED_BYTES = 512 * MIB
+
+
+def test_import_of_a_bomb_stores_it_marked_undecodable_with_the_reason(tmp_path, half_gib_limit):
     path = tmp_path / "bomb.dcm"
     path.write_bytes(bombs.rle_bomb(**BIG))
     summary = dicom_import(actor=importer(), paths=[path])
@@ -356,13 +363,13 @@ def test_import_refuses_a_deflated_file_that_inflates_past_the_limit(tmp_path, s
     assert "inflates to more than 8.4 MB" in summary.files[0].reason
 
 
-def test_render_of_a_bomb_refuses_before_decoding():
+def test_render_of_a_bomb_refuses_before_decoding(half_gib_limit):
     with pytest.raises(RenderError, match="1,074 MB decoded"):
         render.render(io.BytesIO(bombs.rle_bomb(**BIG)), frame=0)
     assert render.stream_decode_problem(io.BytesIO(bombs.rle_bomb(**BIG))).startswith("The image would take 1,074 MB decoded")
 
 
-def test_the_viewer_answers_a_bomb_with_its_reason(patient_client: Client, patient, tmp_path):
+def test_the_viewer_answers_a_bomb_with_its_reason(patient_client: Client, patient, tmp_path, half_gib_limit):
     path = tmp_path / "bomb.dcm"
     path.write_bytes(bombs.rle_bomb(**BIG))
     summary = dicom_import(actor=importer(), paths=[path])
