@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import activation_code_issue
-from imaging.models import Patient
+from imaging.management.patients import patient_by_mrn
 
 
 class Command(BaseCommand):
@@ -14,15 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--issuer", help="Assigning authority, when the MRN exists under several issuers.")
 
     def handle(self, *args, mrn: str, issuer: str | None, **options) -> None:
-        patients = Patient.objects.filter(mrn=mrn)
-        if issuer:
-            patients = patients.filter(issuer=issuer)
-        found = list(patients[:2])
-        if not found:
-            raise CommandError(f"No patient with MRN {mrn}" + (f" and issuer {issuer}" if issuer else "") + ".")
-        if len(found) > 1:
-            raise CommandError(f"MRN {mrn} exists under several issuers; pass --issuer.")
-        patient = found[0]
+        patient = patient_by_mrn(mrn, issuer)
         if patient.user_id:
             raise CommandError(f"Patient {patient} already has an account.")
         code = activation_code_issue(patient=patient)

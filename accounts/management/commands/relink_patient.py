@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import User
 from accounts.services import patient_record_move
 from core.actor import Actor
-from imaging.models import Patient
+from imaging.management.patients import patient_by_mrn
 from imaging.services.patients import RELINK_REASON_MIN_LENGTH
 
 
@@ -26,16 +26,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, mrn: str, issuer: str | None, to_email: str, reason: str, **options) -> None:
-        # The same lookup as issue_activation_code: an MRN, narrowed by issuer when ambiguous.
-        patients = Patient.objects.filter(mrn=mrn)
-        if issuer:
-            patients = patients.filter(issuer=issuer)
-        found = list(patients[:2])
-        if not found:
-            raise CommandError(f"No patient with MRN {mrn}" + (f" and issuer {issuer}" if issuer else "") + ".")
-        if len(found) > 1:
-            raise CommandError(f"MRN {mrn} exists under several issuers; pass --issuer.")
-        patient = found[0]
+        patient = patient_by_mrn(mrn, issuer)
         user = User.objects.filter(email__iexact=to_email.strip()).first()
         if user is None:
             raise CommandError(f"No account with the email {to_email.strip()}.")

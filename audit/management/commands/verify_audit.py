@@ -10,6 +10,7 @@ from django.db import connection
 from audit import triggers
 from audit.checkpoints import verify_documents, verify_receipt, verify_stored
 from audit.services import chain_verify
+from imaging.management.patients import patient_by_mrn
 from imaging.models import Patient
 
 
@@ -79,15 +80,7 @@ class Command(BaseCommand):
             notes.append(f" The receipt {receipt} holds.")
         patient = None
         if mrn:
-            patients = Patient.objects.filter(mrn=mrn)
-            if issuer:
-                patients = patients.filter(issuer=issuer)
-            found = list(patients[:2])
-            if not found:
-                raise CommandError(f"No patient with MRN {mrn}" + (f" and issuer {issuer}" if issuer else "") + ".")
-            if len(found) > 1:
-                raise CommandError(f"MRN {mrn} exists under several issuers; pass --issuer.")
-            patient = found[0]
+            patient = patient_by_mrn(mrn, issuer)
         elif issuer:
             raise CommandError("--issuer only narrows --mrn; pass both.")
 
