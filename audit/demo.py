@@ -12,6 +12,10 @@ from django.utils import timezone
 from audit.services import record_access
 from imaging.models import Patient, Study
 
+# The demo's privacy officer (make_demo_data gives the officer account this name): patients read
+# an officer's name, never an email address (docs/security.md §19).
+OFFICER_NAME = "Dana Whitfield"
+
 SECOND_OPINION = "Mercy University Hospital"
 AI_VENDOR = "Northlight AI (chest X-ray triage)"
 RESEARCH = "Regional Imaging Research Network"
@@ -76,7 +80,7 @@ def build_demo_access_log(patient: Patient) -> int:
                  "organization": RESEARCH, "action": "export", "purpose": "research", "study": study(1), "source": "api"})
     # The privacy office reviewing accesses after a routine audit.
     for days in (60, 59):
-        plan.append({"days": days, "actor_type": "privacy_office", "actor_name": "privacy@st-example.org", "role": "Privacy officer",
+        plan.append({"days": days, "actor_type": "privacy_office", "actor_name": OFFICER_NAME, "role": "Privacy officer",
                      "organization": hospital, "action": "view", "purpose": "privacy_investigation", "study": study(0), "source": "api"})
     # A request that was refused.
     plan.append({"days": 75, "actor_type": "service", "actor_name": "Insurer portal", "role": "Claims system",

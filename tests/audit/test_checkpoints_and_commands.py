@@ -136,6 +136,7 @@ def test_demo_year(patient):
     kinds = set(events.values_list("actor_type", flat=True))
     assert {"clinician", "ai_vendor", "researcher", "privacy_office", "patient"} <= kinds
     assert events.filter(organization="Mercy University Hospital").exists()
+    assert not events.filter(actor_name__contains="@").exists(), "patients read names, never email addresses"
     oldest = events.order_by("occurred_at").first().occurred_at
     assert timezone.now() - oldest > dt.timedelta(days=300)
     assert timezone.now() - oldest < dt.timedelta(days=366)

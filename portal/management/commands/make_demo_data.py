@@ -7,7 +7,7 @@ from django.db import transaction
 
 from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
 from accounts.services import activation_code_issue, recovery_codes_generate
-from audit.demo import build_demo_access_log
+from audit.demo import OFFICER_NAME, build_demo_access_log
 from consent.demo import build_demo_consent
 from core.actor import Actor
 from flags.demo import build_demo_flag
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             if patient.user_id is None:
                 patient.user = patient_user
                 patient.save(update_fields=["user"])
-            officer = self._user(demo.OFFICER_EMAIL, User.Role.PRIVACY_OFFICER, display_name="Dana Whitfield")
+            officer = self._user(demo.OFFICER_EMAIL, User.Role.PRIVACY_OFFICER, display_name=OFFICER_NAME)
             admin = self._user(demo.ADMIN_EMAIL, User.Role.ADMINISTRATOR, is_staff=True, is_superuser=True)
             codes = {u.email: self._factor(u) for u in (patient_user, officer, admin)}
             unactivated, _ = Patient.objects.get_or_create(
