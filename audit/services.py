@@ -142,7 +142,7 @@ def _locked_chain_head(patient: Patient) -> ChainHead:
     return head
 
 
-def record_access(
+def build_event(
     *,
     patient: Patient,
     action: str,
@@ -161,18 +161,8 @@ def record_access(
     user_agent: str = "",
     details: dict[str, Any] | None = None,
 ) -> AccessEvent:
-    """Append one event to ``patient``'s access log and return it.
-
-    Callers: ``record_for_actor`` (every service that reads or changes patient data, through
-    ``core.access_log.record``) and the event-ingest API (events reported by other systems), inside
-    their own transaction, so the action and its record commit together.
-
-    Runs in a savepoint and locks the patient's chain head, so concurrent writers for one
-    patient append one after the other and never fork the chain. Raises ``ValidationError`` for
-    an unknown actor type, purpose, action, outcome or source, a study of another patient, a
-    naive ``occurred_at`` or non-JSON details; ``IntegrityError`` when (``source``,
-    ``source_event_id``) was already recorded (the caller's transaction stays usable).
-    """
+    """An unsaved, checked event (no seq or hashes yet): the checks of ``record_access``, shared
+    with the batch path (``append_events``). Raises ``ValidationError`` as ``record_access`` does."""
     if study is not None and study.patient_id != patient.pk:
         raise ValidationError({"study": "The study belongs to another patient."})
     now = timezone.now()
@@ -195,7 +185,7 @@ def record_access(
         user_agent=(user_agent or "")[:USER_AGENT_MAX],
         details=_normalise_details(details),
     )
-    # seq, prev_hash and hash come from the chain head below. Uniqueness is left to the
+    # seq, prev_hash and hash come from the chain head later. Uniqueness is left to the
     # database: a pre-check query would be one more round trip and still racy.
     # patient and study arrive as loaded rows (the study checked against the patient above), so
     # their existence queries are skipped: two round trips per event on the ingest path.
@@ -204,21 +194,130 @@ def record_access(
     )
     if timezone.is_naive(event.occurred_at):
         raise ValidationError({"occurred_at": "The time of access must carry a time zone."})
+    return event
+
+
+def _link(event: AccessEvent, head: ChainHead, now: dt.datetime, *, occurred_given: bool = True) -> None:
+    """Make ``event`` the next link of ``head``'s chain (seq, prev_hash, hash) and advance the
+    head in memory. The one place an event is chained: ``record_access`` and ``append_events``.
+    ``now`` is taken under the head's lock, so recorded_at never goes backwards along a chain;
+    an event without its own time of access gets it too."""
+    event.recorded_at = now
+    if not occurred_given:
+        event.occurred_at = now
+    event.seq = head.seq + 1
+    event.prev_hash = head.last_hash
+    event.hash = event_hash(event)
+    head.seq = event.seq
+    head.last_hash = event.hash
+
+
+def record_access(**fields: Any) -> AccessEvent:
+    """Append one event to ``patient``'s access log and return it. Takes ``build_event``'s
+    arguments (``patient``, ``action``, ``purpose``, ``actor_type`` required).
+
+    Callers: ``record_for_actor`` (every service that reads or changes patient data, through
+    ``core.access_log.record``), inside their own transaction, so the action and its record
+    commit together. Events other systems report go in batches through ``append_events``.
+
+    Runs in a savepoint and locks the patient's chain head, so concurrent writers for one
+    patient append one after the other and never fork the chain. Raises ``ValidationError`` for
+    an unknown actor type, purpose, action, outcome or source, a study of another patient, a
+    naive ``occurred_at`` or non-JSON details; ``IntegrityError`` when (``source``,
+    ``source_event_id``) was already recorded (the caller's transaction stays usable).
+    """
+    event = build_event(**fields)
     with transaction.atomic():
-        head = _locked_chain_head(patient)
-        # Taken under the lock, so recorded_at never goes backwards along a chain.
-        event.recorded_at = timezone.now()
-        if occurred_at is None:
-            event.occurred_at = event.recorded_at
-        event.seq = head.seq + 1
-        event.prev_hash = head.last_hash
-        event.hash = event_hash(event)
+        head = _locked_chain_head(event.patient)
+        _link(event, head, timezone.now(), occurred_given=fields.get("occurred_at") is not None)
         event.save(force_insert=True)
-        head.seq = event.seq
-        head.last_hash = event.hash
         head.save(update_fields=["seq", "last_hash"])
         _count_month(event)
     return event
+
+
+def append_events(events: list[AccessEvent]) -> list[AccessEvent | None]:
+    """Append a batch of ``build_event`` events, all with a ``source_event_id``, in a handful of
+    statements; returns each event saved, or None where (source, source_event_id) is already
+    recorded. Caller: ``audit.ingest.events_ingest``, in its transaction (which must not hold
+    other chain heads: the heads are locked here in one order, so two batches never deadlock).
+
+    Statements, whatever the batch size: create missing heads (sorted, ON CONFLICT DO NOTHING),
+    lock the batch's heads in patient id order (one SELECT ... FOR UPDATE), look up duplicates
+    (one SELECT, after the locks, so a batch that raced us with the same event has committed),
+    insert the events (one INSERT), advance the heads (one UPDATE) and the monthly counts (one
+    upsert). A repeat inside the batch is a duplicate too. An IntegrityError can still come from a
+    concurrent batch recording the same (source, source_event_id) for another patient: the caller
+    retries (the duplicate is then found by the lookup).
+    """
+    if not events:
+        return []
+    patient_ids = sorted({e.patient_id for e in events})
+    # In sorted order, so that batches waiting on each other's new heads wait in one order.
+    ChainHead.objects.bulk_create([ChainHead(patient_id=pid) for pid in patient_ids], ignore_conflicts=True)
+    heads = {
+        h.patient_id: h
+        for h in ChainHead.objects.select_for_update().filter(patient_id__in=patient_ids).order_by("patient_id")
+    }
+    keys = {(e.source, e.source_event_id) for e in events}
+    recorded: set[tuple[str, str]] = set()
+    for source in {k[0] for k in keys}:
+        recorded.update(
+            AccessEvent.objects.filter(source=source, source_event_id__in=[k[1] for k in keys if k[0] == source])
+            .values_list("source", "source_event_id")
+        )
+    now = timezone.now()
+    fresh: list[AccessEvent] = []
+    out: list[AccessEvent | None] = []
+    for event in events:
+        key = (event.source, event.source_event_id)
+        if key in recorded:
+            out.append(None)
+            continue
+        recorded.add(key)
+        _link(event, heads[event.patient_id], now)
+        fresh.append(event)
+        out.append(event)
+    if fresh:
+        # Inserted in batch order, so each patient's seq follows id order (audit/checkpoints.py).
+        AccessEvent.objects.bulk_create(fresh)
+        moved = sorted({e.patient_id for e in fresh})
+        _advance_heads([heads[pid] for pid in moved])
+        _count_months(fresh)
+    return out
+
+
+def _advance_heads(heads: list[ChainHead]) -> None:
+    if connection.vendor != "postgresql":
+        ChainHead.objects.bulk_update(heads, ["seq", "last_hash"])
+        return
+    rows = ", ".join(["(%s::bigint, %s::bigint, %s::varchar)"] * len(heads))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE audit_chainhead AS h SET seq = v.seq, last_hash = v.last_hash FROM (VALUES {rows}) "  # noqa: S608 - placeholders only
+            "AS v(patient_id, seq, last_hash) WHERE h.patient_id = v.patient_id",
+            [x for h in heads for x in (h.patient_id, h.seq, h.last_hash)],
+        )
+
+
+def _count_months(events: list[AccessEvent]) -> None:
+    counts: dict[tuple, int] = {}
+    for e in events:
+        key = (e.patient_id, month_of(e.occurred_at), e.actor_type, e.organization, e.purpose)
+        counts[key] = counts.get(key, 0) + 1
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(counts))
+    sql = (
+        "INSERT INTO audit_monthlyaccesscount (patient_id, month, actor_type, organization, purpose, count) "  # noqa: S608 - placeholders only
+        f"VALUES {rows} ON CONFLICT (patient_id, month, actor_type, organization, purpose) "
+        "DO UPDATE SET count = audit_monthlyaccesscount.count + EXCLUDED.count"
+    )
+    # Sorted keys: one patient's rows are only touched under its head lock, but a fixed order
+    # costs nothing and keeps any two upserts from waiting on each other crosswise.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [x for key, n in sorted(counts.items()) for x in (*key, n)],
+        )
 
 
 _COUNT_SQL = """
