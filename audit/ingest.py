@@ -209,27 +209,27 @@ _ATTEMPTS = 3
 
 
 def _append(events: list[AccessEvent]) -> list[AccessEvent | None]:
+    nested = connection.in_atomic_block
     for attempt in range(_ATTEMPTS):
         try:
             with transaction.atomic():
-                if connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:
-                        # SET LOCAL: lasts until the transaction ends or this savepoint rolls back; put
-                        # back after the batch, so an enclosing transaction keeps its own timeout.
-                        cursor.execute(
-                            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT]
-                        )
-                        previous = cursor.fetchone()[0]
-                    saved = append_events(events)
+                if connection.vendor != "postgresql":
+                    return append_events(events)
+                with connection.cursor() as cursor:
+                    # Like SET LOCAL: lasts until the transaction ends or this savepoint rolls back;
+                    # put back after the batch when inside a caller's transaction.
+                    cursor.execute(
+                        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT]
+                    )
+                    previous = cursor.fetchone()[0]
+                saved = append_events(events)
+                if nested:
                     with connection.cursor() as cursor:
                         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
-                    return saved
-                return append_events(events)
+                return saved
         except IntegrityError:
             if attempt == _ATTEMPTS - 1:
                 raise Busy("the batch kept colliding with concurrent batches") from None
-            for event in events:  # unchain: the next attempt links them again
-                event.pk = None
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) in _BUSY_STATES:
                 raise Busy(str(exc)) from exc
@@ -280,17 +280,17 @@ def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_
             outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc), missed=missed))
         except ValidationError as exc:
             outcomes.append(Outcome(index, sid, "rejected", "; ".join(exc.messages)))
-    with transaction.atomic():
-        saved = _append([event for _index, event in built])
-        for (index, _event), event in zip(built, saved, strict=True):
-            sid = items[index]["source_event_id"]
-            if event is None:
-                outcomes[index] = Outcome(index, sid, "duplicate", "already recorded")
-            else:
-                outcomes[index] = Outcome(index, sid, "accepted", event_id=event.pk)
-        result = IngestResult([o for o in outcomes if o is not None])
-        if result.accepted_ids:
-            from audit.notifications import notify_on_commit
+    saved = _append([event for _index, event in built])
+    for (index, _event), event in zip(built, saved, strict=True):
+        sid = items[index]["source_event_id"]
+        if event is None:
+            outcomes[index] = Outcome(index, sid, "duplicate", "already recorded")
+        else:
+            outcomes[index] = Outcome(index, sid, "accepted", event_id=event.pk)
+    result = IngestResult([o for o in outcomes if o is not None])
+    if result.accepted_ids:
+        from audit.notifications import notify_on_commit
 
-            notify_on_commit(result.accepted_ids)
+        # After the batch's commit (at once), or the caller's if it runs in one.
+        notify_on_commit(result.accepted_ids)
     return result
