@@ -27,6 +27,11 @@ MAX_BATCH = 500
 FUTURE_SKEW = dt.timedelta(minutes=5)
 # What a patient can be shown about the actor: long enough for real names, short for the page.
 TEXT_LIMITS = {"actor_name": 200, "actor_ref": 200, "organization": 200, "role": 100}
+# The choices, listed once: ``TextChoices.values`` builds a new list on every call (4 per event).
+ACTOR_TYPES = AccessEvent.ActorType.values
+PURPOSES = AccessEvent.Purpose.values
+ACTIONS = AccessEvent.Action.values
+OUTCOMES = AccessEvent.Outcome.values
 
 
 @dataclass
@@ -141,14 +146,14 @@ def normalise(raw: Any, *, default_actor_type: str, default_organization: str) -
         "occurred_at": _when(raw.get("occurred_at")),
         "_patient": (issuer, mrn),
         "_study": (_text(raw, "study_uid", limit=64), _text(raw, "accession", limit=64)),
-        "actor_type": _choice(actor.get("type") or default_actor_type, AccessEvent.ActorType.values, "actor.type"),
+        "actor_type": _choice(actor.get("type") or default_actor_type, ACTOR_TYPES, "actor.type"),
         "actor_name": _text(actor, "name", limit=TEXT_LIMITS["actor_name"]),
         "actor_ref": _text(actor, "ref", limit=TEXT_LIMITS["actor_ref"]),
         "organization": _text(actor, "organization", limit=TEXT_LIMITS["organization"]) or default_organization,
         "role": _text(actor, "role", limit=TEXT_LIMITS["role"]),
-        "purpose": _choice(raw.get("purpose"), AccessEvent.Purpose.values, "purpose"),
-        "action": _choice(raw.get("action"), AccessEvent.Action.values, "action"),
-        "outcome": _choice(raw.get("outcome") or "success", AccessEvent.Outcome.values, "outcome"),
+        "purpose": _choice(raw.get("purpose"), PURPOSES, "purpose"),
+        "action": _choice(raw.get("action"), ACTIONS, "action"),
+        "outcome": _choice(raw.get("outcome") or "success", OUTCOMES, "outcome"),
     }
 
 

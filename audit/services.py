@@ -13,6 +13,7 @@ Nothing here logs: events name patients and accessors, and logs are not the plac
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -24,7 +25,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from audit.models import GENESIS_HASH, AccessEvent, ChainHead
@@ -142,6 +144,55 @@ def _locked_chain_head(patient: Patient) -> ChainHead:
     return head
 
 
+# Not checked by build_event: set later (seq, hashes) or passed as loaded rows (patient, study).
+_UNCHECKED = ("seq", "prev_hash", "hash", "patient", "study")
+_PLAIN_VALIDATORS = (MaxLengthValidator, ProhibitNullCharactersValidator)
+
+
+@functools.cache
+def _field_checks() -> tuple[tuple[str, str, int | None, frozenset, bool, bool], ...]:
+    checks = []
+    for f in AccessEvent._meta.concrete_fields:
+        if f.name in _UNCHECKED or f.primary_key:
+            continue
+        if isinstance(f, models.CharField) and all(isinstance(v, _PLAIN_VALIDATORS) for v in f.validators):
+            kind = "text"
+        elif isinstance(f, models.DateTimeField) and not f.validators:
+            kind = "datetime"
+        elif isinstance(f, models.JSONField):
+            kind = "json"  # build_event stores details already round-tripped through JSON
+        else:
+            kind = "other"
+        checks.append((f.attname, kind, f.max_length, frozenset(str(c[0]) for c in f.flatchoices), f.blank, f.null))
+    return tuple(checks)
+
+
+def _plainly_valid(event: AccessEvent) -> bool:
+    """True when ``full_clean`` would find nothing wrong, decided without it for plain text,
+    times and JSON; False sends the event through ``full_clean``. Written by hand because
+    ``full_clean`` costs about 0.2 ms an event, a third of a batch's time in the ingest API."""
+    for attname, kind, max_length, choices, blank, null in _field_checks():
+        value = getattr(event, attname)
+        if value is None:
+            if null:
+                continue
+            return False
+        if kind == "text":
+            if not isinstance(value, str) or "\x00" in value or (max_length is not None and len(value) > max_length):
+                return False
+            if value == "":
+                if not blank:
+                    return False
+            elif choices and value not in choices:
+                return False
+        elif kind == "datetime":
+            if not isinstance(value, dt.datetime):
+                return False
+        elif kind != "json":
+            return False
+    return True
+
+
 def build_event(
     *,
     patient: Patient,
@@ -189,9 +240,8 @@ def build_event(
     # database: a pre-check query would be one more round trip and still racy.
     # patient and study arrive as loaded rows (the study checked against the patient above), so
     # their existence queries are skipped: two round trips per event on the ingest path.
-    event.full_clean(
-        exclude=["seq", "prev_hash", "hash", "patient", "study"], validate_unique=False, validate_constraints=False
-    )
+    if not _plainly_valid(event):  # full_clean for the rest, and for its messages
+        event.full_clean(exclude=list(_UNCHECKED), validate_unique=False, validate_constraints=False)
     if timezone.is_naive(event.occurred_at):
         raise ValidationError({"occurred_at": "The time of access must carry a time zone."})
     return event
