@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AccessEvent
-from audit.services import append_events, build_event
+from audit.services import append_events, build_event, create_heads
 from imaging.models import Patient, Study
 
 # The API's batch limit: 500 events of ~1 KB stay well under the 2 MB body limit.
@@ -285,6 +285,8 @@ def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_
             outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc), missed=missed))
         except ValidationError as exc:
             outcomes.append(Outcome(index, sid, "rejected", "; ".join(exc.messages)))
+    with transaction.atomic():  # committed at once (unless the caller has a transaction)
+        create_heads(event.patient_id for _index, event in built)
     saved = _append([event for _index, event in built])
     for (index, _event), event in zip(built, saved, strict=True):
         sid = items[index]["source_event_id"]

@@ -17,6 +17,8 @@ import functools
 import hashlib
 import itertools
 import json
+import random
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -26,7 +28,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxLengthValidator, ProhibitNullCharactersValidator
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
 from audit.models import GENESIS_HASH, AccessEvent, ChainHead
@@ -286,29 +288,64 @@ def record_access(**fields: Any) -> AccessEvent:
     return event
 
 
+def create_heads(patient_ids: Iterable[int]) -> None:
+    """Create the chain heads these patients lack (one INSERT ... ON CONFLICT DO NOTHING, in
+    patient id order, so that writers waiting on each other's new heads wait in one order).
+    Callers: ``events_ingest`` in a short transaction of its own before the batch (so the new
+    heads are not held while it waits for others), and ``append_events``."""
+    ChainHead.objects.bulk_create([ChainHead(patient_id=pid) for pid in sorted(set(patient_ids))], ignore_conflicts=True)
+
+
+# How long a batch keeps trying to take all its heads at once (NOWAIT, with short random pauses)
+# before it queues for them like any writer.
+HEADS_PATIENCE = 2.0
+
+
+def _lock_heads(patient_ids: list[int]) -> dict[int, ChainHead]:
+    """Lock these heads, in patient id order (so no two batches can deadlock).
+
+    A batch that queued for a head would hold the heads before it while it waits, and portal
+    writes for those patients would queue behind both batches. So on PostgreSQL a batch first
+    takes all its heads at once or none (FOR UPDATE NOWAIT in a savepoint; a refusal releases
+    what it took) and tries again after a pause, for up to ``HEADS_PATIENCE`` seconds; a page
+    then waits at most for the one batch that is writing. After that it queues (bounded by the
+    caller's lock_timeout), so a batch is never starved. No library offers this; the loop is short.
+    """
+    heads = ChainHead.objects.filter(patient_id__in=patient_ids).order_by("patient_id")
+    if connection.vendor == "postgresql":
+        give_up = time.monotonic() + HEADS_PATIENCE
+        while time.monotonic() < give_up:
+            try:
+                with transaction.atomic():
+                    return {h.patient_id: h for h in heads.select_for_update(nowait=True)}
+            except OperationalError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+                    raise
+            time.sleep(random.uniform(0.005, 0.03))  # noqa: S311 - spreads retries, not a secret
+    return {h.patient_id: h for h in heads.select_for_update()}
+
+
 def append_events(events: list[AccessEvent]) -> list[AccessEvent | None]:
     """Append a batch of ``build_event`` events, all with a ``source_event_id``, in a handful of
     statements; returns each event saved, or None where (source, source_event_id) is already
     recorded. Caller: ``audit.ingest.events_ingest``, in its transaction (which must not hold
     other chain heads: the heads are locked here in one order, so two batches never deadlock).
 
-    Statements, whatever the batch size: create missing heads (sorted, ON CONFLICT DO NOTHING),
-    lock the batch's heads in patient id order (one SELECT ... FOR UPDATE), look up duplicates
-    (one SELECT, after the locks, so a batch that raced us with the same event has committed),
-    insert the events (one INSERT), advance the heads (one UPDATE) and the monthly counts (one
-    upsert). A repeat inside the batch is a duplicate too. An IntegrityError can still come from a
-    concurrent batch recording the same (source, source_event_id) for another patient: the caller
-    retries (the duplicate is then found by the lookup).
+    Statements, whatever the batch size: lock the batch's heads in patient id order (one SELECT
+    ... FOR UPDATE; creating missing ones first), look up duplicates (one SELECT, after the
+    locks, so a batch that raced us with the same event has committed), insert the events (one
+    INSERT), advance the heads (one UPDATE) and the monthly counts (one upsert). A repeat inside
+    the batch is a duplicate too. An IntegrityError can still come from a concurrent batch
+    recording the same (source, source_event_id) for another patient: the caller retries (the
+    duplicate is then found by the lookup).
     """
     if not events:
         return []
     patient_ids = sorted({e.patient_id for e in events})
-    # In sorted order, so that batches waiting on each other's new heads wait in one order.
-    ChainHead.objects.bulk_create([ChainHead(patient_id=pid) for pid in patient_ids], ignore_conflicts=True)
-    heads = {
-        h.patient_id: h
-        for h in ChainHead.objects.select_for_update().filter(patient_id__in=patient_ids).order_by("patient_id")
-    }
+    heads = _lock_heads(patient_ids)
+    if len(heads) < len(patient_ids):
+        create_heads(pid for pid in patient_ids if pid not in heads)
+        heads = _lock_heads(patient_ids)
     keys = {(e.source, e.source_event_id) for e in events}
     recorded: set[tuple[str, str]] = set()
     for source in {k[0] for k in keys}:
