@@ -7,6 +7,8 @@ number of queries as a page of one event, and that number is pinned.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -61,3 +63,25 @@ def test_a_full_page_runs_as_many_queries_as_a_page_of_one(patient, other_patien
 
     assert len(full_sql) == len(one_sql), "\n".join(full_sql)
     assert len(full_sql) <= MAX_QUERIES, "\n".join(full_sql)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("data", [None, {"action": "download", "organization": "Hospital <1> & co", "study": "x"}])
+def test_the_filter_selects_have_djangos_markup(patient, data):
+    """audit.forms.QuickSelect draws the options in Python; the page must not change."""
+    from django import forms
+
+    from audit.forms import AccessLogFilterForm, QuickSelect
+
+    choices = {"organization": [("Hospital <1> & co", "Hospital <1> & co"), ("B", "B")], "study": [("7", 'CT "chest"')]}
+    quick = AccessLogFilterForm(data, choices=choices)
+    django = AccessLogFilterForm(data, choices=choices)
+    django.is_valid()
+    quick.is_valid()
+    names = [name for name, field in quick.fields.items() if isinstance(field.widget, QuickSelect)]
+    assert len(names) == 5
+    for name in names:
+        django.fields[name].widget = forms.Select(choices=django.fields[name].choices)
+
+        # The same tags, attributes and escaping; only the whitespace between tags differs.
+        assert str(quick[name]) == re.sub(r">\s+<", "><", str(django[name]))
