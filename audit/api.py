@@ -8,12 +8,14 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from audit import fhir
-from audit.ingest import MAX_BATCH, events_ingest
+from audit.ingest import MAX_BATCH, Busy, events_ingest
 from audit.models import AccessEvent
 from core import openapi
-from core.api import ApiError, Miss, api_endpoint, json_body, lookup_missed
+from core.api import ApiError, Miss, api_endpoint, api_error, json_body, lookup_missed
 
 PATH = "/api/v1/audit/events"
+# Seconds a sender is asked to wait after a 503: a busy batch clears in well under that.
+RETRY_AFTER = 2
 
 
 @api_endpoint(scope="audit:write", methods=("POST",))
@@ -31,7 +33,13 @@ def events(request: HttpRequest) -> JsonResponse:
         raise ApiError(400, "empty_batch", "The batch has no events.")
     if len(raws) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"Send at most {MAX_BATCH} events per request.")
-    result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
+    try:
+        result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
+    except Busy:
+        # Nothing of the batch was recorded; re-sending it is safe (idempotent by source_event_id).
+        response = api_error(503, "busy", "The access log is busy; nothing was recorded. Send the same batch again.")
+        response["Retry-After"] = str(RETRY_AFTER)
+        return response
     # Events about a patient or study we do not have are rejected with one reason (ingest.UNKNOWN),
     # noted for the privacy office and counted against the token's lookups (docs/security.md §22).
     lookup_missed(request, endpoint="audit-events", misses=[Miss(patient=o.missed) for o in result.outcomes if o.missed])
@@ -77,7 +85,8 @@ openapi.register(
             f"A JSON batch of up to {MAX_BATCH} events, or FHIR R4 AuditEvent resources (one, or a Bundle) "
             "following IHE BALP. Each event is accepted, a duplicate (same source_event_id from this service "
             "account) or rejected with a reason; an unknown patient and an unknown study of a known patient are "
-            "rejected with the same reason. Needs the audit:write scope."
+            "rejected with the same reason. Needs the audit:write scope. A 503 (with Retry-After) means "
+            "nothing of the batch was recorded: send the same batch again."
         ),
         "tags": ["audit"],
         "requestBody": {
@@ -101,6 +110,15 @@ openapi.register(
                     "413": "Too many events or too large a body.",
                     "415": "Not JSON.",
                 }.items()
+            },
+            "503": {
+                "description": (
+                    "The access log was busy (a chain lock could not be had in time); nothing of the batch was "
+                    "recorded. Send the same batch again after Retry-After seconds: accepted events come back "
+                    "as duplicates, so a retry is safe."
+                ),
+                "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
         },
     },

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AccessEvent
-from audit.services import record_access
+from audit.services import append_events, build_event, create_heads
 from imaging.models import Patient, Study
 
 # The API's batch limit: 500 events of ~1 KB stay well under the 2 MB body limit.
@@ -26,6 +27,11 @@ MAX_BATCH = 500
 FUTURE_SKEW = dt.timedelta(minutes=5)
 # What a patient can be shown about the actor: long enough for real names, short for the page.
 TEXT_LIMITS = {"actor_name": 200, "actor_ref": 200, "organization": 200, "role": 100}
+# The choices, listed once: ``TextChoices.values`` builds a new list on every call (4 per event).
+ACTOR_TYPES = AccessEvent.ActorType.values
+PURPOSES = AccessEvent.Purpose.values
+ACTIONS = AccessEvent.Action.values
+OUTCOMES = AccessEvent.Outcome.values
 
 
 @dataclass
@@ -140,79 +146,158 @@ def normalise(raw: Any, *, default_actor_type: str, default_organization: str) -
         "occurred_at": _when(raw.get("occurred_at")),
         "_patient": (issuer, mrn),
         "_study": (_text(raw, "study_uid", limit=64), _text(raw, "accession", limit=64)),
-        "actor_type": _choice(actor.get("type") or default_actor_type, AccessEvent.ActorType.values, "actor.type"),
+        "actor_type": _choice(actor.get("type") or default_actor_type, ACTOR_TYPES, "actor.type"),
         "actor_name": _text(actor, "name", limit=TEXT_LIMITS["actor_name"]),
         "actor_ref": _text(actor, "ref", limit=TEXT_LIMITS["actor_ref"]),
         "organization": _text(actor, "organization", limit=TEXT_LIMITS["organization"]) or default_organization,
         "role": _text(actor, "role", limit=TEXT_LIMITS["role"]),
-        "purpose": _choice(raw.get("purpose"), AccessEvent.Purpose.values, "purpose"),
-        "action": _choice(raw.get("action"), AccessEvent.Action.values, "action"),
-        "outcome": _choice(raw.get("outcome") or "success", AccessEvent.Outcome.values, "outcome"),
+        "purpose": _choice(raw.get("purpose"), PURPOSES, "purpose"),
+        "action": _choice(raw.get("action"), ACTIONS, "action"),
+        "outcome": _choice(raw.get("outcome") or "success", OUTCOMES, "outcome"),
     }
 
 
-def _resolve(
-    fields: dict[str, Any], patients: dict[tuple[str, str], Patient | None], studies: dict[tuple, Study | None]
-) -> tuple[Patient, Study | None]:
+def _lookups(items: list[dict | Rejected]) -> tuple[dict[tuple[str, str], Patient], dict[tuple, Study]]:
+    """The batch's patients by (issuer, MRN) and studies by (patient id, study UID, accession), in
+    two queries. A study is looked up by its UID when given, else by accession (lowest id first)."""
+    keys = {f["_patient"] for f in items if isinstance(f, dict)}
+    if not keys:
+        return {}, {}
+    query = Q()
+    for issuer, mrn in keys:
+        query |= Q(issuer=issuer, mrn=mrn)
+    patients = {(p.issuer, p.mrn): p for p in Patient.objects.filter(query)}
+    wanted = [(patients[f["_patient"]].pk, *f["_study"]) for f in items
+              if isinstance(f, dict) and f["_patient"] in patients and any(f["_study"])]
+    studies: dict[tuple, Study] = {}
+    if wanted:
+        uids = {uid for _pk, uid, _acc in wanted if uid}
+        accessions = {acc for _pk, uid, acc in wanted if acc and not uid}
+        found = Study.objects.filter(patient_id__in={w[0] for w in wanted}).filter(
+            Q(study_uid__in=uids) | Q(accession__in=accessions)
+        ).order_by("-pk")  # lowest id last, so it wins below
+        for study in found:
+            studies[(study.patient_id, study.study_uid, "")] = study
+            studies[(study.patient_id, "", study.accession)] = study
+    return patients, studies
+
+
+def _resolve(fields: dict[str, Any], patients: dict[tuple[str, str], Patient], studies: dict[tuple, Study]
+             ) -> tuple[Patient, Study | None]:
     key = fields.pop("_patient")
-    if key not in patients:
-        patients[key] = Patient.objects.filter(issuer=key[0], mrn=key[1]).first()
-    patient = patients[key]
+    patient = patients.get(key)
     if patient is None:
         raise Unknown(key)
     study_uid, accession = fields.pop("_study")
     if not (study_uid or accession):
         return patient, None
-    # A batch usually repeats a few studies: look each up once.
-    cache_key = (patient.pk, study_uid, accession)
-    if cache_key not in studies:
-        found = Study.objects.filter(patient=patient)
-        found = found.filter(study_uid=study_uid) if study_uid else found.filter(accession=accession)
-        studies[cache_key] = found.order_by("pk").first()
-    if studies[cache_key] is None:
+    study = studies.get((patient.pk, study_uid, accession if not study_uid else ""))
+    if study is None:
         raise Unknown(key)
-    return patient, studies[cache_key]
+    return patient, study
 
 
-@transaction.atomic
+class Busy(Exception):
+    """The batch could not get its chain heads in time (another writer held one past
+    ``LOCK_TIMEOUT``) or PostgreSQL cancelled it (deadlock, serialization): nothing of the batch
+    was recorded; sending the same batch again is safe. The API answers 503 with Retry-After."""
+
+
+# How long a batch waits for one lock. Batches hold their heads for milliseconds, so a longer
+# wait means something else holds a head; the sender retries rather than tie up a worker.
+LOCK_TIMEOUT = "3s"
+# lock_not_available, deadlock_detected, serialization_failure
+_BUSY_STATES = {"55P03", "40P01", "40001"}
+# A concurrent batch can record one of our source_event_ids for another patient between our
+# duplicate lookup and our insert (the head locks do not cover it): look again, a few times.
+_ATTEMPTS = 3
+
+
+def _append(events: list[AccessEvent]) -> list[AccessEvent | None]:
+    nested = connection.in_atomic_block
+    for attempt in range(_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                if connection.vendor != "postgresql":
+                    return append_events(events)
+                with connection.cursor() as cursor:
+                    # Like SET LOCAL: lasts until the transaction ends or this savepoint rolls back;
+                    # put back after the batch when inside a caller's transaction.
+                    cursor.execute(
+                        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT]
+                    )
+                    previous = cursor.fetchone()[0]
+                saved = append_events(events)
+                if nested:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+                return saved
+        except IntegrityError:
+            if attempt == _ATTEMPTS - 1:
+                raise Busy("the batch kept colliding with concurrent batches") from None
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) in _BUSY_STATES:
+                raise Busy(str(exc)) from exc
+            raise
+    raise AssertionError("unreachable")
+
+
 def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_type: str,
                   default_organization: str, normalised: list[dict | Rejected] | None = None) -> IngestResult:
     """Record a batch of events from another system; one outcome per event, in order.
 
     Callers: the events API (``source="api"``, ``sender`` = the service account's name) and
-    ``import_access_events`` (``source="import"``). Each accepted event is one ``record_access``
-    with ``details.reported_by = sender``. Idempotency is per sender: the stored
-    ``source_event_id`` is ``"<sender>/<id>"``, so two systems that number events alike never
-    collide, and a re-sent event comes back as ``duplicate``. ``normalised`` lets the FHIR
-    mapping hand over events already in the batch format (or the reason each was rejected).
+    ``import_access_events`` (``source="import"``). Each accepted event is recorded as
+    ``record_access`` would, with ``details.reported_by = sender``, but the batch goes in
+    together (``audit.services.append_events``: heads locked in one order, a handful of
+    statements), so two batches never deadlock and portal writes wait milliseconds, not seconds.
+    Idempotency is per sender: the stored ``source_event_id`` is ``"<sender>/<id>"``, so two
+    systems that number events alike never collide, and a re-sent event comes back as
+    ``duplicate``. ``normalised`` lets the FHIR mapping hand over events already in the batch
+    format (or the reason each was rejected). Raises ``Busy`` (nothing recorded) when a lock
+    could not be had in time; the caller may send the same batch again.
     """
-    result = IngestResult()
-    patients: dict[tuple[str, str], Patient | None] = {}
-    studies: dict[tuple, Study | None] = {}
-    items = normalised if normalised is not None else [None] * len(events)
+    items: list[dict | Rejected] = []
+    for raw, pre in zip(events, normalised if normalised is not None else [None] * len(events), strict=True):
+        if pre is None:
+            try:
+                pre = normalise(raw, default_actor_type=default_actor_type, default_organization=default_organization)
+            except Rejected as exc:
+                pre = exc
+        items.append(pre)
+    patients, studies = _lookups(items)
+    outcomes: list[Outcome | None] = []
+    built: list[tuple[int, AccessEvent]] = []
     for index, (raw, pre) in enumerate(zip(events, items, strict=True)):
         sid = raw.get("source_event_id") if isinstance(raw, dict) else None
         try:
             if isinstance(pre, Rejected):
                 raise pre
-            fields = pre if pre is not None else normalise(
-                raw, default_actor_type=default_actor_type, default_organization=default_organization
-            )
+            fields = dict(pre)
             sid = fields["source_event_id"]
             patient, study = _resolve(fields, patients, studies)
             fields["source_event_id"] = f"{sender}/{sid}"
-            event = record_access(patient=patient, study=study, source=source, details={"reported_by": sender}, **fields)
+            built.append((index, build_event(patient=patient, study=study, source=source,
+                                             details={"reported_by": sender}, **fields)))
+            outcomes.append(None)
         except Rejected as exc:
             missed = exc.patient if isinstance(exc, Unknown) else None
-            result.outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc), missed=missed))
+            outcomes.append(Outcome(index, sid if isinstance(sid, str) else None, "rejected", str(exc), missed=missed))
         except ValidationError as exc:
-            result.outcomes.append(Outcome(index, sid, "rejected", "; ".join(exc.messages)))
-        except IntegrityError:
-            result.outcomes.append(Outcome(index, sid, "duplicate", "already recorded"))
+            outcomes.append(Outcome(index, sid, "rejected", "; ".join(exc.messages)))
+    with transaction.atomic():  # committed at once (unless the caller has a transaction)
+        create_heads(event.patient_id for _index, event in built)
+    saved = _append([event for _index, event in built])
+    for (index, _event), event in zip(built, saved, strict=True):
+        sid = items[index]["source_event_id"]
+        if event is None:
+            outcomes[index] = Outcome(index, sid, "duplicate", "already recorded")
         else:
-            result.outcomes.append(Outcome(index, sid, "accepted", event_id=event.pk))
+            outcomes[index] = Outcome(index, sid, "accepted", event_id=event.pk)
+    result = IngestResult([o for o in outcomes if o is not None])
     if result.accepted_ids:
         from audit.notifications import notify_on_commit
 
+        # After the batch's commit (at once), or the caller's if it runs in one.
         notify_on_commit(result.accepted_ids)
     return result

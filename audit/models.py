@@ -116,10 +116,14 @@ class AccessEvent(models.Model):
             models.Index(fields=["patient", "-occurred_at", "-id"], name="accessevent_patient_time_id"),
             # "First access by this organisation" badges and the organisation filter.
             models.Index(fields=["patient", "organization", "occurred_at", "id"], name="accessevent_patient_org"),
-            # The patient's own actions ("your last visit"), without walking everyone else's.
-            models.Index(
-                fields=["patient", "-occurred_at"], condition=Q(actor_type="patient"), name="accessevent_patient_self"
-            ),
+            # The log's filters by who, why and what (issue 18): each is an equality after the
+            # patient, so a filter that matches little of a long history reads only what it
+            # matches, newest first, instead of walking the whole history (or the table). The
+            # actor-type index also serves the patient's own actions ("your last visit"), which a
+            # partial index on actor_type='patient' served before.
+            models.Index(fields=["patient", "actor_type", "-occurred_at", "-id"], name="accessevent_patient_actor"),
+            models.Index(fields=["patient", "purpose", "-occurred_at", "-id"], name="accessevent_patient_purpose"),
+            models.Index(fields=["patient", "action", "-occurred_at", "-id"], name="accessevent_patient_action"),
         ]
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ second-factor gate, selectors, template, and the access event the page records a
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import statistics
 import sys
@@ -192,12 +193,34 @@ def main() -> None:
         def events_for_patient(user):
             return event_list(actor=actor_for_user(user))
 
+        from imaging.models import Patient, Study
+
+        def study_of(user) -> int:
+            """A scan of the patient's that no event names (filler rows have no study)."""
+            study = Study.objects.filter(patient__user=user).first() or Study.objects.create(
+                patient=Patient.objects.get(user=user), study_uid=f"1.2.826.0.1.3680043.10.88.{user.pk}", description="CT CHEST")
+            return study.pk
+
+        today = dt.date.today()
+        month = f"since={today - dt.timedelta(days=60):%Y-%m-%d}&until={today - dt.timedelta(days=31):%Y-%m-%d}"
+        # Every filter of the form (audit.forms.AccessLogFilterForm). Filler events are all views
+        # by clinicians, staff, AI vendors and researchers, with no scan: "downloads", "your own
+        # actions" and the scan match nothing (or only the patient's visits to the page), the
+        # worst case for a plan that walks the history looking for matches.
         rows = []
         for label, build in [
             ("first page", lambda user: "/access-log/"),
             ("page from the middle of the history (keyset cursor)", lambda user: "/access-log/?before=" + encode_cursor(
                 events_for_patient(user).order_by("-occurred_at", "-pk")[events_for_patient(user).count() // 2])),
             ("filtered by organisation", lambda user: "/access-log/?organization=Northlight+AI"),
+            ("what: downloads (none)", lambda user: "/access-log/?action=download"),
+            ("what: views (all)", lambda user: "/access-log/?action=view"),
+            ("who: researchers", lambda user: "/access-log/?actor_type=researcher"),
+            ("who: you (your visits only)", lambda user: "/access-log/?actor_type=patient"),
+            ("why: research", lambda user: "/access-log/?purpose=research"),
+            ("scan (no events name it)", lambda user: f"/access-log/?study={study_of(user)}"),
+            ("dates: one month", lambda user: f"/access-log/?{month}"),
+            ("downloads in one month (none)", lambda user: f"/access-log/?action=download&{month}"),
         ]:
             small_ms = measure(client_for(small), build(small), args.runs)
             big_ms = measure(client_for(big), build(big), args.runs)

@@ -8,6 +8,7 @@ Instance rows and content-addressed storage.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from core import access_log
 from core.actor import Actor
@@ -119,6 +120,7 @@ class _Staged:
     digest: storage.Digest
     pixel_status: str = PixelStatus.OK
     pixel_error: str = ""
+    incoming: storage.Incoming | None = None  # the copy made while hashing (pass 1)
 
     @property
     def warnings(self) -> list[str]:
@@ -151,31 +153,43 @@ def dicom_import(*, actor: Actor, paths: list[str | Path], issuer: str | None = 
     issuer = (issuer or "").strip()[:64] or None
 
     summary = ImportSummary()
+    staged: list[_Staged] = []
     with tempfile.TemporaryDirectory(prefix="lightbox-import-") as tmp:
-        staged = _stage_all(roots, Path(tmp), summary)
-        by_study: OrderedDict[str, list[_Staged]] = OrderedDict()
-        for item in staged:
-            by_study.setdefault(item.parsed.study_uid, []).append(item)
-        for study_uid, items in by_study.items():
-            try:
-                with transaction.atomic():
-                    outcomes, imported = _import_study(actor, items, issuer)
-            except (DatabaseError, ValidationError, OSError) as exc:
-                # A study-level failure (a race with another import, a bad audit value) rejects
-                # that study's files and the run goes on.
-                logger.exception("import of study %s failed", study_uid)
-                outcomes = [
-                    (i.slot, FileOutcome(i.label, "rejected", f"Not imported ({type(exc).__name__}); retry the import.",
-                                         i.parsed.sop_uid, study_uid))
-                    for i in items
-                ]
-                imported = 0
-            for slot, outcome in outcomes:
-                summary.files[slot] = outcome
-            if imported:
-                summary.studies.append(study_uid)
-                _check_pixel_text_later(study_uid)
+        try:
+            staged = _stage_all(roots, Path(tmp), summary)
+            _import_staged(actor, staged, issuer, summary)
+        finally:
+            # Copies that were not put in place (duplicates, rejections, failed studies).
+            for item in staged:
+                if item.incoming is not None:
+                    storage.discard_incoming(item.incoming)
     return summary
+
+
+def _import_staged(actor: Actor, staged: list[_Staged], issuer: str | None, summary: ImportSummary) -> None:
+    """Pass 2: each study in one transaction (its rows in bulk and its one access event)."""
+    by_study: OrderedDict[str, list[_Staged]] = OrderedDict()
+    for item in staged:
+        by_study.setdefault(item.parsed.study_uid, []).append(item)
+    for study_uid, items in by_study.items():
+        try:
+            with transaction.atomic():
+                outcomes, imported = _import_study(actor, items, issuer)
+        except (DatabaseError, ValidationError, OSError) as exc:
+            # A study-level failure (a race with another import, a bad audit value) rejects
+            # that study's files and the run goes on.
+            logger.exception("import of study %s failed", study_uid)
+            outcomes = [
+                (i.slot, FileOutcome(i.label, "rejected", f"Not imported ({type(exc).__name__}); retry the import.",
+                                     i.parsed.sop_uid, study_uid))
+                for i in items
+            ]
+            imported = 0
+        for slot, outcome in outcomes:
+            summary.files[slot] = outcome
+        if imported:
+            summary.studies.append(study_uid)
+            _check_pixel_text_later(study_uid)
 
 
 def _check_pixel_text_later(study_uid: str) -> None:
@@ -195,73 +209,82 @@ def _check_pixel_text_later(study_uid: str) -> None:
 
 
 def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list[_Staged]:
-    """Pass 1: find, parse and hash every file. Outcomes of rejected files are final here;
-    the others get a slot that the per-study pass fills in, so the report keeps file order."""
+    """Pass 1: find every file; parse, copy into storage while hashing and check the pixels of
+    each (``staging.prepare``, in worker processes for big runs). Outcomes of rejected files are
+    final here; the others get a slot that the per-study pass fills in, so the report keeps file
+    order: the order in which the files were met, a ZIP's members and a DICOMDIR's references
+    in the place of the archive or index, each file once (where it was first met)."""
     from imaging import sources
-    from imaging.dicom import parse
+    from imaging.services import staging
 
-    staged: list[_Staged] = []
-    seen: set[Path] = set()
-    pending: list[sources.Candidate | sources.Refused] = []
+    Key = tuple[int, ...]
+    results: dict[Key, FileOutcome | _Staged] = {}
+    first_key: dict[Path, Key] = {}  # each real file once, under the first place it was met
+    found: list[sources.Candidate | sources.Refused] = []
     for root in roots:
         if root.is_dir():
-            pending.extend(sources.walk(root))
+            found.extend(sources.walk(root))
         else:
-            pending.append(sources.Candidate(sources.printable(str(root)), root))
+            found.append(sources.Candidate(sources.printable(str(root)), root))
+    pending: list[tuple[Key, sources.Candidate | sources.Refused]] = [((i,), item) for i, item in enumerate(found)]
 
-    def refuse(label: str, reason: str) -> None:
-        summary.files.append(FileOutcome(label, "rejected", reason))
+    while pending:
+        to_prepare: list[tuple[Key, sources.Candidate]] = []
+        index = 0
+        while index < len(pending):
+            key, item = pending[index]
+            index += 1
+            if isinstance(item, sources.Refused):
+                results[key] = FileOutcome(item.label, "rejected", item.reason)
+                continue
+            if item.archive_names is None:
+                real = item.path.resolve()
+                earlier = first_key.get(real)
+                if earlier is not None:
+                    if earlier > key and earlier in results:
+                        # Met earlier in file order (a DICOMDIR's reference to a file also walked):
+                        # the file's one outcome moves there, under that name.
+                        results[key] = _relabeled(results.pop(earlier), item.label)
+                        first_key[real] = key
+                    continue
+                first_key[real] = key
+                if sources.is_zip(item.path):
+                    members = sources.open_archive(item.path, item.label, workdir)
+                    pending[index:index] = [((*key, j), m) for j, m in enumerate(members)]
+                    continue
+            to_prepare.append((key, item))
+        pending = []
+        for (key, item), prepared in zip(to_prepare, staging.prepare_all([c.path for _, c in to_prepare]), strict=True):
+            if prepared.reason is not None:
+                results[key] = FileOutcome(item.label, "rejected", prepared.reason)
+            elif prepared.referenced is not None:
+                # The index itself is not an instance: its referenced files are imported instead.
+                refs = sources.resolve_dicomdir(item, prepared.referenced)
+                pending.extend(((*key, j), ref) for j, ref in enumerate(refs))
+            else:
+                assert prepared.parsed is not None and prepared.incoming is not None
+                results[key] = _Staged(-1, item.label, item.path, prepared.parsed, prepared.incoming.digest,
+                                       prepared.pixel_status, prepared.pixel_error, prepared.incoming)
 
-    index = 0
-    while index < len(pending):
-        item = pending[index]
-        index += 1
-        if isinstance(item, sources.Refused):
-            refuse(item.label, item.reason)
+    staged: list[_Staged] = []
+    for key in sorted(results):
+        result = results[key]
+        if isinstance(result, FileOutcome):
+            summary.files.append(result)
             continue
-        if item.archive_names is None:
-            real = item.path.resolve()
-            if real in seen:
-                continue
-            seen.add(real)
-            if sources.is_zip(item.path):
-                pending[index:index] = list(sources.open_archive(item.path, item.label, workdir))
-                continue
-        try:
-            parsed = parse.parse_file(item.path)
-        except parse.DicomRejected as exc:
-            refuse(item.label, exc.reason)
-            continue
-        if isinstance(parsed, parse.DicomDirIndex):
-            # The index itself is not an instance: its referenced files are imported instead.
-            pending[index:index] = list(sources.resolve_dicomdir(item, parsed.referenced))
-            continue
-        try:
-            digest = storage.hash_path(item.path)
-        except OSError as exc:
-            refuse(item.label, f"Cannot read the file ({exc.strerror or exc}).")
-            continue
-        status, error = _pixel_check(item.path, parsed, digest)
-        summary.files.append(FileOutcome(item.label, "pending", sop_uid=parsed.sop_uid, study_uid=parsed.study_uid))
-        staged.append(_Staged(len(summary.files) - 1, item.label, item.path, parsed, digest, status, error))
+        summary.files.append(FileOutcome(result.label, "pending", sop_uid=result.parsed.sop_uid,
+                                         study_uid=result.parsed.study_uid))
+        result.slot = len(summary.files) - 1
+        staged.append(result)
     return staged
 
 
-def _pixel_check(path: Path, parsed: parse.ParsedInstance, digest: storage.Digest) -> tuple[str, str]:
-    """(pixel_status, pixel_error) for a staged file: "none" without pixel data, else whether its
-    first frame decodes. Done here, before any transaction, because decoding can take a while;
-    a file whose bytes are already stored keeps the status found when it was first imported."""
-    if not parsed.is_image:
-        return PixelStatus.NONE, ""
-    known = Instance.objects.filter(sha256=digest.sha256).values_list("pixel_status", "pixel_error").first()
-    if known is not None:
-        return known
-    from imaging.dicom import render
-
-    problem = render.decode_problem(path)
-    if problem is None:
-        return PixelStatus.OK, ""
-    return PixelStatus.UNDECODABLE, problem[:PIXEL_ERROR_CHARS]
+def _relabeled(result: FileOutcome | _Staged, label: str) -> FileOutcome | _Staged:
+    if isinstance(result, FileOutcome):
+        result.path = label
+    else:
+        result.label = label
+    return result
 
 
 def _issuer_for(parsed: parse.ParsedInstance, override: str | None) -> str:
@@ -271,85 +294,148 @@ def _issuer_for(parsed: parse.ParsedInstance, override: str | None) -> str:
 def _import_study(
     actor: Actor, items: list[_Staged], issuer_override: str | None
 ) -> tuple[list[tuple[int, FileOutcome]], int]:
-    """Pass 2 for one study, inside its transaction. Returns outcomes and the number imported."""
+    """Pass 2 for one study, inside its transaction: a handful of statements for the whole
+    study (look-ups of its SOP Instance UIDs, series and known hashes, one bulk insert), not a
+    few per file. Every row is validated before anything is written, so a file with an invalid
+    value is rejected alone and nothing of it is written. Returns outcomes and the number
+    imported."""
     first = items[0].parsed
     identity = (_issuer_for(first, issuer_override), first.patient_id)
+    _lock_study_uid(first.study_uid)
     study = Study.objects.select_for_update().select_related("patient").filter(study_uid=first.study_uid).first()
     if study is not None and (study.patient.issuer, study.patient.mrn) != identity:
         reason = "This Study Instance UID already belongs to another patient; not imported."
         return [(i.slot, _outcome(i, "rejected", reason)) for i in items], 0
 
-    outcomes: list[tuple[int, FileOutcome]] = []
-    imported_rows: list[Instance] = []
-    conflicts = 0
-    series_cache: dict[str, Series] = {}
-    if study is None and any(not Instance.objects.filter(sop_uid=i.parsed.sop_uid).exists() for i in items):
+    existing = {i.sop_uid: i for i in Instance.objects.filter(sop_uid__in={i.parsed.sop_uid for i in items})}
+    known = dict(
+        (sha, (status, error)) for sha, status, error in Instance.objects.filter(
+            sha256__in={i.digest.sha256 for i in items if i.parsed.is_image}
+        ).values_list("sha256", "pixel_status", "pixel_error")
+    )
+    if study is None and any(i.parsed.sop_uid not in existing for i in items):
         study = _create_study(first, _patient(identity, first))
+    series_by_uid = {s.series_uid: s for s in Series.objects.filter(series_uid__in={i.parsed.series_uid for i in items})}
+
+    outcomes: list[tuple[int, FileOutcome]] = []
+    new_rows: list[tuple[_Staged, Instance]] = []
+    later: list[_Staged] = []  # a second file with a SOP Instance UID already new in this run
+    batch_sops: set[str] = set()
+    conflicts = 0
     for item in items:
         p = item.parsed
         if (_issuer_for(p, issuer_override), p.patient_id) != identity:
             outcomes.append((item.slot, _outcome(item, "rejected", "Patient ID differs from the rest of this study.")))
             continue
+        if p.sop_uid in batch_sops:
+            later.append(item)
+            continue
+        old = existing.get(p.sop_uid)
+        if old is not None:
+            outcome = _existing_outcome(item, old)
+            conflicts += outcome.outcome == "conflict"
+            outcomes.append((item.slot, outcome))
+            continue
+        assert study is not None  # created above whenever a file of the study is new
+        if item.parsed.is_image and item.digest.sha256 in known:
+            item.pixel_status, item.pixel_error = known[item.digest.sha256]
         try:
-            # A savepoint per file: one file's invalid value rejects that file, not the study.
-            with transaction.atomic():
-                outcome, instance = _import_one(item, study, series_cache)
+            instance = _new_instance(item, study, series_by_uid)
         except ValidationError as exc:
-            outcome, instance = _outcome(item, "rejected", f"Invalid header value: {_messages(exc)}"), None
-        except OSError as exc:
-            logger.exception("storing %s failed", p.sop_uid)
-            outcome, instance = _outcome(item, "rejected", f"Storage error ({exc.strerror or type(exc).__name__}); retry."), None
-        if outcome.outcome == "conflict":
-            conflicts += 1
-        if instance is not None:
-            imported_rows.append(instance)
-        outcomes.append((item.slot, outcome))
+            outcomes.append((item.slot, _outcome(item, "rejected", f"Invalid header value: {_messages(exc)}")))
+            continue
+        if isinstance(instance, FileOutcome):
+            outcomes.append((item.slot, instance))
+            continue
+        batch_sops.add(p.sop_uid)
+        new_rows.append((item, instance))
 
-    if study is not None and imported_rows:
+    stored: list[Instance] = []
+    for item, instance in new_rows:
+        try:
+            instance.storage_path = storage.commit_incoming(item.incoming, item.path) if item.incoming else \
+                storage.store_file(item.path, item.digest)
+        except OSError as exc:
+            logger.exception("storing %s failed", item.parsed.sop_uid)
+            outcomes.append((item.slot, _outcome(item, "rejected", f"Storage error ({exc.strerror or type(exc).__name__}); retry.")))
+            continue
+        stored.append(instance)
+        outcomes.append((item.slot, _outcome(item, "imported")))
+    Instance.objects.bulk_create(stored, batch_size=500)
+
+    if later:
+        existing = {i.sop_uid: i for i in Instance.objects.filter(sop_uid__in={i.parsed.sop_uid for i in later})}
+        for item in later:
+            first_copy = existing.get(item.parsed.sop_uid)
+            if first_copy is None:  # the first file with this UID could not be stored
+                outcomes.append((item.slot, _outcome(item, "rejected", "Storage error; retry.")))
+                continue
+            outcome = _existing_outcome(item, first_copy)
+            conflicts += outcome.outcome == "conflict"
+            outcomes.append((item.slot, outcome))
+
+    if study is not None and stored:
         _refresh_study(study, [i.parsed for i in items])
-    if study is not None and (imported_rows or conflicts):
-        details: dict[str, Any] = {"instances": len(imported_rows)}
+    if study is not None and (stored or conflicts):
+        details: dict[str, Any] = {"instances": len(stored)}
         if conflicts:
             details["conflicts"] = conflicts
         access_log.record(
             actor=actor, patient=study.patient, study=study, action="ingest", purpose="operations",
             source="import", details=details,
         )
-    return outcomes, len(imported_rows)
+    return outcomes, len(stored)
 
 
-def _import_one(item: _Staged, study: Study | None, series_cache: dict[str, Series]) -> tuple[FileOutcome, Instance | None]:
+def _lock_study_uid(study_uid: str) -> None:
+    """Serialise imports of the same study (two runs over the same files, a PACS sync beside a
+    command): the second waits for the first's transaction and then finds its rows, so each
+    file is stored once and neither run fails on a unique constraint. A transaction-scoped
+    advisory lock, because the Study row may not exist yet to be locked. SQLite serialises
+    writers by itself."""
+    if connection.vendor != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(f"lightbox-import:{study_uid}".encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _existing_outcome(item: _Staged, existing: Instance) -> FileOutcome:
+    if existing.sha256 == item.digest.sha256:
+        return _outcome(item, "duplicate")
+    conflict_alert_raise(existing, found=item.path, digest=item.digest, source=item.label)
+    reason = ("A different file with this SOP Instance UID is already stored; "
+              "the original was kept and an integrity alert raised.")
+    return _outcome(item, "conflict", reason)
+
+
+def _new_instance(item: _Staged, study: Study, series_by_uid: dict[str, Series]) -> Instance | FileOutcome:
+    """The unsaved Instance row for a new file (its series created if new), validated; or the
+    file's rejection."""
     p = item.parsed
-    existing = Instance.objects.filter(sop_uid=p.sop_uid).first()
-    if existing is not None:
-        if existing.sha256 == item.digest.sha256:
-            return _outcome(item, "duplicate"), None
-        conflict_alert_raise(existing, found=item.path, digest=item.digest, source=item.label)
-        reason = ("A different file with this SOP Instance UID is already stored; "
-                  "the original was kept and an integrity alert raised.")
-        return _outcome(item, "conflict", reason), None
-    assert study is not None  # created above whenever a file of the study is new
-    series = series_cache.get(p.series_uid) or Series.objects.filter(series_uid=p.series_uid).first()
+    series = series_by_uid.get(p.series_uid)
+    new_series = None
     if series is None:
-        series = Series(study=study, series_uid=p.series_uid, modality=p.modality, number=p.series_number,
-                        description=p.series_description, body_part=p.body_part)
-        series.full_clean(validate_unique=False, exclude=["study"])
-        series.save()
+        new_series = Series(study=study, series_uid=p.series_uid, modality=p.modality, number=p.series_number,
+                            description=p.series_description, body_part=p.body_part)
+        new_series.full_clean(validate_unique=False, exclude=["study"])
     elif series.study_id != study.pk:
-        return _outcome(item, "rejected", "This Series Instance UID belongs to another study."), None
-    name = storage.store_file(item.path, item.digest)
+        return _outcome(item, "rejected", "This Series Instance UID belongs to another study.")
     instance = Instance(
-        series=series, sop_uid=p.sop_uid, sop_class=p.sop_class, transfer_syntax=p.transfer_syntax,
+        sop_uid=p.sop_uid, sop_class=p.sop_class, transfer_syntax=p.transfer_syntax,
         number=p.instance_number, frames=p.frames, rows=p.rows, columns=p.columns, size=item.digest.size,
-        sha256=item.digest.sha256, storage_path=name, meta=p.viewer,
+        sha256=item.digest.sha256, storage_path=storage.dicom_name(item.digest.sha256), meta=p.viewer,
         pixel_status=item.pixel_status, pixel_error=item.pixel_error,
     )
     # Uniqueness of sop_uid was checked above and is enforced by the database; the series row
-    # was just read or written (re-validating the foreign key would cost a query per file).
+    # is read or written here (re-validating the foreign key would cost a query per file).
     instance.full_clean(validate_unique=False, exclude=["series"])
-    instance.save()
-    series_cache[p.series_uid] = series
-    return _outcome(item, "imported"), instance
+    if new_series is not None:
+        # Only once the file's own row is valid: a rejected file leaves no series behind.
+        new_series.save()
+        series = series_by_uid[p.series_uid] = new_series
+    instance.series = series
+    return instance
 
 
 def _messages(exc: ValidationError) -> str:

@@ -17,6 +17,10 @@ from imaging.services.ingest import IMPORTER_NAME, ImportUsageError, dicom_impor
 
 class Command(BaseCommand):
     help = "Import DICOM files, folders (recursively), ZIP archives and DICOMDIR media."
+    # No system checks before an import: they walk every app's URLs, models and admin (0.45 s
+    # of the command's 2.1 s of CPU before the first file) and find nothing an import depends
+    # on; `manage.py check` and every server start still run them.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")

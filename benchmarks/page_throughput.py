@@ -1,0 +1,229 @@
+"""Saturated throughput of the study page: this tree against an earlier commit (issue 18, goal 2x).
+
+Not a test: prints requests per second and ratios. Each side runs in its own checkout (the peer
+is a ``git worktree`` of ``--peer-ref``, 4a26c9f by default: the commit before issue 18), with its
+own PostgreSQL database (created, migrated, dropped at the end), the same Redis, and gunicorn
+with ``--workers`` sync workers on a loopback port. ``--clients`` threads, each signed in as its
+own patient (password and second factor, a session made by Django's test client in that tree),
+GET that patient's study page (``/studies/<id>/``: the audited read records a chained access
+event) as fast as the server answers, for ``--seconds`` after a warm-up. Sides alternate for
+``--rounds`` rounds; the load average is printed with each run.
+
+Configurations: the peer with its production default (``DB_CONN_MAX_AGE`` 0: a connection per
+request), the peer with ``DB_CONN_MAX_AGE=60`` (the part persistent connections alone give), and
+this tree with its production default (60 s, health checks, sessions in Redis written once a
+minute). Both run as ``LIGHTBOX_ENV=embedded`` with PostgreSQL and Redis, which differs from
+production only in secrets and HTTPS settings.
+
+    .venv/bin/python benchmarks/page_throughput.py [--peer-ref 4a26c9f] [--clients 16] [--seconds 20] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
+
+# Run inside a checkout (cwd): migrate, then one signed-in patient with a study per client.
+# Prints [session cookie name, [[cookie value, study id], ...]] as JSON.
+SETUP = r"""
+import json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+sys.path.insert(0, os.getcwd())
+django.setup()
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from accounts.models import AuthenticatorApp, User
+from imaging.models import Patient, Study
+call_command("migrate", verbosity=0)
+call_command("collectstatic", interactive=False, verbosity=0)
+out = []
+for i in range(int(sys.argv[1])):
+    user = User.objects.create_user(email=f"bench{i}@example.org", password="bench-password-123")
+    device = AuthenticatorApp(user=user, name="bench", confirmed=True, encrypted_key="")
+    device.set_key(os.urandom(20))
+    device.save()
+    patient = Patient.objects.create(issuer="BENCH", mrn=f"P{i}", name=f"Bench {i}", user=user)
+    study = Study.objects.create(patient=patient, study_uid=f"1.2.826.0.1.3680043.10.77.{i}", description="CT CHEST")
+    client = Client()
+    client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    out.append([client.cookies[settings.SESSION_COOKIE_NAME].value, study.pk])
+print(json.dumps([settings.SESSION_COOKIE_NAME, out]))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _psql(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+class Side:
+    def __init__(self, label: str, tree: Path, db: str, extra_env: dict[str, str], clients: int, workers: int):
+        self.label, self.tree, self.db, self.workers = label, tree, db, workers
+        self.data = Path(tempfile.mkdtemp(prefix=f"bench-pages-{db}-"))
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("LIGHTBOX_", "DATABASE_", "DB_", "REDIS_", "CELERY_"))},
+            "LIGHTBOX_ENV": "embedded", "LIGHTBOX_DATA_DIR": str(self.data), "DATABASE_URL": f"{PG}/{db}",
+            "REDIS_URL": REDIS, "CACHE_KEY_PREFIX": f"{db}-{os.getpid()}",  # nothing left from a run before
+            "CELERY_BROKER_URL": REDIS, **extra_env,
+        }
+        _psql(f'DROP DATABASE IF EXISTS "{db}"')
+        _psql(f'CREATE DATABASE "{db}"')
+        out = subprocess.run([PYTHON, "-c", SETUP, str(clients)], cwd=tree, env=self.env, check=True,  # noqa: S603
+                             capture_output=True, text=True).stdout
+        self.cookie_name, self.sessions = json.loads(out.strip().splitlines()[-1])
+
+    @contextlib.contextmanager
+    def server(self):
+        port = _free_port()
+        proc = subprocess.Popen(  # noqa: S603
+            [PYTHON, "-m", "gunicorn", "portal.wsgi", "--workers", str(self.workers), "--bind", f"127.0.0.1:{port}",
+             "--log-level", "warning", "--error-logfile", str(self.data / "gunicorn.log")],
+            cwd=self.tree, env=self.env,
+        )
+        try:
+            # Ready when every worker has answered: one request per worker, all signed in.
+            deadline = time.monotonic() + 120
+            answered = 0
+            while answered < 2 * self.workers and time.monotonic() < deadline:
+                status = _get(port, self.cookie_name, *self.sessions[0])
+                if status != 200 and status is not None:
+                    raise RuntimeError(f"{self.label}: the study page answered {status}; see {self.data}/gunicorn.log")
+                answered += status == 200
+                if status is None:
+                    time.sleep(0.2)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    def drop(self) -> None:
+        _psql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
+def _get(port: int, cookie_name: str, cookie: str, study_id: int) -> int | None:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", f"/studies/{study_id}/", headers={"Cookie": f"{cookie_name}={cookie}", "Host": "localhost"})
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        return response.status
+    except OSError:
+        return None
+
+
+def load(port: int, cookie_name: str, sessions: list, *, warmup: float, seconds: float) -> tuple[float, int]:
+    """Requests per second over ``seconds`` after ``warmup``, and the number of non-200 answers."""
+    start = time.monotonic()
+    begin, end = start + warmup, start + warmup + seconds
+    done: list[int] = []
+    errors: list[int] = []
+
+    def client(cookie: str, study_id: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        count = bad = 0
+        path = f"/studies/{study_id}/"
+        headers = {"Cookie": f"{cookie_name}={cookie}", "Host": "localhost"}
+        while (now := time.monotonic()) < end:
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                ok = False
+            if begin <= now:
+                count += ok
+                bad += not ok
+        done.append(count)
+        errors.append(bad)
+
+    threads = [threading.Thread(target=client, args=(c, s)) for c, s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / seconds, sum(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peer-ref", default="4a26c9f")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    peer_tree = Path(tempfile.mkdtemp(prefix="bench-pages-peer-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(peer_tree), args.peer_ref],  # noqa: S603, S607
+                   check=True, capture_output=True)
+    sides: list[Side] = []
+    try:
+        print(f"Peer: {args.peer_ref} in {peer_tree}; {args.clients} clients, {args.workers} sync workers, "
+              f"{args.seconds:.0f} s per run after {args.warmup:.0f} s warm-up", flush=True)
+        sides = [
+            Side(f"{args.peer_ref} (DB_CONN_MAX_AGE 0, its default)", peer_tree, "bench_h2_pages_peer", {},
+                 args.clients, args.workers),
+            Side(f"{args.peer_ref} with DB_CONN_MAX_AGE=60", peer_tree, "bench_h2_pages_peer60",
+                 {"DB_CONN_MAX_AGE": "60"}, args.clients, args.workers),
+            # This tree's production default (the embedded default keeps 0 for SQLite).
+            Side("this tree (production defaults)", ROOT, "bench_h2_pages_ours", {"DB_CONN_MAX_AGE": "60"},
+                 args.clients, args.workers),
+        ]
+        results: dict[str, list[float]] = {s.label: [] for s in sides}
+        for round_ in range(args.rounds):
+            for side in sides:
+                with side.server() as port:
+                    rate, errors = load(port, side.cookie_name, side.sessions, warmup=args.warmup, seconds=args.seconds)
+                results[side.label].append(rate)
+                print(f"  round {round_ + 1}: {side.label}: {rate:.1f} req/s, {errors} errors, "
+                      f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        peer = statistics.median(results[sides[0].label])
+        print()
+        print(f"| Study page, {args.clients} clients, {args.workers} workers (median of {args.rounds}) | req/s | ratio |")
+        print("| --- | --- | --- |")
+        for side in sides:
+            rate = statistics.median(results[side.label])
+            print(f"| {side.label} | {rate:.1f} | {rate / peer:.2f}x |")
+    finally:
+        for side in sides:
+            side.drop()
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(peer_tree)],  # noqa: S603, S607
+                       check=False, capture_output=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

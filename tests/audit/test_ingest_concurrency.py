@@ -1,0 +1,185 @@
+"""The events API under concurrent senders, on PostgreSQL (issue 18, "Done means").
+
+Real threads, each with its own database connection, post through the real endpoint (token,
+rate limit, JSON, ingest, commit). The senders name the same patients in different orders and
+re-send each other's events: before batches locked their chain heads in one order, PostgreSQL
+found deadlocks on audit_chainhead and the API answered 500.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections, transaction
+from django.db.models import Sum
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.services import service_account_create
+from audit.models import AccessEvent, ChainHead, MonthlyAccessCount
+from audit.services import chain_verify
+from imaging.models import Study
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/api/v1/audit/events"
+SENDERS = 4
+BATCHES = 4  # per sender; 16 requests stay within the token's burst (API_RATE_BURST)
+
+
+def make_patients(n: int, prefix: str = "C") -> list:
+    patients = [PatientFactory(issuer="ST-CONC", mrn=f"{prefix}-{i}") for i in range(n)]
+    for p in patients:
+        Study.objects.create(patient=p, study_uid=f"2.25.77{p.pk}", accession=f"ACC-{p.pk}")
+    return patients
+
+
+def event(sid: str, patient, minutes: int) -> dict:
+    return {
+        "source_event_id": sid,
+        "occurred_at": (timezone.now() - dt.timedelta(minutes=minutes)).isoformat(),
+        "patient": {"issuer": patient.issuer, "mrn": patient.mrn},
+        "accession": f"ACC-{patient.pk}",
+        "actor": {"type": "clinician", "name": f"Dr Conc {minutes % 7}", "organization": f"Org {minutes % 3}"},
+        "purpose": "treatment",
+        "action": "view",
+    }
+
+
+def post(client: Client, token: str, events: list[dict]):
+    return client.post(URL, json.dumps({"events": events}), content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def run_senders(work) -> list[BaseException]:
+    barrier = threading.Barrier(SENDERS)
+    errors: list[BaseException] = []
+
+    def thread(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(SENDERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a sender is stuck"
+    return errors
+
+
+def test_concurrent_senders_on_the_same_patients_never_fail_and_record_each_event_once():
+    patients = make_patients(12)
+    _account, token = service_account_create(name="conc-ehr", organization="Conc", scopes=["audit:write"])
+    # Events every sender sends (a re-send racing the original), and events only one sends.
+    shared = [event(f"shared-{n}", patients[n % len(patients)], n) for n in range(120)]
+    own = {i: [event(f"own-{i}-{n}", patients[(n * 5 + i) % len(patients)], 1000 + n) for n in range(120)]
+           for i in range(SENDERS)}
+    responses: dict[int, list] = {i: [] for i in range(SENDERS)}
+
+    def sender(i: int) -> None:
+        events = shared + own[i]
+        random.Random(i).shuffle(events)  # the same patients, in a different order per sender
+        size = len(events) // BATCHES
+        client = Client()
+        for b in range(BATCHES):
+            response = post(client, token, events[b * size : (b + 1) * size])
+            responses[i].append((response.status_code, response.json()))
+
+    errors = run_senders(sender)
+
+    assert errors == []
+    statuses = [code for i in responses for code, _body in responses[i]]
+    assert statuses == [200] * SENDERS * BATCHES, [body for i in responses for _c, body in responses[i]]
+    outcomes = Counter()
+    accepted_ids = []
+    for i in responses:
+        for _code, body in responses[i]:
+            for r in body["results"]:
+                outcomes[(r["source_event_id"], r["status"])] += 1
+                if r["status"] == "accepted":
+                    accepted_ids.append(r["id"])
+    for e in shared:
+        assert outcomes[(e["source_event_id"], "accepted")] == 1
+        assert outcomes[(e["source_event_id"], "duplicate")] == SENDERS - 1
+    for i in own:
+        for e in own[i]:
+            assert outcomes[(e["source_event_id"], "accepted")] == 1
+    total = len(shared) + SENDERS * 120
+    assert len(accepted_ids) == len(set(accepted_ids)) == total
+    assert AccessEvent.objects.count() == total
+    assert sorted(AccessEvent.objects.values_list("pk", flat=True)) == sorted(accepted_ids)
+    result = chain_verify()
+    assert result.ok, result.reason
+    assert result.checked == total
+    # Each patient's chain runs 1..n in id order (what audit/checkpoints.py's tree relies on).
+    for p in patients:
+        seqs = list(AccessEvent.objects.filter(patient=p).order_by("pk").values_list("seq", flat=True))
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert ChainHead.objects.get(patient=p).seq == len(seqs)
+    assert MonthlyAccessCount.objects.aggregate(n=Sum("count"))["n"] == total
+
+
+def test_a_held_chain_head_answers_503_with_retry_after_and_the_retry_is_recorded():
+    patient, other = make_patients(2)
+    _account, token = service_account_create(name="busy-ehr", organization="Busy", scopes=["audit:write"])
+    ChainHead.objects.create(patient=patient)
+    batch = [event("b-1", other, 1), event("b-2", patient, 2)]
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                ChainHead.objects.select_for_update().get(patient=patient)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connections["default"].close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        response = post(Client(), token, batch)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"].isdigit()
+    assert response.json()["error"] == "busy"
+    assert AccessEvent.objects.count() == 0  # nothing of the batch, not even the unlocked patient's event
+    again = post(Client(), token, batch)
+    assert again.status_code == 200
+    assert [r["status"] for r in again.json()["results"]] == ["accepted", "accepted"]
+    assert chain_verify().ok
+
+
+def test_a_batch_is_a_handful_of_statements_whatever_its_size():
+    patients = make_patients(20)
+    _account, token = service_account_create(name="count-ehr", organization="Count", scopes=["audit:write"])
+    client = Client()
+    counts = []
+    post(client, token, [event("warm-up", patients[0], 0)])  # the token's first request notes more
+    for size, run in ((10, "a"), (200, "b")):
+        events = [event(f"{run}-{n}", patients[n % len(patients)], n) for n in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            response = post(client, token, events)
+        assert response.status_code == 200
+        assert response.json()["accepted"] == size
+        counts.append(len(queries))
+    # Same number of statements for 10 events on 10 patients as for 200 on 20 (it was ~6 per event).
+    assert counts[0] == counts[1], counts
+    assert chain_verify().ok
