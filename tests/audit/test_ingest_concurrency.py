@@ -183,3 +183,43 @@ def test_a_batch_is_a_handful_of_statements_whatever_its_size():
     # Same number of statements for 10 events on 10 patients as for 200 on 20 (it was ~6 per event).
     assert counts[0] == counts[1], counts
     assert chain_verify().ok
+
+
+def test_import_access_events_waits_out_a_busy_log_then_says_plainly_what_to_do(tmp_path, monkeypatch):
+    """A held chain head made the command end in a traceback (an uncaught ``Busy``)."""
+    from django.core.management import CommandError, call_command
+
+    from audit.management.commands import import_access_events
+
+    monkeypatch.setattr(import_access_events, "BUSY_PAUSES", (0,))  # one retry, no pause
+    patient = make_patients(1)[0]
+    ChainHead.objects.create(patient=patient)
+    rows = tmp_path / "events.csv"
+    rows.write_text(
+        "source_event_id,occurred_at,issuer,mrn,study_uid,accession,actor_type,actor_name,actor_ref,organization,role,purpose,action,outcome\n"
+        f"busy-1,2026-01-02T10:00:00+00:00,{patient.issuer},{patient.mrn},,,clinician,Dr A,a,Mercy,Radiologist,treatment,view,success\n",
+        encoding="utf-8",
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                ChainHead.objects.select_for_update().get(patient=patient)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connections["default"].close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        with pytest.raises(CommandError, match="stayed busy .*Run the same command again"):
+            call_command("import_access_events", str(rows), "--sender", "old-ris")
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert AccessEvent.objects.count() == 0
+    call_command("import_access_events", str(rows), "--sender", "old-ris")
+    assert AccessEvent.objects.filter(source_event_id__endswith="busy-1").count() == 1

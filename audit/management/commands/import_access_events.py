@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import fhir
-from audit.ingest import events_ingest
+from audit.ingest import Busy, events_ingest
 from audit.models import AccessEvent
 
 CSV_FIELDS = (
@@ -16,6 +17,8 @@ CSV_FIELDS = (
 )
 # Events recorded per transaction: a crash loses at most one chunk, and re-running is safe.
 CHUNK = 500
+# A chunk that finds the log busy (docs/security.md §23) is tried again after these pauses.
+BUSY_PAUSES = (1, 5, 15)
 
 
 def _from_csv_row(row: dict[str, str]) -> dict:
@@ -82,10 +85,22 @@ class Command(BaseCommand):
 
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for start in range(0, len(raws), CHUNK):
-            result = events_ingest(
-                sender=sender.strip(), source=AccessEvent.Source.IMPORT, events=raws[start : start + CHUNK],
-                normalised=normalised[start : start + CHUNK] if normalised is not None else None, **defaults,
-            )
+            for pause in (*BUSY_PAUSES, None):
+                try:
+                    result = events_ingest(
+                        sender=sender.strip(), source=AccessEvent.Source.IMPORT, events=raws[start : start + CHUNK],
+                        normalised=normalised[start : start + CHUNK] if normalised is not None else None, **defaults,
+                    )
+                    break
+                except Busy as exc:
+                    if pause is None:
+                        raise CommandError(
+                            f"The access log stayed busy (rows {start + 1}-{min(start + CHUNK, len(raws))} not recorded; "
+                            f"{counts['accepted']} imported before them). Run the same command again: rows already "
+                            "imported come back as already present."
+                        ) from exc
+                    self.stderr.write(f"The access log is busy; trying rows {start + 1}- again in {pause} s.")
+                    time.sleep(pause)
             for outcome in result.outcomes:
                 counts[outcome.status] += 1
                 if outcome.status == "rejected":
