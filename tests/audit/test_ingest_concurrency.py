@@ -8,6 +8,7 @@ found deadlocks on audit_chainhead and the API answered 500.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import random
@@ -32,6 +33,30 @@ pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/api/v1/audit/events"
 SENDERS = 4
 BATCHES = 4  # per sender; 16 requests stay within the token's burst (API_RATE_BURST)
+
+
+@contextlib.contextmanager
+def held_chain_head(patient):
+    """Another connection holds ``patient``'s chain head (as a long batch would) while the block runs."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                ChainHead.objects.select_for_update().get(patient=patient)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connections["default"].close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=30)
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=30)
 
 
 def make_patients(n: int, prefix: str = "C") -> list:
@@ -137,25 +162,8 @@ def test_a_held_chain_head_answers_503_with_retry_after_and_the_retry_is_recorde
     _account, token = service_account_create(name="busy-ehr", organization="Busy", scopes=["audit:write"])
     ChainHead.objects.create(patient=patient)
     batch = [event("b-1", other, 1), event("b-2", patient, 2)]
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                ChainHead.objects.select_for_update().get(patient=patient)
-                locked.set()
-                release.wait(timeout=60)
-        finally:
-            connections["default"].close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(timeout=30)
+    with held_chain_head(patient):
         response = post(Client(), token, batch)
-    finally:
-        release.set()
-        holder.join(timeout=30)
 
     assert response.status_code == 503, response.content
     assert response["Retry-After"].isdigit()
@@ -200,26 +208,8 @@ def test_import_access_events_waits_out_a_busy_log_then_says_plainly_what_to_do(
         f"busy-1,2026-01-02T10:00:00+00:00,{patient.issuer},{patient.mrn},,,clinician,Dr A,a,Mercy,Radiologist,treatment,view,success\n",
         encoding="utf-8",
     )
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                ChainHead.objects.select_for_update().get(patient=patient)
-                locked.set()
-                release.wait(timeout=60)
-        finally:
-            connections["default"].close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(timeout=30)
-        with pytest.raises(CommandError, match="stayed busy .*Run the same command again"):
-            call_command("import_access_events", str(rows), "--sender", "old-ris")
-    finally:
-        release.set()
-        holder.join(timeout=30)
+    with held_chain_head(patient), pytest.raises(CommandError, match="stayed busy .*Run the same command again"):
+        call_command("import_access_events", str(rows), "--sender", "old-ris")
     assert AccessEvent.objects.count() == 0
     call_command("import_access_events", str(rows), "--sender", "old-ris")
     assert AccessEvent.objects.filter(source_event_id__endswith="busy-1").count() == 1
