@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.storage import InMemoryStorage
 from django.db import connection
 
 from audit.models import AccessEvent
@@ -130,10 +131,36 @@ def test_a_big_run_uses_worker_processes_with_the_same_outcomes(inputs, dicom_st
     assert incoming_left(dicom_storage) == []
 
 
+class ObjectStorage(InMemoryStorage):
+    """Object storage as Lightbox sees it (S3 and the like lie outside the project): no local path.
+    Django's InMemoryStorage answers path() with a name under MEDIA_ROOT, which S3 backends do not."""
+
+    def path(self, name: str) -> str:
+        raise NotImplementedError("This backend doesn't support absolute paths.")
+
+    def _relative_path(self, name: str) -> str:  # InMemoryStorage's own bookkeeping, not a file path
+        return os.path.relpath(InMemoryStorage.path(self, name), self.location)
+
+
+def test_object_storage_without_local_paths_is_hashed_then_stored_from_the_source(tmp_path, settings):
+    """A backend with no filesystem path gets no temporary copy: the digest is taken from the
+    source and commit_incoming stores from it (imaging/storage.py's NotImplementedError branch)."""
+    settings.STORAGES = {**settings.STORAGES, "dicom": {"BACKEND": f"{__name__}.ObjectStorage"}}
+    source = tmp_path / "one.dcm"
+    source.write_bytes(b"DICM" + os.urandom(5000))
+    incoming = storage.receive_file(source)
+    assert incoming.temp_path is None
+    assert incoming.digest == storage.Digest(hashlib.sha256(source.read_bytes()).hexdigest(), 5004)
+    name = storage.commit_incoming(incoming, source)
+    assert name == storage.dicom_name(incoming.digest.sha256)
+    with storage.open_stored(name) as fh:
+        assert fh.read() == source.read_bytes()
+    assert storage.commit_incoming(storage.receive_file(source), source) == name  # the same bytes: one object
+
+
 @pytest.mark.django_db(transaction=True)
 def test_three_overlapping_imports_of_the_same_files_store_each_once_without_errors(tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (concurrent writers)")
+    assert connection.vendor == "postgresql", "concurrent writers need the suite's PostgreSQL"
     inputs = tmp_path / "inputs"
     study_uid = synth.new_uid()
     write_study(inputs, 80, study_uid=study_uid)  # above POOL_MIN_FILES: workers too
