@@ -44,3 +44,31 @@ def envlist(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def require_protected_service_url(name: str, url: str) -> None:
+    """Stop a production process whose Redis/broker URL anyone on the network could use.
+
+    The cache holds sessions and rate-limit counters and the broker carries task ids
+    (docs/security.md §3, §18): a URL must name a loopback host, a Unix socket, or carry a
+    password. TLS alone (``rediss://`` with no password) still lets any host that reaches the
+    port read and write, so it is refused too.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme in {"unix", "redis+socket", "socket"} or parts.scheme.endswith("+unix"):
+        return
+    try:
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid URL") from exc
+    if host in _LOOPBACK or parts.password:
+        return
+    raise ImproperlyConfigured(
+        f"{name} names {host or 'no host'} without a password: in production a cache or broker that is "
+        "not on this machine must require one (redis://:PASSWORD@host:6379/0)"
+    )

@@ -16,7 +16,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from core.env import envbool, envint, envlist, envstr
+from core.env import envbool, envint, envlist, envstr, require_protected_service_url
 from core.keys import embedded_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -157,7 +157,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits, worker heartbeat) --------------------------------------------------
-REDIS_URL = envstr("REDIS_URL")
+# Production needs Redis: the file cache would give every host its own rate limits and sessions
+# (docs/security.md §3), and a Redis reachable without a password is refused (§18).
+REDIS_URL = _required("REDIS_URL") if PRODUCTION else envstr("REDIS_URL")
+if PRODUCTION:
+    require_protected_service_url("REDIS_URL", REDIS_URL)
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -327,6 +331,8 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Lightbox <no-reply@lightbox.l
 
 # --- Celery (STYLE.md "Celery") ---------------------------------------------------------------
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or "filesystem://"
+if PRODUCTION and CELERY_BROKER_URL != "filesystem://":
+    require_protected_service_url("CELERY_BROKER_URL", CELERY_BROKER_URL)  # docs/security.md §18
 if CELERY_BROKER_URL == "filesystem://":
     _queue_dir = DATA_DIR / "queue"
     for _sub in ("messages", "processed", "control"):

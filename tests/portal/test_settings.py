@@ -78,3 +78,31 @@ def test_production_refuses_a_weak_secret_key_and_debug(production_env):
 def test_a_mistyped_boolean_stops_the_process(production_env):
     result = _manage({**production_env, "DEBUG": "maybe"}, "check")
     assert result.returncode != 0 and "DEBUG must be one of" in result.stderr
+
+
+def test_production_needs_redis(production_env):
+    """docs/security.md §3: without REDIS_URL production fell back to a per-host file cache."""
+    result = _manage({k: v for k, v in production_env.items() if k != "REDIS_URL"}, "check")
+    assert result.returncode != 0 and "REDIS_URL must be set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "refused"),
+    [
+        ("REDIS_URL", "redis://cache.internal:6379/0", True),
+        ("REDIS_URL", "rediss://cache.internal:6380/0", True),
+        ("REDIS_URL", "redis://:s3cret@cache.internal:6379/0", False),
+        ("REDIS_URL", "redis://[::1]:6379/0", False),
+        ("CELERY_BROKER_URL", "redis://broker.internal:6379/1", True),
+        ("CELERY_BROKER_URL", "amqp://guest@rabbit.internal//", True),
+        ("CELERY_BROKER_URL", "amqp://lightbox:s3cret@rabbit.internal//", False),
+        ("CELERY_BROKER_URL", "redis://localhost:6379/1", False),
+    ],
+)
+def test_production_refuses_a_cache_or_broker_anyone_could_use(production_env, name, url, refused):
+    """docs/security.md §18: a broker or cache off this machine must require a password."""
+    result = _manage({**production_env, name: url}, "check")
+    if refused:
+        assert result.returncode != 0 and f"{name} names" in result.stderr and "without a password" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
