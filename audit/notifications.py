@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit.models import AccessEvent, NotificationPreference, NotificationSent
 from audit.selectors import AI_RESEARCH_ACTORS, AI_RESEARCH_PURPOSES
 from core.actor import Actor
+from core.links import site_url
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ def _send(user, kinds: list[str], count: int) -> None:
     context = {
         "kinds": kinds,
         "count": count,
-        "log_url": settings.SITE_URL.rstrip("/") + reverse("audit-log"),
-        "preferences_url": settings.SITE_URL.rstrip("/") + reverse("audit-preferences"),
+        "log_url": site_url(reverse("audit-log")),
+        "preferences_url": site_url(reverse("audit-preferences")),
         "SITE_NAME": settings.SITE_NAME,
         "HOSPITAL_NAME": getattr(settings, "HOSPITAL_NAME", ""),
     }

@@ -56,6 +56,7 @@ from audit.models import AccessEvent
 from core import access_log
 from core.actor import Actor
 from core.crypto import decrypt, encrypt
+from core.links import site_url
 from exports import packaging
 from exports.models import ExportRequest
 from imaging.copies import deidentified_copies_record
@@ -273,7 +274,7 @@ def _notify_ready(export: ExportRequest) -> None:
     user = export.requested_by
     if user is None or not user.email:
         return
-    context = {"site_name": settings.SITE_NAME, "url": settings.SITE_URL.rstrip("/") + reverse("exports-list")}
+    context = {"site_name": settings.SITE_NAME, "url": site_url(reverse("exports-list"))}
     subject = render_to_string("exports/email/ready_subject.txt", context).strip()
     body = render_to_string("exports/email/ready_body.txt", context)
     send_mail(subject, body, None, [user.email], fail_silently=True)

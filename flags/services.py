@@ -32,7 +32,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.sites.models import Site
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
@@ -45,6 +44,7 @@ from django.utils.translation import gettext as _
 from audit.models import AccessEvent
 from core import access_log
 from core.actor import Actor
+from core.links import site_url
 from flags import selectors
 from flags.models import Flag, FlagEvent, Incident, Notice
 from imaging.models import IntegrityAlert, Patient, Study
@@ -150,7 +150,7 @@ def _send_emails(notice_ids: list[int]) -> None:
     """Email each notice's patient that there is news, after commit (a rolled-back change sends
     nothing). Flag updates say only that there is an update; the text stays in the portal."""
     notices = Notice.objects.filter(pk__in=notice_ids).select_related("patient__user", "incident")
-    url = f"https://{Site.objects.get_current().domain}{reverse('flags-mine')}"
+    url = site_url(reverse("flags-mine"))
     messages = []
     for notice in notices:
         user = notice.patient.user
