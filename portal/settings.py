@@ -103,6 +103,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the signed-in person's own time zone (their account page), with the zone shown.
+    "accounts.timezones.TimeZoneMiddleware",
     "accounts.middleware.AbsoluteSessionTimeoutMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -419,7 +421,18 @@ MEDIA_ROOT = DATA_DIR / "media"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The default zone for people who have not chosen one on their account page (and for emails
+# to them); accounts.timezones.TimeZoneMiddleware activates each person's own choice.
 TIME_ZONE = envstr("TIME_ZONE", "UTC")
+# One date format everywhere (issue 19): "4 Dec 2026", and "4 Dec 2026, 16:40 GMT" with a time,
+# the zone always shown. Templates use |date:"DATE_FORMAT" / |date:"DATETIME_FORMAT". The
+# English locale's own formats would win over these settings, so portal/formats/en repeats them.
+DATE_FORMAT = "j M Y"
+DATETIME_FORMAT = "j M Y, H:i T"
+SHORT_DATE_FORMAT = DATE_FORMAT
+SHORT_DATETIME_FORMAT = DATETIME_FORMAT
+TIME_FORMAT = "H:i T"
+FORMAT_MODULE_PATH = ["portal.formats"]
 USE_I18N = True
 USE_TZ = True
 
