@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
+from accounts.timezones import zone_choices
 
 ACTIVATION_MISMATCH = _(
     "That activation code and date of birth do not match an unused code. Check the letter from "
@@ -95,3 +96,17 @@ class AuthenticatorConfirmForm(forms.Form):
 
 class RenameFactorForm(forms.Form):
     name = forms.CharField(label=_("New name"), max_length=64)
+
+
+class TimeZoneForm(forms.Form):
+    """The zone a person reads times in; the choices are the tz database's own list."""
+
+    time_zone = forms.ChoiceField(
+        label=_("Time zone"),
+        required=False,
+        help_text=_("Dates and times on this site and in our emails are shown in this zone."),
+    )
+
+    def __init__(self, *args, default_label: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [("", default_label), *zone_choices()]

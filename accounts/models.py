@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import time
+import zoneinfo
 from base64 import b32encode
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
@@ -15,6 +17,12 @@ from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.oath import TOTP
 
 from core import crypto
+
+
+def validate_time_zone(value: str) -> None:
+    """A name in the tz database (``zoneinfo.available_timezones()``), e.g. "Europe/London"."""
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(_("Choose a time zone from the list."), code="invalid_time_zone")
 
 
 class UserManager(BaseUserManager["User"]):
@@ -54,6 +62,17 @@ class User(AbstractUser):
         blank=True,
         validators=[RegexValidator("@", inverse_match=True, message=_("A name, not an email address."))],
         help_text=_("How patients read this person's name in their access log, e.g. “Jane Okafor”."),
+    )
+
+    # The zone this person reads times in (accounts.timezones); blank: the site's TIME_ZONE.
+    # Checked against the tz database at validation, not stored as choices: the list changes
+    # with each tzdata release and would churn migrations.
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("Times on this site are shown in this zone."),
     )
 
     USERNAME_FIELD = "email"

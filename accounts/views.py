@@ -5,6 +5,7 @@ from allauth.account.decorators import reauthentication_required
 from allauth.account.views import SignupView
 from allauth.core.exceptions import RateLimited
 from allauth.core.internal.ratelimit import respond_429
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -16,8 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import selectors, services, sessions, webauthn
-from accounts.forms import AuthenticatorConfirmForm, CodeForm, RenameFactorForm
+from accounts import selectors, services, sessions, timezones, webauthn
+from accounts.forms import AuthenticatorConfirmForm, CodeForm, RenameFactorForm, TimeZoneForm
 from accounts.middleware import second_factor_step
 from core.reauth import require_recent_reauthentication
 
@@ -140,8 +141,31 @@ def security(request: HttpRequest) -> HttpResponse:
             "sessions": selectors.signed_in_sessions(user),
             "sign_ins": selectors.recent_sign_ins(user),
             "rename_form": RenameFactorForm(),
+            "time_zone_form": _time_zone_form(initial={"time_zone": user.time_zone}),
         },
     )
+
+
+def _time_zone_form(**kwargs) -> TimeZoneForm:
+    return TimeZoneForm(default_label=_("The hospital's time (%(zone)s)") % {"zone": settings.TIME_ZONE}, **kwargs)
+
+
+@require_POST
+def session_end(request: HttpRequest, session_id: int) -> HttpResponse:
+    sessions.session_end(actor=request.actor, session_id=session_id, current_key=request.session.session_key)
+    messages.success(request, _("That session is signed out."))
+    return redirect(_safe_next(request) if request.POST.get("next") else reverse("accounts-security"))
+
+
+@require_POST
+def time_zone(request: HttpRequest) -> HttpResponse:
+    form = _time_zone_form(data=request.POST)
+    if form.is_valid():
+        timezones.time_zone_set(actor=request.actor, time_zone=form.cleaned_data["time_zone"])
+        messages.success(request, _("Saved. Times are now shown in this zone."))
+    else:
+        messages.error(request, _("Choose a time zone from the list."))
+    return redirect(reverse("accounts-security") + "#time-zone-heading")
 
 
 @require_POST

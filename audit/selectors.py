@@ -242,7 +242,7 @@ class LogRow:
     sentence: str
     badges: list[tuple[str, str]] = field(default_factory=list)  # (css modifier, label)
     when_iso: str = ""  # the time in the current time zone, ISO 8601, for <time datetime>
-    when_text: str = ""  # "4 Dec 2026, 15:18"
+    when_text: str = ""  # "4 Dec 2026, 15:18 GMT" (DATETIME_FORMAT)
     meta: str = ""  # "Clinician · Treatment · Connected system"
     flaggable: bool = False  # someone else's access, which the patient may flag
 
@@ -270,7 +270,7 @@ def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime
         when = timezone.localtime(event.occurred_at)
         rows.append(
             LogRow(
-                event, describe(event), badges, when_iso=when.isoformat(), when_text=date_format(when, "j M Y, H:i"),
+                event, describe(event), badges, when_iso=when.isoformat(), when_text=date_format(when, "DATETIME_FORMAT"),
                 meta=" · ".join(
                     (event.get_actor_type_display(), event.get_purpose_display(), event.get_source_display())
                 ),
@@ -370,7 +370,7 @@ def filter_choices(*, actor: Actor) -> dict[str, list[tuple[str, str]]]:
     return {
         "organization": [(o, o) for o in organizations],
         "study": [
-            (str(s.pk), f"{s.description or _('Imaging study')}" + (f" ({s.study_date:%d %b %Y})" if s.study_date else ""))
+            (str(s.pk), f"{s.description or _('Imaging study')}" + (f" ({date_format(s.study_date, 'DATE_FORMAT')})" if s.study_date else ""))
             for s in studies
         ],
     }

@@ -229,7 +229,7 @@ def test_recent_sign_ins_show_time_ip_and_browser(client, patient, other_patient
     content = response.content.decode()
     assert "192.0.2.77" in content
     assert "LightboxTest/3.1" in content
-    assert date_filter(event.occurred_at, "j M Y, H:i") in content
+    assert date_filter(event.occurred_at, "DATETIME_FORMAT") in content
     assert "Authenticator app" in content
     assert "203.0.113.99" not in content and "NotYours" not in content
     assert list(response.context["sign_ins"]) == [event]

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from allauth.usersessions.models import UserSession
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.models import Group
@@ -367,6 +368,10 @@ TABLE: dict[str, Entry] = {
     ),
     "accounts-factor-remove": Entry(POST_ONLY, post=gate(owned(to("/account/security/"))), ids="device"),
     "accounts-passkey-add": Entry(gate(OK)),
+    # The person's own time zone (no patient data); an unknown zone is a message, not a write.
+    "accounts-time-zone": Entry(POST_ONLY, post=gate(to("/account/security/")), body=lambda w, v: {"time_zone": "Asia/Tokyo"}),
+    # Ending one of one's own other sessions (an unfinished sign-in): another person's is a 404.
+    "accounts-session-end": Entry(POST_ONLY, post=gate(owned(to("/account/security/"))), ids="user_session"),
     # django-otp-webauthn's ceremonies (POST only; JSON errors for an empty body).
     "accounts-passkey-register-begin": Entry(POST_ONLY, post=gate(OK)),
     "accounts-passkey-register-complete": Entry(POST_ONLY, post=gate(BAD_REQUEST)),
@@ -572,6 +577,13 @@ class World:
         if kind == "device":
             value = {"missing": f"accounts.authenticatorapp/{MISSING}", "malformed": "accounts.user/1"}.get(variant)
             return {"device_id": value or self.owned(variant).device.persistent_id}, {}
+        if kind == "user_session":  # another session of A's or B's (not the client's own)
+            if variant not in ("a", "b"):
+                return {"session_id": {"missing": MISSING, "malformed": OVERFLOW}[variant]}, {}
+            row, _created = UserSession.objects.get_or_create(
+                session_key=f"matrixothersession{variant}", defaults={"user": self.owned(variant).user, "ip": "192.0.2.9"}
+            )
+            return {"session_id": str(row.pk)}, {}
         if kind == "event_query":
             return {}, {"event": self.value(variant, kind)}
         if kind == "log_filter":
@@ -668,6 +680,7 @@ VARIANTS = {
     "flag": ("missing", "a", "b", "malformed"),
     "receipt": ("missing", "a", "b", "malformed"),
     "device": ("missing", "a", "b", "malformed"),
+    "user_session": ("missing", "a", "b", "malformed"),
     "event_query": ("missing", "a", "b", "malformed"),
     "log_filter": ("missing", "a", "b", "malformed"),
     "consent_study": ("missing", "a", "b", "malformed", "unknown"),
@@ -684,7 +697,7 @@ VARIANTS = {
 KIND_PARAMS = {
     "study": ["study_id"], "series": ["study_id", "series_id"], "instance": ["study_id", "series_id", "instance_id"],
     "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "flag": ["flag_id"],
-    "receipt": ["receipt_id"], "device": ["device_id"], "consent_study": ["scope"], "reset_key": ["uidb36", "key"],
+    "receipt": ["receipt_id"], "device": ["device_id"], "user_session": ["session_id"], "consent_study": ["scope"], "reset_key": ["uidb36", "key"],
     "email_key": ["key"], "admin": None,
 }
 
