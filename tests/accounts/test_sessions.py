@@ -357,3 +357,101 @@ def test_successful_password_login_does_not_verify_the_session(client, patient):
     assert response.status_code == 302
     home = client.get("/")
     assert home.status_code == 302 and urlparse(home["Location"]).path == VERIFY_URL
+
+
+# --- the sessions list: browsers by name, unfinished sign-ins (issue 19, item 11) ---------------
+
+CHROME_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+SAFARI_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 "
+    "Mobile/15E148 Safari/604.1"
+)
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+SECURITY_URL = "/account/security/"
+SESSIONS_URL = "/accounts/sessions/"
+
+
+def _end_url(session: UserSession) -> str:
+    return f"/account/security/sessions/{session.pk}/end/"
+
+
+@pytest.mark.parametrize(
+    ("agent", "name"),
+    [
+        (CHROME_WINDOWS, "Chrome 124 on Windows"),
+        (SAFARI_IPHONE, "Mobile Safari 17 on iOS"),
+        (FIREFOX_LINUX, "Firefox 128 on Linux"),
+        ("", "Unknown browser"),
+        ("\x00 not a browser", "Unknown browser"),
+    ],
+)
+def test_browser_names(agent, name):
+    from accounts.sessions import browser_name
+
+    assert browser_name(agent) == name
+
+
+def _unfinished_sign_in(user, agent: str = FIREFOX_LINUX) -> tuple[Client, UserSession]:
+    """Someone gives ``user``'s password in another browser and stops at the second factor."""
+    elsewhere = Client(HTTP_USER_AGENT=agent, REMOTE_ADDR="198.51.100.23")
+    assert _password_login(elsewhere, user.email, HTTP_USER_AGENT=agent, REMOTE_ADDR="198.51.100.23").status_code == 302
+    elsewhere.get(VERIFY_URL, HTTP_USER_AGENT=agent, REMOTE_ADDR="198.51.100.23")
+    return elsewhere, UserSession.objects.get(user=user, session_key=_session_key(elsewhere))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [SECURITY_URL, SESSIONS_URL])
+def test_sessions_are_named_and_an_unfinished_sign_in_is_marked(client, patient, url):
+    login_verified(client, patient)
+    client.get("/", HTTP_USER_AGENT=CHROME_WINDOWS)
+    _elsewhere, unfinished = _unfinished_sign_in(patient)
+
+    html = client.get(url, HTTP_USER_AGENT=CHROME_WINDOWS).content.decode()
+
+    assert "Chrome 124 on Windows" in html and "Firefox 128 on Linux" in html
+    assert html.count("Sign-in not finished") == 1
+    row = html[html.index(f'data-session="{unfinished.pk}"'):]
+    row = row[: row.index("</tr>")]
+    assert "Sign-in not finished" in row and "End this sign-in" in row and "198.51.100.23" in row
+
+
+@pytest.mark.django_db
+def test_ending_an_unfinished_sign_in(client, patient):
+    login_verified(client, patient)
+    client.get("/")
+    elsewhere, unfinished = _unfinished_sign_in(patient)
+    key = unfinished.session_key
+
+    response = client.post(_end_url(unfinished))
+
+    assert response.status_code == 302 and urlparse(response["Location"]).path == SECURITY_URL
+    assert not _session_exists(key)
+    assert not UserSession.objects.filter(pk=unfinished.pk).exists()
+    assert _sent_to_login(elsewhere.get(VERIFY_URL))
+    assert client.get(SECURITY_URL).status_code == 200  # the acting session goes on
+
+
+@pytest.mark.django_db
+def test_ending_a_session_that_is_not_ones_own_is_a_404(client, patient, other_patient):
+    login_verified(client, patient)
+    client.get("/")
+    _elsewhere, theirs = _unfinished_sign_in(other_patient)
+    own = UserSession.objects.get(user=patient, session_key=_session_key(client))
+
+    assert client.post(_end_url(theirs)).status_code == 404
+    assert client.post("/account/security/sessions/999999999/end/").status_code == 404
+    assert client.post(_end_url(own)).status_code == 404  # this session: that is "Sign out"
+    assert _session_exists(theirs.session_key) and _session_exists(own.session_key)
+
+
+@pytest.mark.django_db
+def test_ending_a_session_needs_a_verified_post(client, patient):
+    _elsewhere, unfinished = _unfinished_sign_in(patient)
+    url = _end_url(unfinished)
+    assert _sent_to_login(client.post(url))
+    login_password_only(client, patient)
+    response = client.post(url)
+    assert response.status_code == 302 and urlparse(response["Location"]).path == VERIFY_URL
+    login_verified(client, patient)
+    assert client.get(url).status_code == 405
+    assert _session_exists(unfinished.session_key)
