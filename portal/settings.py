@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "consent",
     "exports",
     "flags",
+    "sharing",
 ]
 
 MIDDLEWARE = [
@@ -558,3 +559,19 @@ CELERY_BEAT_SCHEDULE["audit-create-checkpoint"] = {
     "task": "audit.create_checkpoint",
     "schedule": AUDIT_CHECKPOINT_MINUTES * 60,
 }
+
+# --- sharing: pushes to partner hospitals (sharing/services.py) ---
+# A partner that is down is tried again after 30 s, 1, 2, 4, 8 min, then every 15 min: 8 retries
+# cover about 45 minutes of outage before the patient is told it failed (a longer wait would
+# leave them not knowing; a shorter one gives up on a routine restart of the partner's archive).
+SHARING_PUSH_RETRIES = envint("SHARING_PUSH_RETRIES", 8)
+SHARING_RETRY_BACKOFF = envint("SHARING_RETRY_BACKOFF", 30)
+SHARING_RETRY_BACKOFF_MAX = envint("SHARING_RETRY_BACKOFF_MAX", 900)
+# Seconds to connect to a partner / to wait for its answer to one instance (large multi-frame files).
+SHARING_CONNECT_TIMEOUT = envint("SHARING_CONNECT_TIMEOUT", 10)
+SHARING_READ_TIMEOUT = envint("SHARING_READ_TIMEOUT", 120)
+# A queued push not picked up after 60 s is sent again; a sending push whose worker has not
+# reported for 5 minutes (one instance's read timeout, twice, plus margin) is presumed dead.
+SHARING_REDISPATCH_AFTER = 60
+SHARING_STALE_AFTER = 300
+CELERY_BEAT_SCHEDULE["sharing-reconcile"] = {"task": "sharing.reconcile", "schedule": 60}

@@ -87,6 +87,67 @@ class Client:
         return parts[0]
 
 
+class StoreFailed(PacsError):
+    """A STOW-RS store did not go through. ``transient``: the other side could not be reached, did
+    not answer in time or answered 5xx/408/429, so trying again later may help; otherwise it
+    refused the instance (4xx, or a FailedSOPSequence in its answer) and will refuse it again."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def _store(api: Any, study_uid: str, data: bytes) -> None:
+    """STOW-RS of one instance's bytes, as they are (sharing.services pushes with it).
+
+    dicomweb-client's ``store_instances`` takes pydicom Datasets and writes them again with
+    ``dcmwrite``, which need not give back the stored bytes (a push must send exactly the file
+    the patient has, checked byte for byte at the partner). This reuses the client's own URL
+    building, session and multipart encoding with the bytes we hold.
+    """
+    import requests
+    from dicomweb_client.web import _Transaction
+
+    try:
+        url = api._get_studies_url(_Transaction.STORE, study_uid)
+        answer = api._http_post_multipart_application_dicom(url, [data])
+    except requests.Timeout as exc:
+        raise StoreFailed("did not answer in time", transient=True) from exc
+    except requests.ConnectionError as exc:
+        raise StoreFailed("could not be reached", transient=True) from exc
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        transient = status >= 500 or status in (408, 429)
+        raise StoreFailed(f"answered HTTP {status or '?'}", transient=transient) from exc
+    except (requests.RequestException, ValueError) as exc:
+        raise StoreFailed(f"sent an unusable answer ({type(exc).__name__})", transient=False) from exc
+    if len(getattr(answer, "FailedSOPSequence", None) or []):
+        raise StoreFailed("refused an image", transient=False)
+
+
+class StowClient:
+    """One partner's STOW-RS endpoint (``stow_connect``)."""
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+
+    def store_instance(self, study_uid: str, data: bytes) -> None:
+        _store(self._api, study_uid, data)
+
+
+def stow_connect(url: str, *, username: str = "", password: str = "", timeout: tuple[int, int] = (10, 120)) -> StowClient:
+    """A STOW-RS client for another organisation's DICOMweb root ``url`` (HTTP Basic when
+    ``username`` is set). No retries inside: the push task retries with its own backoff, so a
+    worker is never held by a partner that is down."""
+    from dicomweb_client.api import DICOMwebClient
+    from dicomweb_client.session_utils import create_session_from_user_pass
+
+    session = create_session_from_user_pass(username, password) if username else None
+    api = DICOMwebClient(url.rstrip("/"), session=session, timeout=timeout)
+    api.set_http_retry_params(retry=False)
+    return StowClient(api)
+
+
 def connect() -> Client:
     """A client for ``PACS_DICOMWEB_URL`` (with ``PACS_USERNAME``/``PACS_PASSWORD`` when set);
     ``PacsNotConfigured`` when no PACS is configured."""
