@@ -3,15 +3,18 @@ more, resolves it with an outcome; the patient reads the outcome. Two browsers, 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from audit.models import AccessEvent
+from audit.services import record_access
 from flags.models import Flag
 from imaging.models import Study
-from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, ConsoleWatch
+from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, MOBILE, ConsoleWatch
 from tests.factories import PASSWORD, totp_code
 from tests.flags.conftest import make_study
 
@@ -89,3 +92,59 @@ def test_patient_flag_resolved_by_an_officer_end_to_end(page: Page, browser: Bro
     # (one event per officer, flag, study and day).
     looks = AccessEvent.objects.filter(patient=patient.patient, actor_type="privacy_office", purpose="privacy_investigation")
     assert looks.count() == 1 and {e.actor_name for e in looks} == {officer.public_name}
+
+
+# Issue 19 item 5: every word of a tag, table cell or label sits on one line. A word split across
+# lines ("Refuse d", "Receiv ed") has more than one client rect; words are split on spaces and
+# hyphens, where a browser may break a line properly.
+BROKEN_WORDS = """(selector) => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const broken = [];
+  for (const el of document.querySelectorAll(selector)) {
+    if (!el.getClientRects().length) continue;
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent;
+      const re = /[^\\s\\-]+/g;
+      for (let m = re.exec(text); m; m = re.exec(text)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+WHOLE_WORDS = ".badge, td, th, dt, dd, summary"
+
+
+def test_officer_pages_never_break_a_word_or_a_tag(page: Page, live_server, site, patient, officer):
+    """The flag page (all panels open), the queue and the dashboard at desktop and phone widths:
+    tags are one line each (height no more than one line box) and no word is split."""
+    from consent.demo import build_demo_consent
+    from flags.demo import build_demo_flag
+    from tests.flags.conftest import make_event
+
+    record = patient.patient
+    study = make_study(record, description="XR chest 2 views")
+    make_study(record, description="MRI brain")
+    build_demo_consent(record)  # granted, refused and a paper decision: the tags that wrapped
+    for days in (40, 20, 5):
+        make_event(record, study=study, organization="Northlight AI (chest X-ray triage)", purpose="ai_inference",
+                   when=timezone.now() - dt.timedelta(days=days))
+    record_access(patient=record, study=study, action="ingest", purpose="operations", actor_type="system",
+                  actor_name="Lightbox import", organization="St. Example Hospital", source="import")
+    flag = build_demo_flag(record, officer)
+    base = live_server.url
+    sign_in(page, base, officer)
+    for width, height in ((DESKTOP["width"], DESKTOP["height"]), (MOBILE["width"], MOBILE["height"])):
+        page.set_viewport_size({"width": width, "height": height})
+        for path in (f"/privacy-office/flags/{flag.pk}/", "/privacy-office/", "/privacy-office/dashboard/"):
+            page.goto(base + path)
+            assert page.evaluate(BROKEN_WORDS, WHOLE_WORDS) == [], f"{path} at {width}px"
+            for tag in page.locator(".badge").all():
+                box = tag.bounding_box()
+                line = float(tag.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 1.2 * parseFloat(getComputedStyle(e).fontSize)"))
+                assert box is not None and box["height"] < 1.6 * line + 8, f"{tag.inner_text()!r} wraps on {path} at {width}px"
