@@ -11,6 +11,8 @@ class PartnerForm(forms.ModelForm):
     """The password is write-only: typed in, encrypted (``core.crypto``), never shown back
     (docs/security.md §27). Empty keeps the stored one; "clear" removes it."""
 
+    stow_url = forms.URLField(label="DICOMweb base URL", max_length=500, assume_scheme="https",
+                              help_text=Partner._meta.get_field("stow_url").help_text)
     password = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
                                help_text="Leave empty to keep the stored password.")
     clear_password = forms.BooleanField(required=False, label="Remove the stored password")

@@ -125,7 +125,7 @@ def _claim(push_id: int) -> Push | None:
     now = timezone.now()
     stale = now - dt.timedelta(seconds=settings.SHARING_STALE_AFTER)
     with transaction.atomic():
-        push = Push.objects.select_for_update().filter(pk=push_id).select_related("partner").first()
+        push = Push.objects.select_for_update(of=("self",)).filter(pk=push_id).select_related("partner").first()
         if push is None or push.status not in Push.ACTIVE:
             return None
         if push.status == Push.Status.SENDING and push.heartbeat_at and push.heartbeat_at > stale:
@@ -201,7 +201,7 @@ def _mark_sent(push_id: int, instance: Instance) -> None:
 
 @transaction.atomic
 def _complete(push_id: int, claimed_at: dt.datetime) -> str:
-    push = Push.objects.select_for_update().select_related("partner", "patient").get(pk=push_id)
+    push = Push.objects.select_for_update(of=("self",)).select_related("partner", "patient").get(pk=push_id)
     if push.status != Push.Status.SENDING or push.started_at != claimed_at:
         return push.status  # failed, or taken over meanwhile: the one who holds it finishes
     if PushedInstance.objects.filter(push=push).count() < push.total:
@@ -245,7 +245,7 @@ def push_failed(*, push_id: int, error: str) -> None:
 
     Callers: ``push_send`` (a refusal) and the task's final failure. Records no access event.
     """
-    push = Push.objects.select_for_update().select_related("partner", "requested_by").filter(pk=push_id).first()
+    push = Push.objects.select_for_update(of=("self",)).select_related("partner", "requested_by").filter(pk=push_id).first()
     if push is None or push.status not in Push.ACTIVE:
         return
     push.status = Push.Status.FAILED
