@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import segno
-from allauth.account.decorators import reauthentication_required
 from allauth.account.views import SignupView
 from allauth.core.exceptions import RateLimited
 from allauth.core.internal.ratelimit import respond_429
@@ -20,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import selectors, services, sessions, timezones, webauthn
 from accounts.forms import AuthenticatorConfirmForm, CodeForm, RenameFactorForm, TimeZoneForm
 from accounts.middleware import second_factor_step
-from core.reauth import require_recent_reauthentication
+from core.reauth import reauthentication_required, require_recent_reauthentication
 
 
 @method_decorator(sensitive_post_parameters("password1", "password2", "activation_code", "birth_date"), name="dispatch")
@@ -62,7 +61,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
         return redirect("accounts-2fa-verify")
     if adding:
         # On GET too, so the secret is not shown to someone who only has the session.
-        require_recent_reauthentication(request)
+        require_recent_reauthentication(request, action="authenticator_add")
     key = sessions.pending_key(request)
     if key is None:
         key = services.authenticator_enrolment_start(actor=request.actor)
@@ -169,7 +168,7 @@ def time_zone(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@reauthentication_required
+@reauthentication_required("recovery_codes")
 @never_cache
 def recovery_regenerate(request: HttpRequest) -> HttpResponse:
     codes = services.recovery_codes_regenerate(actor=request.actor, session_key=request.session.session_key)
@@ -177,7 +176,7 @@ def recovery_regenerate(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@reauthentication_required
+@reauthentication_required("factor_rename")
 def factor_rename(request: HttpRequest, device_id: str) -> HttpResponse:
     device = selectors.factor_for_user(request.user, device_id)
     form = RenameFactorForm(request.POST)
@@ -190,7 +189,7 @@ def factor_rename(request: HttpRequest, device_id: str) -> HttpResponse:
 
 
 @require_POST
-@reauthentication_required
+@reauthentication_required("factor_remove")
 def factor_remove(request: HttpRequest, device_id: str) -> HttpResponse:
     device = selectors.factor_for_user(request.user, device_id)
     try:
@@ -203,7 +202,7 @@ def factor_remove(request: HttpRequest, device_id: str) -> HttpResponse:
 
 
 @require_http_methods(["GET"])
-@reauthentication_required(allow_get=False)
+@reauthentication_required("passkey_add")
 @never_cache
 def passkey_add(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/passkey_add.html", {"webauthn_config": webauthn.client_config(request)})

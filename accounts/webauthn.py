@@ -28,7 +28,7 @@ class _RegistrationRules:
         if not self.request.user.is_verified():  # type: ignore[attr-defined]
             raise exceptions.NotVerified()
         try:
-            require_recent_reauthentication(self.request)  # type: ignore[attr-defined]
+            require_recent_reauthentication(self.request, action="passkey_add")  # type: ignore[attr-defined]
         except ReauthenticationRequired as exc:
             raise exceptions.NotVerified(detail="Please confirm your password again, then add the passkey.") from exc
 

@@ -17,11 +17,14 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.models import AccessEvent, NotificationPreference, NotificationSent
 from audit.selectors import AI_RESEARCH_ACTORS, AI_RESEARCH_PURPOSES
 from core.actor import Actor
 from core.links import site_url
+from notices.models import Notice
+from notices.services import notice_add
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,10 @@ def notify_events(event_ids: list[int]) -> int:
             continue
         if user.pk not in prefs:
             prefs[user.pk] = preference_for(user)
-        wanted = [k for k in kinds_of(event) if getattr(prefs[user.pk], k)]
+        kinds = kinds_of(event)
+        if "new_organization" in kinds:
+            _notice_new_organization(event)
+        wanted = [k for k in kinds if getattr(prefs[user.pk], k)]
         if wanted:
             users[user.pk] = user
             per_user[user.pk].append((event, wanted))
@@ -106,6 +112,19 @@ def notify_events(event_ids: list[int]) -> int:
             _send(users[user_id], [k for k in KINDS if k in found], len(fresh))
             sent += 1
     return sent
+
+
+def _notice_new_organization(event: AccessEvent) -> None:
+    """The notification centre's notice that an organisation accessed the scans for the first
+    time, whatever the email preferences (they choose emails, not the portal's notices). Once per
+    event (a retried task adds nothing); like the email, it names no organisation: the access log
+    it links to does, to the signed-in patient."""
+    notice_add(
+        patient_id=event.patient_id, kind=Notice.Kind.NEW_ORGANIZATION, key=f"access:{event.pk}",
+        subject=gettext("An organisation accessed your scans for the first time"),
+        body=gettext("See who it was and why in your access log."),
+        link=reverse("audit-log"),
+    )
 
 
 def _send(user, kinds: list[str], count: int) -> None:

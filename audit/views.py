@@ -89,7 +89,7 @@ def access_log_csv(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop(DOWNLOAD_READY, None)
     back = f"{reverse('audit-log')}?{query.urlencode()}" if query else reverse("audit-log")
-    if (confirm := reauthenticate_before_download(request, back=back)) is not None:
+    if (confirm := reauthenticate_before_download(request, back=back, action="access_log_download")) is not None:
         return confirm
     if request.actor.patient_id is None:  # officers and administrators own no record
         return render(request, "audit/no_record.html", status=404)

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.models import AccessEvent
 from consent import fhir, receipts, selectors
@@ -37,6 +39,8 @@ from core import access_log
 from core.actor import Actor
 from imaging.models import Patient, Study
 from imaging.selectors import patient_get, study_get
+from notices.models import Notice
+from notices.services import notices_add
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -221,6 +225,8 @@ def consent_policy_publish(*, version: int, text: str, changes: str = "", title:
     """Publish a new policy version. Callers: administrators (Django admin) and the demo.
 
     Existing decisions keep their version until each patient confirms (``consent_policy_confirm``).
+    Every patient with an account gets a notice linking to the policy page (notification centre),
+    once per version. No patient data is read: nothing is recorded in the access log.
     """
     latest = ConsentPolicy.objects.order_by("-version").first()
     if latest is not None and version <= latest.version:
@@ -230,6 +236,13 @@ def consent_policy_publish(*, version: int, text: str, changes: str = "", title:
         policy.title = title
     policy.full_clean()
     policy.save()
+    with_accounts = Patient.objects.for_actor(Actor.system("Consent policy notice")).filter(user__isnull=False)
+    notices_add(
+        patient_ids=with_accounts.values_list("pk", flat=True), kind=Notice.Kind.CONSENT_POLICY, key=f"policy:{policy.version}",
+        subject=gettext("A new version of the consent policy"),
+        body=gettext("Read what changed, and confirm or change your choices about your scans."),
+        link=reverse("consent-policy"),
+    )
     return policy
 
 

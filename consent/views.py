@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 
-from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,6 +23,7 @@ from consent import reads, selectors, services
 from consent.forms import ChangeForm, OfficeRecordForm
 from consent.models import ConsentDecision, ConsentPolicy
 from consent.scopes import SCOPES
+from core.reauth import reauthentication_required
 from imaging.models import Study
 from imaging.selectors import patient_get, patient_own, study_get
 
@@ -56,7 +56,7 @@ def _study_param(request: HttpRequest, data) -> Study | None:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@reauthentication_required
+@reauthentication_required("consent_change")
 def change(request: HttpRequest, scope: str) -> HttpResponse:
     """GET: the confirmation of a change (what it means, what it cannot undo). POST: make it."""
     if scope not in SCOPES:
@@ -116,7 +116,7 @@ def receipt_json(request: HttpRequest, receipt_id) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@reauthentication_required(allow_get=True)
+@reauthentication_required("consent_policy", allow_get=True)
 def policy(request: HttpRequest) -> HttpResponse:
     patient = patient_get(actor=request.actor)
     current, stale = (
@@ -148,7 +148,7 @@ def partners(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@reauthentication_required
+@reauthentication_required("consent_paper")
 def office_record(request: HttpRequest) -> HttpResponse:
     if not request.actor.is_officer:
         raise Http404("Not found.")

@@ -51,6 +51,7 @@ from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.models import AccessEvent
 from core import access_log
@@ -62,6 +63,8 @@ from exports.models import ExportRequest
 from imaging.copies import deidentified_copies_record
 from imaging.models import Patient, Study
 from imaging.selectors import patient_get, study_list
+from notices.models import Notice
+from notices.services import notice_add
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +264,13 @@ def export_package(*, export_id: int) -> str:
         export.save()
         if result.copies:
             deidentified_copies_record(records=result.copies, export_ref=export.pk, made_at=now)
+        # The notification centre's notice, with the ready state (a rolled-back publish tells nobody).
+        notice_add(
+            patient_id=export.patient_id, kind=Notice.Kind.EXPORT_READY, key=f"export:{export.pk}",
+            subject=gettext("Your export is ready to download"),
+            body=gettext("The copy of your scans you asked for is ready. You need the passphrase shown when you asked for it."),
+            link=reverse("exports-detail", args=[export.pk]),
+        )
         transaction.on_commit(lambda: _notify_ready(export))
     return export.status
 

@@ -9,7 +9,6 @@ archive is downloaded or the patient dismisses it.
 
 from __future__ import annotations
 
-from allauth.account.decorators import reauthentication_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -18,7 +17,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core.reauth import download_ready, reauthenticate_before_download
+from core.reauth import download_ready, reauthenticate_before_download, reauthentication_required
 from exports import selectors, services
 from exports.forms import ExportRequestForm
 from imaging.selectors import study_list
@@ -37,7 +36,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@reauthentication_required(allow_get=True)
+@reauthentication_required("export_new", allow_get=True)
 def export_new(request: HttpRequest) -> HttpResponse:
     if request.actor.patient_id is None:
         raise PermissionDenied("Only a patient can export their own studies.")
@@ -108,7 +107,7 @@ def export_seen(request: HttpRequest, export_id: int) -> HttpResponse:
 def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
     export = selectors.export_get(actor=request.actor, export_id=export_id)
     back = reverse("exports-detail", args=[export.pk])
-    if (confirm := reauthenticate_before_download(request, back=back)) is not None:
+    if (confirm := reauthenticate_before_download(request, back=back, action="export_download")) is not None:
         return confirm
     try:
         download = services.export_download(actor=request.actor, export_id=export.pk)

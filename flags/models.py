@@ -2,8 +2,9 @@
 office investigates and answers.
 
 ``Flag`` is the case; ``FlagEvent`` its append-only timeline (status changes, notes, messages);
-``Notice`` the in-portal notification a patient reads under "My reports" (one per change, and
-one per incident notice); ``Incident`` a confirmed privacy incident and whom it was sent to.
+``Incident`` a confirmed privacy incident and whom it was sent to. The patient's notices of a
+report's news and of incidents are ``notices.Notice`` rows (the notification centre, which
+"My reports" also shows).
 Writes go through ``flags.services`` only.
 """
 
@@ -174,24 +175,3 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"Incident #{self.pk} ({self.confirmed_at:%Y-%m-%d})"
-
-
-class Notice(models.Model):
-    """A notification in the patient's portal: an update on their report, or an incident notice."""
-
-    patient = models.ForeignKey("imaging.Patient", on_delete=models.PROTECT, related_name="notices")
-    flag = models.ForeignKey(Flag, null=True, blank=True, on_delete=models.CASCADE, related_name="notices")
-    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT, related_name="notices")
-    subject = models.CharField(max_length=150)
-    body = models.TextField(max_length=4000)
-    created_at = models.DateTimeField(default=timezone.now)
-    read_at = models.DateTimeField(null=True, blank=True)
-
-    objects = patient_owned("patient_id").as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["patient", "-created_at"], name="notice_patient_time")]
-
-    def __str__(self) -> str:
-        return self.subject

@@ -29,9 +29,11 @@ from audit.models import AccessEvent
 from audit.selectors import event_get, event_list
 from consent import selectors as consent_selectors
 from core.actor import Actor
-from flags.models import Flag, FlagEvent, Notice
+from flags.models import Flag, FlagEvent
 from imaging.models import Instance, IntegrityAlert, Study
 from imaging.selectors import study_get
+from notices import selectors as notices_selectors
+from notices.models import Notice
 
 # Rows of access history shown on the officer's flag page: enough for an investigation, bounded
 # so a patient with years of history does not make the page slow.
@@ -108,10 +110,9 @@ def patient_timeline(flag: Flag) -> list[FlagEvent]:
 
 
 def notice_list(*, actor: Actor, limit: int = 20) -> list[Notice]:
-    """The patient's newest notices (report updates, incident notices)."""
-    if actor.patient_id is None:
-        return []
-    return list(Notice.objects.for_actor(actor).filter(patient_id=actor.patient_id).select_related("incident")[:limit])
+    """The patient's newest messages from the privacy office (report updates, incident notices),
+    from their notification centre (``notices``)."""
+    return notices_selectors.notice_list(actor=actor, kinds=Notice.REPORT_KINDS, limit=limit)
 
 
 # --- Office side -----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Who may call what:
 - ``flags_from_integrity_alerts``: the periodic task, as ``Actor.system``.
 
 Status changes follow ``TRANSITIONS``; anything else raises ``ValidationError``. Every change the
-patient can see writes a ``Notice`` and, after commit, an email with no clinical detail. A
+patient can see writes a ``notices.Notice`` (the patient's notification centre; report updates and
+incident notices also show on "My reports") and, after commit, an email with no clinical detail. A
 study's "under review" status belongs to imaging and is set through
 ``imaging.services.integrity.study_status_set``.
 
@@ -46,10 +47,12 @@ from core import access_log
 from core.actor import Actor
 from core.links import site_url
 from flags import selectors
-from flags.models import Flag, FlagEvent, Incident, Notice
+from flags.models import Flag, FlagEvent, Incident
 from imaging.models import IntegrityAlert, Patient, Study
 from imaging.selectors import patient_get, study_get
 from imaging.services.integrity import integrity_alert_resolve, study_status_set
+from notices.models import Notice
+from notices.services import notice_add, notices_add, notices_mark_all_read
 
 S = Flag.Status
 
@@ -149,7 +152,7 @@ def _study_status_sync(*, actor: Actor, study: Study | None) -> None:
 def _send_emails(notice_ids: list[int]) -> None:
     """Email each notice's patient that there is news, after commit (a rolled-back change sends
     nothing). Flag updates say only that there is an update; the text stays in the portal."""
-    notices = Notice.objects.filter(pk__in=notice_ids).select_related("patient__user", "incident")
+    notices = Notice.objects.filter(pk__in=notice_ids).select_related("patient__user")
     url = site_url(reverse("flags-mine"))
     messages = []
     for notice in notices:
@@ -171,34 +174,26 @@ def _send_emails(notice_ids: list[int]) -> None:
         get_connection().send_messages(messages)
 
 
-def _notify(
-    patient: Patient, *, subject: str, body: str, flag: Flag | None = None, incident: Incident | None = None,
-    email: bool = True,
-) -> Notice:
-    notice = Notice(patient=patient, flag=flag, incident=incident, subject=subject, body=body)
-    notice.full_clean()
-    notice.save()
-    if email:
-        transaction.on_commit(lambda: _send_emails([notice.pk]))
-    return notice
-
-
 def _notify_flag(flag: Flag, body: str, *, email: bool = True) -> None:
     """The patient's notice of news on their report, and (``email``) an email saying so."""
     if flag.from_integrity_check:
         return  # raised by the system, not the patient: nothing of theirs to update
-    _notify(
-        flag.patient, flag=flag, subject=_("An update on your report #%(id)s") % {"id": flag.pk}, body=body, email=email
+    notice = notice_add(
+        patient_id=flag.patient_id, kind=Notice.Kind.REPORT_UPDATE, key=f"flag:{flag.pk}",
+        subject=_("An update on your report #%(id)s") % {"id": flag.pk}, body=body,
+        link=reverse("flags-detail", kwargs={"flag_id": flag.pk}),
     )
+    if email and notice is not None:
+        transaction.on_commit(lambda: _send_emails([notice.pk]))
 
 
 @transaction.atomic
 def notices_mark_read(*, actor: Actor) -> int:
-    """The patient marks their notices read. Returns how many changed. Records nothing (no
-    patient data is read)."""
+    """The patient marks the messages on "My reports" (report updates, incident notices) read.
+    Returns how many changed. Records nothing (no patient data is read)."""
     if actor.patient_id is None:
         raise PermissionDenied("Only the patient may mark their notices read.")
-    return Notice.objects.for_actor(actor).filter(patient_id=actor.patient_id, read_at__isnull=True).update(read_at=timezone.now())
+    return notices_mark_all_read(actor=actor, kinds=Notice.REPORT_KINDS)
 
 
 # --- Patient pages and actions -------------------------------------------------------------------
@@ -606,9 +601,12 @@ def incident_confirm(*, actor: Actor, flag: Flag, criteria: IncidentCriteria, su
     )
     incident.full_clean()
     incident.save()
-    notices = [Notice(patient=p, incident=incident, subject=incident.subject, body=incident.message) for p in patients]
-    Notice.objects.bulk_create(notices)
-    ids = [n.pk for n in notices]
+    key = f"incident:{incident.pk}"
+    notices_add(
+        patient_ids=[p.pk for p in patients], kind=Notice.Kind.INCIDENT, key=key, subject=incident.subject,
+        body=incident.message, link=reverse("flags-mine"),
+    )
+    ids = list(Notice.objects.filter(kind=Notice.Kind.INCIDENT, key=key).values_list("pk", flat=True))
     transaction.on_commit(lambda: _send_emails(ids))
     _event(flag, FlagEvent.Kind.INCIDENT, actor, details={"incident": incident.pk, "patients": len(patients)})
     _touch(flag)

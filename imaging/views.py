@@ -180,7 +180,7 @@ def series_thumbnail(request: HttpRequest, study_id: int, series_id: int) -> Htt
 @require_GET
 @never_cache
 def download_image(request: HttpRequest, study_id: int, series_id: int, instance_id: int) -> HttpResponse:
-    require_recent_reauthentication(request)  # docs/security.md §6: downloads need a fresh password
+    require_recent_reauthentication(request, action="image_download")  # docs/security.md §6: downloads need a fresh password
     # The image first: another patient's answers 404 whatever the query string says.
     selectors.instance_get(actor=request.actor, study_id=study_id, series_id=series_id, instance_id=instance_id)
     try:

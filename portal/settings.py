@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "portal",
     "accounts",
     "imaging",
+    "notices",
     "audit",
     "consent",
     "exports",
@@ -135,6 +136,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "portal.context_processors.site",
+                "portal.context_processors.navigation",
             ],
         },
     },
@@ -200,7 +202,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "home"
+# Each role's own start page (portal.views.start): patients their scans, officers the queue.
+LOGIN_REDIRECT_URL = "portal-start"
 LOGOUT_REDIRECT_URL = "account_login"
 SITE_ID = 1
 
@@ -331,7 +334,11 @@ if EMAIL_URL:
     EMAIL_USE_SSL = _email["EMAIL_USE_SSL"]
     EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH")
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    # The embedded default: one mailbox for every process (web server, worker, commands), each
+    # email a file under DATA_DIR/mail; on the console they were split between the terminal and
+    # the worker's log. `make run` prints where it is.
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(DATA_DIR / "mail")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Lightbox <no-reply@lightbox.localhost>")
 
 # --- Celery (STYLE.md "Celery") ---------------------------------------------------------------

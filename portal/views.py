@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -16,6 +16,7 @@ from core.signing import public_key_pem
 from imaging.selectors import pacs_health
 from portal.celery import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from portal.celery import app as celery_app
+from portal.context_processors import role_of
 
 public = login_not_required
 
@@ -105,3 +106,17 @@ def server_error(request: HttpRequest) -> HttpResponse:
 @require_GET
 def openapi_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(openapi.document(), json_dumps_params={"indent": 2})
+
+
+@require_GET
+@never_cache
+def start(request: HttpRequest) -> HttpResponse:
+    """Where signing in lands (``LOGIN_REDIRECT_URL``), by role: a patient on their scans, a
+    privacy officer on the flag queue, an administrator (staff without a patient record) on a
+    page that leads to the admin. The brand link in the header comes here too."""
+    role = role_of(request)
+    if role == "officer":
+        return redirect("flags-queue")
+    if role == "admin":
+        return render(request, "portal/admin_start.html")
+    return redirect("home")

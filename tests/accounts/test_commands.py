@@ -289,7 +289,6 @@ def _snapshot() -> dict:
         "emails": sorted(EmailAddress.objects.values_list("pk", "user", "email", "verified")),
         "apps": sorted(AuthenticatorApp.objects.values_list("pk", "user", "confirmed")),
         "recovery_sets": sorted(RecoveryCodeSet.objects.values_list("pk", "user")),
-        "recovery_codes": sorted(RecoveryCode.objects.values_list("pk", "code_hash")),
     }
 
 
@@ -324,9 +323,10 @@ def test_make_demo_data_is_idempotent(db):
     second_output = run("make_demo_data")
 
     assert _snapshot() == first
-    # Recovery codes are printed once, when they are made.
+    # Every start prints working recovery codes (new ones: only hashes are stored), issue 19
+    # item 14; tests/portal/test_run.py checks that they work.
     assert "recovery codes for" in first_output
-    assert "recovery codes for" not in second_output
+    assert "recovery codes for" in second_output
     # The sign-up example always prints a code that works, and only one code is usable.
     unactivated = Patient.objects.get(mrn=demo.UNACTIVATED["mrn"])
     usable = [r for r in ActivationCode.objects.filter(patient=unactivated) if r.is_usable]

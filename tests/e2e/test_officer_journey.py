@@ -57,7 +57,7 @@ def test_officer_works_a_report_through_to_an_incident_notice(
 
     # 1. The queue: one new report, nobody holds it; she claims it.
     sign_in(page, base, officer)
-    page.get_by_role("link", name="Privacy office").click()
+    page.get_by_role("link", name="Flag queue").click()
     expect(heading(page)).to_have_text("Flags queue")
     row = page.locator("tbody tr")
     expect(row).to_have_count(1)

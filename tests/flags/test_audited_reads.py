@@ -17,7 +17,8 @@ from django.urls import reverse
 from audit.models import AccessEvent
 from core.actor import Actor
 from flags import selectors, services
-from flags.models import FlagEvent, Notice
+from flags.models import FlagEvent
+from notices.models import Notice
 from tests.conftest import login_verified
 from tests.factories import actor_of
 from tests.flags.conftest import make_event, make_study

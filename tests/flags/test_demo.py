@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from flags.demo import build_demo_flag
-from flags.models import FlagEvent, Notice
+from flags.models import FlagEvent
+from notices.models import Notice
 from tests.flags.conftest import make_event, make_study
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,7 @@ def test_demo_flag_questions_the_latest_ai_vendor_access(patient, officer):
     assert flag.assignee == officer and flag.status == "needs_info"
     assert flag.events.filter(kind=FlagEvent.Kind.MESSAGE_TO_PATIENT).exists()
     assert "Acme AI Ltd" in flag.description
-    assert Notice.objects.filter(flag=flag).exists()
+    assert Notice.objects.filter(key=f"flag:{flag.pk}").exists()
 
 
 def test_demo_flag_falls_back_to_a_study(patient, officer):

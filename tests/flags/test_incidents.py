@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from flags import services
-from flags.models import FlagEvent, Incident, Notice
+from flags.models import FlagEvent, Incident
+from notices.models import Notice
 from tests.conftest import _patient_user, login_verified
 from tests.factories import actor_of
 from tests.flags.conftest import make_event, make_study
@@ -50,7 +51,7 @@ def test_incident_by_organisation_and_window_reaches_exactly_those_patients(offi
     with django_capture_on_commit_callbacks(execute=True):
         incident = services.incident_confirm(actor=actor_of(officer), flag=scene["flag"], criteria=criteria, subject="About your scans", message=MESSAGE)
     expected = {people[n].patient.pk for n in ("reporter", "hit", "hit_other_case")}
-    assert set(Notice.objects.filter(incident=incident).values_list("patient_id", flat=True)) == expected
+    assert set(Notice.objects.filter(key=f"incident:{incident.pk}").values_list("patient_id", flat=True)) == expected
     assert incident.patients_notified == 3
     assert sorted(m.to[0] for m in mail.outbox) == sorted(people[n].email for n in ("reporter", "hit", "hit_other_case"))
     assert all(MESSAGE in m.body for m in mail.outbox)
@@ -65,7 +66,7 @@ def test_incident_limited_to_a_study(officer, scene, django_capture_on_commit_ca
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         services.incident_confirm(actor=actor_of(officer), flag=scene["flag"], criteria=criteria, subject="About your scan", message=MESSAGE)
-    assert list(Notice.objects.filter(incident__isnull=False).values_list("patient_id", flat=True)) == [people["hit"].patient.pk]
+    assert list(Notice.objects.filter(kind="incident").values_list("patient_id", flat=True)) == [people["hit"].patient.pk]
     assert [m.to for m in mail.outbox] == [[people["hit"].email]]
 
 
@@ -73,7 +74,7 @@ def test_incident_needs_an_organisation_or_a_study(officer, scene):
     criteria = services.IncidentCriteria(window_start=scene["start"], window_end=scene["end"])
     with pytest.raises(services.ValidationError):
         services.incident_confirm(actor=actor_of(officer), flag=scene["flag"], criteria=criteria, subject="s", message="m")
-    assert not Incident.objects.exists() and not Notice.objects.filter(incident__isnull=False).exists()
+    assert not Incident.objects.exists() and not Notice.objects.filter(kind="incident").exists()
 
 
 def test_incident_view_notifies_and_patients_see_it_in_the_portal(client: Client, officer, scene, django_capture_on_commit_callbacks):

@@ -17,9 +17,10 @@ from django.utils import timezone
 from audit.models import AccessEvent
 from core.actor import Actor
 from flags import selectors, services
-from flags.models import Flag, FlagEvent, Notice
+from flags.models import Flag, FlagEvent
 from flags.tasks import flags_from_integrity_alerts as integrity_task
 from imaging.models import IntegrityAlert, Study
+from notices.models import Notice
 from tests.conftest import login_password_only, login_verified
 from tests.factories import actor_of
 from tests.flags.conftest import make_study
@@ -255,7 +256,7 @@ def test_patient_is_notified_of_every_change_without_clinical_detail(officer, pa
         services.flag_message(actor=actor_of(officer), flag=flag, text="Your CT chest of 14 March: which clinic?", ask_for_info=True)
     with django_capture_on_commit_callbacks(execute=True):
         services.flag_transition(actor=actor_of(officer), flag=flag, to="resolved", resolution="Your CT chest was misfiled.")
-    notices = Notice.objects.filter(patient=patient.patient, flag=flag)
+    notices = Notice.objects.filter(patient=patient.patient, key=f"flag:{flag.pk}")
     assert notices.count() == 4  # received, review started, info requested, closed
     assert len(mail.outbox) == 4
     for message in mail.outbox:

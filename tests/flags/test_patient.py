@@ -15,8 +15,9 @@ from django.urls import reverse
 
 from audit.models import AccessEvent
 from flags import services
-from flags.models import Flag, FlagEvent, Notice
+from flags.models import Flag, FlagEvent
 from imaging.models import Study
+from notices.models import Notice
 from tests.conftest import login_password_only, login_verified
 from tests.factories import actor_of
 from tests.flags.conftest import make_event, make_study
@@ -107,7 +108,7 @@ def test_patient_flags_a_study_which_then_shows_under_review(patient_client: Cli
     home = patient_client.get(reverse("home")).content.decode()
     assert "Under review" in home
     # Notified in the portal and by email, with no clinical detail in the email.
-    assert Notice.objects.filter(patient=patient.patient, flag=flag).count() == 1
+    assert Notice.objects.filter(patient=patient.patient, key=f"flag:{flag.pk}").count() == 1
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [patient.email]
     body = mail.outbox[0].body
     assert "CT chest" not in body and DESCRIPTION not in body and "knee" not in body

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from flags.demo import build_demo_flag
 from flags.forms import FlagForm
-from flags.models import Flag, FlagEvent, Incident, Notice
+from flags.models import Flag, FlagEvent, Incident
+from notices.models import Notice
 from tests.flags.conftest import make_event, make_study
 from tests.hypothesis_profiles import error_texts, example_scope, form_data, text
 

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.models import AuthenticatorApp, RecoveryCodeSet, User
+from accounts.models import AuthenticatorApp, User
 from accounts.services import activation_code_issue, recovery_codes_generate
 from audit.demo import OFFICER_NAME, build_demo_access_log
 from consent.demo import build_demo_consent
@@ -61,14 +61,18 @@ class Command(BaseCommand):
         self.stdout.write(f"  administrator    {demo.ADMIN_EMAIL}")
         self.stdout.write(f"  authenticator secret (all three): {secret}")
         self.stdout.write("  current code:     make demo-code")
+        # Fresh on every run, and said so: only their hashes are stored, so a restart can print
+        # working codes only by making new ones (the earlier ones stop working).
+        self.stdout.write("  recovery codes (new on every start; earlier ones no longer work):")
         for email, fresh in codes.items():
-            if fresh:
-                self.stdout.write(f"  recovery codes for {email}: {', '.join(fresh)}")
+            self.stdout.write(f"  recovery codes for {email}: {', '.join(fresh)}")
         if activation:
             self.stdout.write(
                 f"Try signing up: activation code {activation} for {demo.UNACTIVATED['name']}, "
                 f"born {demo.UNACTIVATED['birth_date'].isoformat()}"
             )
+        if settings.EMAIL_BACKEND == "django.core.mail.backends.filebased.EmailBackend":
+            self.stdout.write(f"Emails (web server and worker alike) are files in {settings.EMAIL_FILE_PATH}/")
 
     def _user(self, email: str, role: str, **extra) -> User:
         user = User.objects.filter(email=email).first()
@@ -78,13 +82,11 @@ class Command(BaseCommand):
         return user
 
     def _factor(self, user: User) -> list[str]:
-        """Give the demo account the published authenticator seed; return new recovery codes."""
-        if AuthenticatorApp.objects.filter(user=user, confirmed=True).exists():
-            return []
-        device = AuthenticatorApp(user=user, name="Demo authenticator", confirmed=True)
-        device.set_key(demo.DEMO_TOTP_KEY)
-        device.full_clean()
-        device.save()
-        if RecoveryCodeSet.objects.filter(user=user).exists():
-            return []
+        """Give the demo account the published authenticator seed (once); return fresh recovery
+        codes, replacing the earlier ones (README "Demo logins": every start prints them)."""
+        if not AuthenticatorApp.objects.filter(user=user, confirmed=True).exists():
+            device = AuthenticatorApp(user=user, name="Demo authenticator", confirmed=True)
+            device.set_key(demo.DEMO_TOTP_KEY)
+            device.full_clean()
+            device.save()
         return recovery_codes_generate(actor=Actor.system("make_demo_data"), user=user)
