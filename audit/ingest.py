@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -198,48 +198,26 @@ def _resolve(fields: dict[str, Any], patients: dict[tuple[str, str], Patient], s
 
 
 class Busy(Exception):
-    """The batch could not get its chain heads in time (another writer held one past
-    ``LOCK_TIMEOUT``) or PostgreSQL cancelled it (deadlock, serialization): nothing of the batch
-    was recorded; sending the same batch again is safe. The API answers 503 with Retry-After."""
+    """A group of the batch could not get its chain heads in time (another writer held one past
+    ``audit.services.LOCK_TIMEOUT``), kept colliding with concurrent batches, or PostgreSQL
+    cancelled it (deadlock, serialization). The groups before it are recorded, the rest are not;
+    sending the same batch again is safe (what was recorded comes back as a duplicate). The API
+    answers 503 with Retry-After."""
 
 
-# How long a batch waits for one lock. Batches hold their heads for milliseconds, so a longer
-# wait means something else holds a head; the sender retries rather than tie up a worker.
-LOCK_TIMEOUT = "3s"
 # lock_not_available, deadlock_detected, serialization_failure
 _BUSY_STATES = {"55P03", "40P01", "40001"}
-# A concurrent batch can record one of our source_event_ids for another patient between our
-# duplicate lookup and our insert (the head locks do not cover it): look again, a few times.
-_ATTEMPTS = 3
 
 
 def _append(events: list[AccessEvent]) -> list[AccessEvent | None]:
-    nested = connection.in_atomic_block
-    for attempt in range(_ATTEMPTS):
-        try:
-            with transaction.atomic():
-                if connection.vendor != "postgresql":
-                    return append_events(events)
-                with connection.cursor() as cursor:
-                    # Like SET LOCAL: lasts until the transaction ends or this savepoint rolls back;
-                    # put back after the batch when inside a caller's transaction.
-                    cursor.execute(
-                        "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT]
-                    )
-                    previous = cursor.fetchone()[0]
-                saved = append_events(events)
-                if nested:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
-                return saved
-        except IntegrityError:
-            if attempt == _ATTEMPTS - 1:
-                raise Busy("the batch kept colliding with concurrent batches") from None
-        except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) in _BUSY_STATES:
-                raise Busy(str(exc)) from exc
-            raise
-    raise AssertionError("unreachable")
+    try:
+        return append_events(events)
+    except IntegrityError:
+        raise Busy("the batch kept colliding with concurrent batches") from None
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) in _BUSY_STATES:
+            raise Busy(str(exc)) from exc
+        raise
 
 
 def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_type: str,
@@ -249,13 +227,14 @@ def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_
     Callers: the events API (``source="api"``, ``sender`` = the service account's name) and
     ``import_access_events`` (``source="import"``). Each accepted event is recorded as
     ``record_access`` would, with ``details.reported_by = sender``, but the batch goes in
-    together (``audit.services.append_events``: heads locked in one order, a handful of
-    statements), so two batches never deadlock and portal writes wait milliseconds, not seconds.
+    in short transactions of about 100 events (``audit.services.append_events``: each locks only
+    its patients' heads, in one order, for milliseconds), so two batches never deadlock and
+    portal writes wait milliseconds, not a batch.
     Idempotency is per sender: the stored ``source_event_id`` is ``"<sender>/<id>"``, so two
     systems that number events alike never collide, and a re-sent event comes back as
     ``duplicate``. ``normalised`` lets the FHIR mapping hand over events already in the batch
-    format (or the reason each was rejected). Raises ``Busy`` (nothing recorded) when a lock
-    could not be had in time; the caller may send the same batch again.
+    format (or the reason each was rejected). Raises ``Busy`` when a lock could not be had in
+    time (the groups before it are recorded); the caller may send the same batch again.
     """
     items: list[dict | Rejected] = []
     for raw, pre in zip(events, normalised if normalised is not None else [None] * len(events), strict=True):

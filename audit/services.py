@@ -296,82 +296,221 @@ def create_heads(patient_ids: Iterable[int]) -> None:
     ChainHead.objects.bulk_create([ChainHead(patient_id=pid) for pid in sorted(set(patient_ids))], ignore_conflicts=True)
 
 
-# How long a batch keeps trying to take all its heads at once (NOWAIT, with short random pauses)
-# before it queues for them like any writer.
+# How long a batch keeps trying to take a group's heads all at once (NOWAIT, with short random
+# pauses) before it queues for them like any writer: one allowance for the whole batch.
 HEADS_PATIENCE = 2.0
+# Events chained and committed per transaction by ``append_events``. A group holds its heads from
+# its lock to its commit, so a portal page that needs one of them waits for one group (a few
+# milliseconds), not for a whole batch of 500 (150-250 ms in issue 18's benchmark); a commit per
+# 100 events stays a small part of a batch's time.
+GROUP_EVENTS = 100
+# How long a group waits for one lock once it queues. Groups hold their heads for milliseconds,
+# so a longer wait means something else holds a head; the sender retries rather than tie up a worker.
+LOCK_TIMEOUT = "3s"
+# A concurrent batch can record one of our source_event_ids for another patient between our
+# look-up and our insert (the head locks do not cover it): a group is tried again, a few times.
+GROUP_ATTEMPTS = 3
 
 
-def _lock_heads(patient_ids: list[int]) -> dict[int, ChainHead]:
-    """Lock these heads, in patient id order (so no two batches can deadlock).
+def _lock_heads(patient_ids: list[int], give_up: float) -> dict[int, ChainHead]:
+    """Lock these heads, in patient id order (so no two groups can deadlock).
 
-    A batch that queued for a head would hold the heads before it while it waits, and portal
-    writes for those patients would queue behind both batches. So on PostgreSQL a batch first
-    takes all its heads at once or none (FOR UPDATE NOWAIT in a savepoint; a refusal releases
-    what it took) and tries again after a pause, for up to ``HEADS_PATIENCE`` seconds; a page
-    then waits at most for the one batch that is writing. After that it queues (bounded by the
-    caller's lock_timeout), so a batch is never starved. No library offers this; the loop is short.
+    A group that queued for a head would hold the heads before it while it waits, and portal
+    writes for those patients would queue behind both. So on PostgreSQL a group first takes all
+    its heads at once or none (FOR UPDATE NOWAIT in a savepoint; a refusal releases what it took)
+    and tries again after a pause until ``give_up`` (``time.monotonic()``); a page then waits at
+    most for the one group that is writing. After that it queues (bounded by ``LOCK_TIMEOUT``),
+    so a batch is never starved. No library offers this; the loop is short.
     """
     heads = ChainHead.objects.filter(patient_id__in=patient_ids).order_by("patient_id")
     if connection.vendor == "postgresql":
-        give_up = time.monotonic() + HEADS_PATIENCE
-        while time.monotonic() < give_up:
+        while True:
             try:
                 with transaction.atomic():
                     return {h.patient_id: h for h in heads.select_for_update(nowait=True)}
             except OperationalError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
                     raise
+            if time.monotonic() >= give_up:
+                break
             time.sleep(random.uniform(0.005, 0.03))  # noqa: S311 - spreads retries, not a secret
     return {h.patient_id: h for h in heads.select_for_update()}
 
 
-def append_events(events: list[AccessEvent]) -> list[AccessEvent | None]:
-    """Append a batch of ``build_event`` events, all with a ``source_event_id``, in a handful of
-    statements; returns each event saved, or None where (source, source_event_id) is already
-    recorded. Caller: ``audit.ingest.events_ingest``, in its transaction (which must not hold
-    other chain heads: the heads are locked here in one order, so two batches never deadlock).
+# One probe of the (source, source_event_id) unique index per id: a LATERAL subquery with LIMIT
+# cannot be flattened into a join, so the plan is a nested loop over the ids whatever the
+# table's statistics say (see recorded_source_ids).
+_RECORDED_SQL = """
+    SELECT k.id FROM unnest(%s::varchar[]) AS k(id)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM audit_accessevent AS e
+        WHERE e.source = %s AND e.source_event_id = k.id AND e.source_event_id IS NOT NULL
+        LIMIT 1
+    ) AS hit
+"""
 
-    Statements, whatever the batch size: lock the batch's heads in patient id order (one SELECT
-    ... FOR UPDATE; creating missing ones first), look up duplicates (one SELECT, after the
-    locks, so a batch that raced us with the same event has committed), insert the events (one
-    INSERT), advance the heads (one UPDATE) and the monthly counts (one upsert). A repeat inside
-    the batch is a duplicate too. An IntegrityError can still come from a concurrent batch
-    recording the same (source, source_event_id) for another patient: the caller retries (the
-    duplicate is then found by the lookup).
+
+def recorded_source_ids(source: str, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` are already recorded with ``source`` (the idempotency look-up of
+    ``append_events``). Reads ids only, no patient data.
+
+    On PostgreSQL, one statement whose plan does not depend on statistics: unnest the ids and
+    probe the unique index once per id (``JOIN LATERAL ... LIMIT 1``). The plain
+    ``source = %s AND source_event_id IN (...)`` was planned from statistics taken before a burst
+    of inserts as a scan of every row of the source: 400-650 ms per batch until ANALYZE ran
+    (tests/audit/test_ingest_lookup_plan.py).
     """
-    if not events:
-        return []
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    if connection.vendor != "postgresql":
+        found = AccessEvent.objects.filter(source=source, source_event_id__in=wanted)
+        return set(found.values_list("source_event_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORDED_SQL, [wanted, source])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _recorded(events: Iterable[AccessEvent]) -> set[tuple[str, str]]:
+    by_source: dict[str, list[str]] = {}
+    for e in events:
+        by_source.setdefault(e.source, []).append(e.source_event_id)
+    return {(source, sid) for source, ids in by_source.items() for sid in recorded_source_ids(source, ids)}
+
+
+def append_events(events: list[AccessEvent]) -> list[AccessEvent | None]:
+    """Append a batch of ``build_event`` events, all with a ``source_event_id``; returns each
+    event saved, or None where (source, source_event_id) was already recorded (by an earlier
+    request, a concurrent one, or earlier in this batch). Caller: ``audit.ingest.events_ingest``,
+    outside any transaction that holds chain heads.
+
+    Chain heads are held for milliseconds, never for the batch: the events already recorded are
+    looked up first, without locks; the rest, ordered by patient (each patient's events keep the
+    batch's order), go in groups of ``GROUP_EVENTS``, each in a short transaction of its own that
+    locks only its patients' heads (in patient id order, so no two writers deadlock), looks up
+    again under the locks (a batch racing us with the same events has committed by then), chains,
+    inserts, advances the heads and the monthly counts, and commits at once. A handful of
+    statements per group, none per event.
+
+    So a batch that fails part-way (``OperationalError`` for a lock not had in time,
+    ``IntegrityError`` when a group kept colliding with concurrent batches) leaves the groups
+    before it recorded; the same batch sent again finds them recorded (None). Inside a caller's
+    transaction the groups are savepoints and the heads stay locked until that transaction ends.
+    """
+    out: list[AccessEvent | None] = [None] * len(events)
+    recorded = _recorded(events)
+    todo: list[tuple[int, AccessEvent]] = []
+    for index, event in enumerate(events):
+        key = (event.source, event.source_event_id)
+        if key not in recorded:
+            recorded.add(key)  # a repeat later in the batch is a duplicate
+            todo.append((index, event))
+    todo.sort(key=lambda item: item[1].patient_id)  # stable: a patient's events keep batch order
+    give_up = time.monotonic() + HEADS_PATIENCE
+    for start in range(0, len(todo), GROUP_EVENTS):
+        group = todo[start : start + GROUP_EVENTS]
+        for (index, _event), saved in zip(group, _commit_group([e for _i, e in group], give_up), strict=True):
+            out[index] = saved
+    return out
+
+
+def _commit_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent | None]:
+    """Chain and insert one group in a transaction of its own (a savepoint inside a caller's);
+    tried again on an IntegrityError (a concurrent batch recorded one of these ids meanwhile:
+    the look-up under the locks then finds it)."""
+    nested = connection.in_atomic_block
+    for attempt in range(GROUP_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                previous = _set_lock_timeout(LOCK_TIMEOUT)
+                saved = _append_group(events, give_up)
+                if nested and previous is not None:
+                    _set_lock_timeout(previous)
+                return saved
+        except IntegrityError:
+            if attempt == GROUP_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _set_lock_timeout(value: str) -> str | None:
+    """Like SET LOCAL lock_timeout (until the transaction ends or this savepoint rolls back);
+    returns the setting it replaced. PostgreSQL only."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", [value])
+        return cursor.fetchone()[0]
+
+
+def _append_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent | None]:
     patient_ids = sorted({e.patient_id for e in events})
-    heads = _lock_heads(patient_ids)
+    heads = _lock_heads(patient_ids, give_up)
     if len(heads) < len(patient_ids):
         create_heads(pid for pid in patient_ids if pid not in heads)
-        heads = _lock_heads(patient_ids)
-    keys = {(e.source, e.source_event_id) for e in events}
-    recorded: set[tuple[str, str]] = set()
-    for source in {k[0] for k in keys}:
-        recorded.update(
-            AccessEvent.objects.filter(source=source, source_event_id__in=[k[1] for k in keys if k[0] == source])
-            .values_list("source", "source_event_id")
-        )
+        heads = _lock_heads(patient_ids, give_up)
+    recorded = _recorded(events)
     now = timezone.now()
     fresh: list[AccessEvent] = []
     out: list[AccessEvent | None] = []
     for event in events:
-        key = (event.source, event.source_event_id)
-        if key in recorded:
+        if (event.source, event.source_event_id) in recorded:
             out.append(None)
             continue
-        recorded.add(key)
         _link(event, heads[event.patient_id], now)
         fresh.append(event)
         out.append(event)
     if fresh:
-        # Inserted in batch order, so each patient's seq follows id order (audit/checkpoints.py).
-        AccessEvent.objects.bulk_create(fresh)
-        moved = sorted({e.patient_id for e in fresh})
-        _advance_heads([heads[pid] for pid in moved])
+        _insert(fresh)
+        _advance_heads([heads[pid] for pid in sorted({e.patient_id for e in fresh})])
         _count_months(fresh)
     return out
+
+
+# Every column of audit_accessevent, in the order _insert writes them.
+_COPY_ATTRS = ("id", "occurred_at", "recorded_at", "patient_id", "study_id", "actor_type", "actor_name",
+               "actor_ref", "organization", "role", "purpose", "action", "outcome", "source", "source_event_id",
+               "ip", "user_agent", "details", "seq", "prev_hash", "hash")
+
+
+def _insert(events: list[AccessEvent]) -> None:
+    """Insert chained events in their order, setting their ids.
+
+    On PostgreSQL: the ids are taken from the table's sequence (under the heads' locks, so each
+    patient's seq follows id order, as audit/checkpoints.py relies on) and the rows go in with
+    COPY. ``bulk_create`` built one INSERT of 20 parameters a row through Django's compiler and
+    psycopg's client-side quoting: about 90 ms of a 500-event batch's 150 ms under the locks,
+    against about 20 ms this way (benchmarks/access_log_ingest.py, the insert step).
+    """
+    if connection.vendor != "postgresql":
+        AccessEvent.objects.bulk_create(events)
+        return
+    table = AccessEvent._meta.db_table
+    columns = ", ".join(connection.ops.quote_name(_column(a)) for a in _COPY_ATTRS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(events)]
+        )
+        for event, pk in zip(events, sorted(row[0] for row in cursor.fetchall()), strict=True):
+            event.pk = pk
+        with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for event in events:
+                row = [getattr(event, a) for a in _COPY_ATTRS]
+                row[_DETAILS] = json.dumps(event.details)  # jsonb from its text; the dict was hashed
+                copy.write_row(row)
+    for event in events:
+        event._state.adding = False
+        event._state.db = connection.alias
+
+
+_DETAILS = _COPY_ATTRS.index("details")
+
+
+def _column(attname: str) -> str:
+    columns = {f.attname: f.column for f in AccessEvent._meta.concrete_fields}
+    if set(columns) != set(_COPY_ATTRS):  # a field added to the model must be added here too
+        raise AssertionError(f"_COPY_ATTRS differs from AccessEvent's columns: {sorted(set(columns) ^ set(_COPY_ATTRS))}")
+    return columns[attname]
 
 
 def _advance_heads(heads: list[ChainHead]) -> None:

@@ -13,11 +13,11 @@ processes falls on all of them:
   ``audit_accessevent`` with psycopg ``executemany``, one transaction per batch;
 - 1 sender; 4 senders on the same patients (each batch in its own shuffled order); 4 senders on
   disjoint patients: events/s over the wall time, and any answer that is not 200;
-- the insert step alone: ``bulk_create`` (what ingest uses) against ``executemany ... RETURNING id``;
+- the insert step alone: ingest's (ids from the sequence, then COPY) against ``executemany ... RETURNING id``;
 - a portal page's chained write (``record_access`` in its own transaction, as a study view
   writes it, on the senders' patients), paced every 20 ms: p50/p95 alone and with 4 senders.
 
-    .venv/bin/python benchmarks/access_log_ingest.py [--rounds 3] [--batches 6] [--patients 50]
+    .venv/bin/python benchmarks/access_log_ingest.py [--rounds 3] [--batches 6] [--patients 50] [--group N]
 """
 
 from __future__ import annotations
@@ -84,23 +84,23 @@ def _sender(args: tuple[str, list[str]]) -> tuple[float, float, list[int], int, 
 
 
 def _watch_holds() -> None:
-    """Time from a batch's heads being locked to its commit (measurement only: wraps two
-    functions, the code path is unchanged)."""
-    from audit import ingest, services
+    """Time from a group's heads being locked to its commit (measurement only: wraps two
+    functions, the code path is unchanged). A batch commits in groups of GROUP_EVENTS."""
+    from audit import services
 
-    lock, append = services._lock_heads, ingest._append
+    lock, commit = services._lock_heads, services._commit_group
 
-    def timed_lock(patient_ids):
-        heads = lock(patient_ids)
+    def timed_lock(patient_ids, give_up):
+        heads = lock(patient_ids, give_up)
         STATE["locked_at"] = time.monotonic()
         return heads
 
-    def timed_append(events):
-        saved = append(events)  # returns after the batch's commit
+    def timed_commit(events, give_up):
+        saved = commit(events, give_up)  # returns after the group's commit
         STATE.setdefault("holds", []).append(time.monotonic() - STATE["locked_at"])
         return saved
 
-    services._lock_heads, ingest._append = timed_lock, timed_append
+    services._lock_heads, services._commit_group = timed_lock, timed_commit
 
 
 def _page(seconds: float) -> list[float]:
@@ -173,11 +173,13 @@ def _floor(url: str, patient_id: int, start_seq: int) -> float:
 
 
 def _insert_step(url: str, patient_id: int, start_seq: int, other_seq: int) -> tuple[float, float]:
-    """The insert step alone: bulk_create of 500 events against executemany ... RETURNING id."""
+    """The insert step alone: what ingest uses (``audit.services._insert``: ids from the sequence,
+    then COPY) for 500 events against executemany ... RETURNING id."""
     import psycopg
     from django.db import transaction
 
     from audit.models import AccessEvent
+    from audit.services import _insert
 
     columns = ("occurred_at", "recorded_at", "patient_id", "study_id", "actor_type", "actor_name", "actor_ref",
                "organization", "role", "purpose", "action", "outcome", "source", "source_event_id", "ip",
@@ -186,7 +188,7 @@ def _insert_step(url: str, patient_id: int, start_seq: int, other_seq: int) -> t
     events = [AccessEvent(**{**dict(zip(columns, row, strict=True)), "details": {"reported_by": "bench"}}) for row in rows]
     started = time.perf_counter()
     with transaction.atomic():
-        AccessEvent.objects.bulk_create(events)
+        _insert(events)
     bulk = time.perf_counter() - started
     rows = _floor_rows(patient_id, other_seq)
     with psycopg.connect(url) as conn:
@@ -207,6 +209,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=6, help="Batches of 500 per sender per case.")
     parser.add_argument("--patients", type=int, default=50, help="Patients per sender set.")
+    parser.add_argument("--group", type=int, default=0, help="Events per transaction (default: GROUP_EVENTS).")
     args = parser.parse_args()
     url = os.environ.get("BENCH_INGEST_DATABASE_URL", DEFAULT_DB)
     # The senders are the only clients: the per-token rate limit is not what is measured.
@@ -221,14 +224,17 @@ def main() -> None:
         from django.db import connections
 
         from accounts.services import service_account_create
+        from audit import services
         from imaging.models import Patient, Study
+
+        if args.group:
+            services.GROUP_EVENTS = args.group  # set before the senders fork
+        GROUP_EVENTS = services.GROUP_EVENTS
 
         settings.ALLOWED_HOSTS = ["testserver"]
         run = uuid.uuid4().hex[:8]
-        with connections["default"].cursor() as cursor:
-            # Each run adds ~100k rows; with statistics from before them the planner reads the
-            # duplicate lookup (source, source_event_id IN 500 ids) as a scan of all 'api' rows.
-            cursor.execute("ANALYZE audit_accessevent")
+        # No ANALYZE before the run: each run adds ~100k rows, and the duplicate look-up's plan
+        # must not depend on statistics taken before them (tests/audit/test_ingest_lookup_plan.py).
 
         def patient_set(name: str) -> list:
             made = Patient.objects.bulk_create(
@@ -284,7 +290,7 @@ def main() -> None:
                 connections.close_all()
         floor = statistics.median(figures["floor"])
         print(f"Database: {url}; {args.rounds} rounds, {args.batches} batches of {BATCH} per sender, "
-              f"{args.patients} patients per set; load average {os.getloadavg()[0]:.1f}")
+              f"{args.patients} patients per set, {GROUP_EVENTS} events per transaction; load average {os.getloadavg()[0]:.1f}")
         print(f"| floor: executemany of {BATCH} rows | {floor:,.0f} events/s "
               f"(rounds {', '.join(f'{v:,.0f}' for v in figures['floor'])}) |")
         for key, label in (("one", "1 sender"), ("shared", "4 senders, same patients shuffled"),
@@ -294,10 +300,10 @@ def main() -> None:
                   f"| {value / floor:.0%} of the floor (goal >= 25%) |")
         print(f"| answers other than 200 | {len(bad)} {sorted(set(bad))} | goal 0 |")
         bulk, many = statistics.median(figures["bulk"]), statistics.median(figures["many"])
-        print(f"| insert step: bulk_create | {bulk:,.0f} rows/s | executemany RETURNING id {many:,.0f} rows/s | "
+        print(f"| insert step: ingest's (ids, then COPY) | {bulk:,.0f} rows/s | executemany RETURNING id {many:,.0f} rows/s | "
               f"{bulk / many:.2f}x |")
         for key, label in (("one", "1 sender"), ("shared", "4 senders, same patients")):
-            print(f"| heads held per batch (lock to commit), {label} | p50 {pct(holds[key], 0.5) * 1000:.0f} ms, "
+            print(f"| heads held per group of {GROUP_EVENTS} (lock to commit), {label} | p50 {pct(holds[key], 0.5) * 1000:.0f} ms, "
                   f"p95 {pct(holds[key], 0.95) * 1000:.0f} ms |")
         a50, a95 = pct(page_alone, 0.5) * 1000, pct(page_alone, 0.95) * 1000
         l50, l95 = pct(page_loaded, 0.5) * 1000, pct(page_loaded, 0.95) * 1000

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import random
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -23,8 +24,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.services import service_account_create
+from audit import services
 from audit.models import AccessEvent, ChainHead, MonthlyAccessCount
-from audit.services import chain_verify
+from audit.services import chain_verify, record_access
 from imaging.models import Study
 from tests.factories import PatientFactory
 
@@ -168,28 +170,101 @@ def test_a_held_chain_head_answers_503_with_retry_after_and_the_retry_is_recorde
     assert response.status_code == 503, response.content
     assert response["Retry-After"].isdigit()
     assert response.json()["error"] == "busy"
-    assert AccessEvent.objects.count() == 0  # nothing of the batch, not even the unlocked patient's event
+    assert AccessEvent.objects.count() == 0  # one group (a group goes in whole or not at all): not even the free patient's event
     again = post(Client(), token, batch)
     assert again.status_code == 200
     assert [r["status"] for r in again.json()["results"]] == ["accepted", "accepted"]
     assert chain_verify().ok
 
 
-def test_a_batch_is_a_handful_of_statements_whatever_its_size():
+def test_a_batch_is_a_handful_of_statements_per_group_whatever_its_size():
     patients = make_patients(20)
     _account, token = service_account_create(name="count-ehr", organization="Count", scopes=["audit:write"])
     client = Client()
     counts = []
     post(client, token, [event("warm-up", patients[0], 0)])  # the token's first request notes more
-    for size, run in ((10, "a"), (200, "b")):
+    group = services.GROUP_EVENTS
+    for size, run in ((10, "a"), (group, "b"), (2 * group, "c")):
         events = [event(f"{run}-{n}", patients[n % len(patients)], n) for n in range(size)]
         with CaptureQueriesContext(connection) as queries:
             response = post(client, token, events)
         assert response.status_code == 200
         assert response.json()["accepted"] == size
         counts.append(len(queries))
-    # Same number of statements for 10 events on 10 patients as for 200 on 20 (it was ~6 per event).
+    # The same statements for 10 events on 10 patients as for a group's worth on 20 (it was ~6 per
+    # event), and a few more per group of GROUP_EVENTS.
     assert counts[0] == counts[1], counts
+    assert 0 < counts[2] - counts[1] <= 12, counts
+    assert chain_verify().ok
+
+
+def _waiting_for_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            ["%audit_chainhead%FOR UPDATE%"],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_portal_write_does_not_wait_for_a_batch_stuck_on_another_patient(monkeypatch):
+    """A batch held every head it had locked until its end: a page for a patient early in the
+    batch waited while the batch waited on a later patient (here the NOWAIT lock fails)."""
+    monkeypatch.setattr(services, "HEADS_PATIENCE", 0)  # queue at once instead of retrying NOWAIT
+    monkeypatch.setattr(services, "GROUP_EVENTS", 1, raising=False)
+    first, second = make_patients(2)
+    _account, token = service_account_create(name="page-ehr", organization="Page", scopes=["audit:write"])
+    ChainHead.objects.create(patient=first)
+    ChainHead.objects.create(patient=second)
+    answers = []
+
+    def batch() -> None:
+        try:
+            answers.append(post(Client(), token, [event("p-1", first, 1), event("p-2", second, 2)]))
+        finally:
+            connections["default"].close()
+
+    with held_chain_head(second):
+        sender = threading.Thread(target=batch)
+        sender.start()
+        # The batch has done what it can and queues for the held head (polled, not slept on).
+        deadline = time.monotonic() + 30
+        while not _waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the batch never queued for the held head"
+            time.sleep(0.01)
+        with transaction.atomic():
+            ChainHead.objects.select_for_update(nowait=True).get(patient=first)  # free: not held by the batch
+            record_access(patient=first, action="view", purpose="patient_request", actor_type="patient",
+                          actor_name="Patient (self)")
+    sender.join(timeout=60)
+
+    assert [a.status_code for a in answers] == [200]
+    assert [r["status"] for r in answers[0].json()["results"]] == ["accepted", "accepted"]
+    assert list(AccessEvent.objects.filter(patient=first).order_by("seq").values_list("source", flat=True)) == [
+        "api", "portal"]
+    assert chain_verify().ok
+
+
+def test_a_503_part_way_leaves_earlier_groups_recorded_and_the_retry_answers_them_duplicate(monkeypatch):
+    """What a sender reads after a 503 (README, OpenAPI): re-sending is safe; what went in comes
+    back as a duplicate, the rest is accepted, nothing twice."""
+    monkeypatch.setattr(services, "GROUP_EVENTS", 1)
+    monkeypatch.setattr(services, "HEADS_PATIENCE", 0)
+    monkeypatch.setattr(services, "LOCK_TIMEOUT", "50ms")  # the held head is held past it
+    first, second = make_patients(2)
+    _account, token = service_account_create(name="part-ehr", organization="Part", scopes=["audit:write"])
+    ChainHead.objects.create(patient=second)
+    batch = [event("q-2", second, 2), event("q-1", first, 1)]
+    with held_chain_head(second):
+        response = post(Client(), token, batch)
+
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"].isdigit()
+    assert list(AccessEvent.objects.values_list("patient_id", flat=True)) == [first.pk]  # its group went in
+    again = post(Client(), token, batch)
+    assert again.status_code == 200
+    assert [r["status"] for r in again.json()["results"]] == ["accepted", "duplicate"]
+    assert AccessEvent.objects.count() == 2
     assert chain_verify().ok
 
 
