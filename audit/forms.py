@@ -9,7 +9,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from audit.models import AccessEvent, NotificationPreference
-from audit.selectors import LogFilters
+from audit.selectors import SHOW_ALL, SHOW_OWN, LogFilters
 
 ANY = [("", _("Any"))]
 # Dates before this are typing mistakes, not real history; keeps the query bounds sane.
@@ -47,6 +47,16 @@ class AccessLogFilterForm(forms.Form):
     """The access log's filters (GET). Choices for organisation and study come from the
     patient's own log and studies, so a crafted value cannot reach anything else."""
 
+    show = forms.ChoiceField(
+        label=_("Whose actions"),
+        required=False,
+        choices=[
+            ("", _("Accesses by others")),
+            (SHOW_OWN, _("Your own actions (one line per day)")),
+            (SHOW_ALL, _("Everything, yours included")),
+        ],
+        widget=QuickSelect,
+    )
     since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     organization = forms.ChoiceField(label=_("Organisation"), required=False, widget=QuickSelect)
@@ -80,6 +90,11 @@ class AccessLogFilterForm(forms.Form):
     def active(self) -> bool:
         return self.is_bound and any(self.data.get(name) for name in self.fields)
 
+    @property
+    def narrows(self) -> bool:
+        """Whether a filter other than "whose actions" is set (the list says "Filters on")."""
+        return self.is_bound and any(self.data.get(name) for name in self.fields if name != "show")
+
     def filters(self) -> LogFilters:
         """The validated filters (none when the form is invalid or empty)."""
         if not self.is_valid():
@@ -89,6 +104,7 @@ class AccessLogFilterForm(forms.Form):
             since=data.get("since"), until=data.get("until"), organization=data.get("organization") or "",
             actor_type=data.get("actor_type") or "", purpose=data.get("purpose") or "",
             action=data.get("action") or "", study_id=int(data["study"]) if data.get("study") else None,
+            show=data.get("show") or "",
         )
 
 

@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 
 from audit import checkpoints, selectors
 from audit.models import AccessEvent
-from audit.selectors import LogFilters, LogPage, LogRow, LogSummary
+from audit.selectors import LogFilters, LogPage, LogRow, LogSummary, OwnPage
 from core import access_log
 from core.actor import Actor
 from imaging.models import Patient
@@ -33,15 +33,18 @@ class AccessLogView:
     patient: Patient
     visit: AccessEvent  # this visit, as recorded
     last_visit: dt.datetime | None  # the visit before this one: "new since your last visit"
-    page: LogPage
+    page: LogPage | None  # others' accesses (or everything), one row each; None for own actions
     rows: list[LogRow]
     summary: LogSummary
+    own: OwnPage | None = None  # "Your own actions": one line per day
 
 
 @transaction.atomic
 def access_log_open(*, actor: Actor, filters: LogFilters | None = None, before: str = "") -> AccessLogView:
     """The patient opens their access log: one page of it (``before``: the keyset cursor),
-    narrowed by ``filters``, with the 12-month summary.
+    narrowed by ``filters``, with the 12-month summary. By default the page lists others'
+    accesses; ``filters.show`` "own" gives the patient's own actions one line per day (a month
+    per page, ``before`` then being that month's first day), "all" every access.
 
     Callers: the access-log page. Patients only: an account with no patient record of its own
     (an officer, an administrator) gets ``Http404`` and nothing is recorded. Records one access
@@ -53,8 +56,13 @@ def access_log_open(*, actor: Actor, filters: LogFilters | None = None, before: 
         actor=actor, patient=patient, action=AccessEvent.Action.VIEW, details={"page": selectors.LOG_PAGE}
     )
     last_visit = selectors.last_visit(actor=actor, before=visit)
-    page = selectors.log_page(selectors.filtered_events(actor=actor, filters=filters or LogFilters()), before=before)
+    filters = filters or LogFilters()
+    events = selectors.filtered_events(actor=actor, filters=filters)
     summary = selectors.log_summary(actor=actor, last_visit_at=last_visit)
+    if filters.show == selectors.SHOW_OWN:
+        own = selectors.own_days(events, before=before)
+        return AccessLogView(patient, visit, last_visit, None, [], summary, own)
+    page = selectors.log_page(events, before=before)
     rows = selectors.log_rows(actor=actor, events=page.events, last_visit=last_visit)
     return AccessLogView(patient, visit, last_visit, page, rows, summary)
 

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import connections
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -89,6 +90,9 @@ def event_get(*, actor: Actor, event_id: int) -> AccessEvent:
 
 # --- Filters and keyset pagination -----------------------------------------------------------
 
+SHOW_OWN = "own"
+SHOW_ALL = "all"
+
 
 @dataclass(frozen=True)
 class LogFilters:
@@ -101,6 +105,9 @@ class LogFilters:
     # An id from the filter form, whose choices are the patient's own studies; the events are
     # narrowed by it after for_actor, so an id of another patient's study finds nothing.
     study_id: int | None = None
+    # Whose actions: "" others' accesses (the default, issue 19: the patient's own page views
+    # flooded the list), SHOW_OWN the patient's own actions, one line per day, SHOW_ALL both.
+    show: str = ""
 
     @property
     def active(self) -> bool:
@@ -116,6 +123,11 @@ def filtered_events(*, actor: Actor, filters: LogFilters) -> QuerySet[AccessEven
     events = event_list(actor=actor, organization=filters.organization or None, since=since, until=until)
     if filters.actor_type:
         events = events.filter(actor_type=filters.actor_type)
+    elif filters.show == SHOW_OWN:
+        events = events.filter(actor_type=AccessEvent.ActorType.PATIENT)
+    elif filters.show != SHOW_ALL:
+        # Others' accesses: the (patient, -occurred_at, -id) index, the patient's own rows skipped.
+        events = events.exclude(actor_type=AccessEvent.ActorType.PATIENT)
     if filters.purpose:
         events = events.filter(purpose=filters.purpose)
     if filters.action:
@@ -181,6 +193,67 @@ def first_access_ids(*, actor: Actor, events: list[AccessEvent]) -> set[int]:
     if len(probes) > 1 and connections[AccessEvent.objects.db].features.supports_slicing_ordering_in_compound:
         return set(probes[0].union(*probes[1:], all=True))
     return {pk for probe in probes for pk in probe}
+
+
+@dataclass
+class OwnDay:
+    """One line of "Your own actions": a day in the patient's time zone and what they did."""
+
+    day: dt.date
+    counts: list[tuple[str, int]]  # (action label, how many times), most frequent first
+    total: int
+
+
+@dataclass
+class OwnPage:
+    days: list[OwnDay]
+    month: dt.date | None  # the first day of the month shown (patient's zone), None: nothing
+    next_cursor: str | None  # an earlier month with actions: its "before" value
+    is_first: bool
+
+
+def own_days(events: QuerySet[AccessEvent], *, before: str = "") -> OwnPage:
+    """The patient's own actions (``events``, already narrowed to them) one line per day, a
+    calendar month per page, newest first, in the current time zone.
+
+    ``before``: an ISO date, the first day of the month shown last; the page is the month of the
+    newest action before it. Three queries, each bounded by one month of the patient's own
+    actions on the (patient, actor_type, -occurred_at) index: the newest action before the
+    cursor, that month's actions counted per day and action, and whether anything is older."""
+    tz = timezone.get_current_timezone()
+    bound = None
+    try:
+        if before:
+            bound = dt.datetime.combine(dt.date.fromisoformat(before[:10]), dt.time.min, tz)
+    except ValueError:
+        bound = None
+    events = events.order_by()
+    if bound is not None:
+        events = events.filter(occurred_at__lt=bound)
+    newest = events.order_by("-occurred_at", "-pk").values_list("occurred_at", flat=True).first()
+    if newest is None:
+        return OwnPage([], None, None, bound is None)
+    month = timezone.localtime(newest, tz).date().replace(day=1)
+    start = dt.datetime.combine(month, dt.time.min, tz)
+    rows = (
+        events.filter(occurred_at__gte=start)
+        .annotate(day=TruncDate("occurred_at", tzinfo=tz))
+        .values("day", "action")
+        .annotate(n=Count("pk"))
+        .order_by("-day")
+    )
+    labels = dict(AccessEvent.Action.choices)
+    per_day: dict[dt.date, list[tuple[str, int]]] = defaultdict(list)
+    for row in rows:
+        per_day[row["day"]].append((str(labels.get(row["action"], row["action"])), row["n"]))
+    days = [
+        OwnDay(day, sorted(counts, key=lambda c: (-c[1], c[0])), sum(n for _label, n in counts))
+        for day, counts in sorted(per_day.items(), reverse=True)
+    ]
+    # Ordered like the index, not .exists(): an unordered LIMIT 1 let PostgreSQL bet on a
+    # sequential scan of the whole table finding a row early.
+    older = events.filter(occurred_at__lt=start).order_by("-occurred_at", "-pk").values_list("pk", flat=True).first()
+    return OwnPage(days, month, month.isoformat() if older is not None else None, bound is None)
 
 
 # --- Plain language ------------------------------------------------------------------------
@@ -305,7 +378,8 @@ def _months_back(today: dt.date, n: int) -> list[dt.date]:
 
 @dataclass
 class LogSummary:
-    total_12m: int
+    total_12m: int  # accesses by others (the patient's own actions are own_12m)
+    own_12m: int
     organizations_12m: int
     ai_vendor_12m: int
     research_12m: int
@@ -319,15 +393,20 @@ class LogSummary:
 
 def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummary:
     """The 12-month summary and monthly timeline of the log ``actor`` may reach, from the
-    monthly counts (no history scan)."""
+    monthly counts (no history scan): accesses by others, with the patient's own total apart."""
     months = _months_back(timezone.now().astimezone(dt.UTC).date(), 12)
     counts = MonthlyAccessCount.objects.for_actor(actor).filter(month__gte=months[0])
     per_month: dict[str, list[int]] = defaultdict(lambda: [0] * len(months))
     index = {m: i for i, m in enumerate(months)}
     organizations: set[str] = set()
-    total = ai = research = 0
+    total = own = ai = research = 0
     for row in counts.values("month", "actor_type", "organization", "purpose").annotate(n=Sum("count")):
         n = row["n"]
+        if row["actor_type"] == AccessEvent.ActorType.PATIENT:
+            # The patient's own actions are counted beside the others', never in the headline
+            # or the chart: one visit of theirs added dozens of rows (issue 19).
+            own += n
+            continue
         total += n
         if row["month"] in index:
             per_month[row["actor_type"]][index[row["month"]]] += n
@@ -348,6 +427,7 @@ def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummar
     order = [t for t in AccessEvent.ActorType.values if t in per_month]
     return LogSummary(
         total_12m=total,
+        own_12m=own,
         organizations_12m=len(organizations),
         ai_vendor_12m=ai,
         research_12m=research,

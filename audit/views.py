@@ -55,9 +55,11 @@ def access_log(request: HttpRequest) -> HttpResponse:
         {
             "patient": log.patient,
             "form": form,
-            "filtered": form.active,
+            "filtered": form.narrows,
             "rows": log.rows,
             "page": log.page,
+            "own": log.own,
+            "show": form.filters().show,
             "query": flag_url_query,
             "summary": log.summary,
             "chart": timeline_chart(log.summary),

@@ -159,7 +159,10 @@ def test_csv_times_carry_the_zone(patient_client, patient):
 TEMPLATES = Path(settings.BASE_DIR) / "templates"
 # Formats for machines, not people: <time datetime>, URLs, dates in form fields.
 MACHINE_FORMATS = {"c", "Y-m-d", "U"}
-HOUSE_FORMATS = {"DATE_FORMAT", "DATETIME_FORMAT", "SHORT_DATE_FORMAT", "SHORT_DATETIME_FORMAT", "TIME_FORMAT"}
+HOUSE_FORMATS = {
+    "DATE_FORMAT", "DATETIME_FORMAT", "SHORT_DATE_FORMAT", "SHORT_DATETIME_FORMAT", "TIME_FORMAT", "YEAR_MONTH_FORMAT",
+    "MONTH_DAY_FORMAT",
+}
 DATE_FILTER = re.compile(r"""\|\s*(date|time)\s*:\s*(["'])(.*?)\2""")
 BARE_FILTER = re.compile(r"""\|\s*(date|time)\b(?!\s*:)""")
 HUMANIZE = re.compile(r"\b(naturaltime|naturalday)\b")

@@ -11,6 +11,7 @@ import pytest
 from allauth.core.exceptions import ReauthenticationRequired
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
+from django.utils import timezone
 
 from audit import reads, selectors
 from audit.models import AccessEvent
@@ -48,12 +49,15 @@ def test_opening_the_log_records_one_visit_and_returns_it(patient):
     assert (visit.actor_type, visit.actor_name, visit.action, visit.details) == (
         "patient", "Patient (self)", "view", {"page": "access_log"}
     )
-    # The page lists this visit too, and "your last visit" is the one before it.
-    assert log.rows[0].event == visit
+    # By default the page lists others' accesses (issue 19); the visit is among the patient's
+    # own actions, today's line counting it. "Your last visit" is the one before it.
+    assert [row.event.actor_type for row in log.rows] == ["clinician"]
     assert log.last_visit is None
+    own_view = reads.access_log_open(actor=actor_of(patient), filters=LogFilters(show="own"))
+    assert [(day.day, day.counts) for day in own_view.own.days] == [(timezone.localdate(visit.occurred_at), [("Viewed", 2)])]
+    assert AccessEvent.objects.filter(patient=record).count() == before + 2  # that look was a visit too
     again = reads.access_log_open(actor=actor_of(patient))
-    assert again.last_visit == visit.occurred_at
-    assert AccessEvent.objects.filter(patient=record).count() == before + 2
+    assert again.last_visit == own_view.visit.occurred_at
 
 
 def test_downloading_the_log_records_one_download_and_returns_the_filtered_events(patient):
