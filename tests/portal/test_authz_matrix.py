@@ -75,6 +75,7 @@ from exports.models import ExportRequest
 from flags import services as flag_services
 from flags.models import Flag
 from imaging.models import Instance, PacsPatientSync, PacsSyncRun, Patient, Series, Study
+from sharing.models import Partner, Push
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.exports.conftest import make_study
 from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, actor_of
@@ -311,6 +312,18 @@ TABLE: dict[str, Entry] = {
     "exports-revoke": Entry(POST_ONLY, post=gate(owned(to("/exports/"))), ids="export"),
     # Dismissing the "ready" notice (a POST: GET never writes).
     "exports-seen": Entry(POST_ONLY, post=gate(owned(to("/exports/"))), ids="export"),
+    # Sharing: the list is everyone's own (empty for staff); only a patient sends, and only their
+    # own studies (another's is "not a valid choice", like a missing one); a push's progress is
+    # its patient's only.
+    "sharing-list": Entry(gate(OK)),
+    "sharing-send": Entry(
+        gate(by_role(patient=OK, officer=NOT_FOUND)),
+        post=gate(owned(to("/sharing/"), missing=Expect(400, unchanged=True), others=Expect(400, like_missing=True, unchanged=True),
+                        officer=NOT_FOUND)),
+        ids="share_study",
+        body=lambda w, v: {"studies": w.value(v, "share_study"), "partner": str(Partner.objects.get(name=MATRIX_PARTNER).pk)},
+    ),
+    "sharing-push-status": Entry(gate(owned(OK)), ids="push"),
     # Reports, the patient's side. "Flag this access" takes the access-log entry in the query.
     "flags-mine": Entry(gate(OK)),
     "flags-new": Entry(
@@ -419,6 +432,7 @@ ADMIN_MODELS = (
     "consent.consentpolicy", "consent.recipient",
     "exports.exportrequest",
     "flags.flag", "flags.incident",
+    "sharing.partner",
 )
 
 
@@ -437,12 +451,12 @@ STAFF_FORBIDDEN = gate(staff(FORBIDDEN))
 # only the system writes are view-only: adding, changing or deleting them is refused (403).
 ADMIN_ADDS = {
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
-    "consent.consentpolicy", "consent.recipient",
+    "consent.consentpolicy", "consent.recipient", "sharing.partner",
 }
 ADMIN_CHANGES = {
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
     "accounts.activationcode", "accounts.authenticatorapp", "accounts.recoverycodeset",
-    "core.serviceaccount", "consent.recipient",
+    "core.serviceaccount", "consent.recipient", "sharing.partner",
 }
 ADMIN_DELETES = {
     "auth.group", "sites.site", "account.emailaddress", "usersessions.usersession", "accounts.user",
@@ -536,6 +550,7 @@ class Owned:
 
 
 MISSING = "987654321"  # a well-formed id no row has
+MATRIX_PARTNER = "Matrix Partner Hospital"
 OVERFLOW = "9" * 20  # matches <int:...> but no database integer holds it
 
 
@@ -569,6 +584,10 @@ class World:
             return kwargs, {}
         if kind == "export":
             return {"export_id": self._pk(variant, lambda o: o.export.pk)}, {}
+        if kind == "push":
+            return {"push_id": self._pk(variant, lambda o: Push.objects.filter(patient=o.record).order_by("pk").first().pk)}, {}
+        if kind == "share_study":
+            return {}, {}
         if kind == "flag":
             return {"flag_id": self._pk(variant, lambda o: o.flag.pk)}, {}
         if kind == "receipt":
@@ -624,7 +643,7 @@ class World:
 
     def value(self, variant: str, kind: str) -> str:
         """An id passed in the query string or a form: the object's, missing, or not a number."""
-        pick = {"event_query": lambda o: o.event.pk, "log_filter": lambda o: o.study.pk, "consent_study": lambda o: o.study.pk, "export_study": lambda o: o.study.pk}[kind]
+        pick = {"event_query": lambda o: o.event.pk, "log_filter": lambda o: o.study.pk, "consent_study": lambda o: o.study.pk, "export_study": lambda o: o.study.pk, "share_study": lambda o: o.study.pk}[kind]
         if variant in ("a", "b"):
             return str(pick(self.owned(variant)))
         return {"missing": MISSING, "malformed": "abc"}.get(variant, "")
@@ -685,6 +704,8 @@ VARIANTS = {
     "log_filter": ("missing", "a", "b", "malformed"),
     "consent_study": ("missing", "a", "b", "malformed", "unknown"),
     "export_study": ("missing", "a", "b", "malformed"),
+    "push": ("missing", "a", "b", "malformed"),
+    "share_study": ("missing", "a", "b", "malformed"),
     "reset_key": ("missing", "a", "malformed"),
     "email_key": ("missing", "malformed"),
     "api_check": ("missing", "a", "b", "mixed", "malformed"),
@@ -696,7 +717,7 @@ VARIANTS = {
 # The URL parameters each kind fills (None: any, the admin's).
 KIND_PARAMS = {
     "study": ["study_id"], "series": ["study_id", "series_id"], "instance": ["study_id", "series_id", "instance_id"],
-    "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "flag": ["flag_id"],
+    "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "push": ["push_id"], "flag": ["flag_id"],
     "receipt": ["receipt_id"], "device": ["device_id"], "user_session": ["session_id"], "consent_study": ["scope"], "reset_key": ["uidb36", "key"],
     "email_key": ["key"], "admin": None,
 }
@@ -723,6 +744,10 @@ def _patient(tag: str, root: Path, officer: User, policy) -> Owned:
                                      passphrase="alpha-bravo-charlie-delta-echo-foxtrot")
     assert export_services.export_package(export_id=export.pk) == "ready"
     export.refresh_from_db()
+    # A push to a partner that received others' pushes too (the admin's row may not be deleted).
+    partner, _ = Partner.objects.get_or_create(name=MATRIX_PARTNER, defaults={"stow_url": "https://pacs.matrix.example/dicom-web"})
+    push = Push.objects.create(patient=record, partner=partner, total=1)
+    push.studies.set([study])
     decision = _write_decision(patient=record, scope="research", decision="granted", study=None, policy=policy, actor=user,
                                channel="portal", kind="change", recorded_by="patient")
     flag.refresh_from_db()
