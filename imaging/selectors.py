@@ -78,14 +78,60 @@ def _image_series(study_ref: str = "pk") -> Subquery:
     )
 
 
+# --- Counting images ------------------------------------------------------------------------------
+#
+# One rule, used by the home page, the study page and the viewer: an *image* is one stored
+# instance with pixels (rows, columns and at least one frame: the viewer's own test,
+# ``viewer_instances``); a *frame* is one picture of a multi-frame image (an ultrasound clip is
+# one image of 30 frames). Reports and documents are not images. The pages say "2 images
+# (31 frames)" when some image has more than one frame, and explain the words next to them.
+
+
+def _has_pixels(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}rows__gt": 0, f"{prefix}columns__gt": 0, f"{prefix}frames__gt": 0})
+
+
+@dataclass(frozen=True)
+class ImageCount:
+    """How many images and frames (the one counting rule above)."""
+
+    images: int
+    frames: int
+
+    @property
+    def has_clips(self) -> bool:
+        """Some image has more than one frame: the pages then name the frames too."""
+        return self.frames > self.images
+
+
+def image_count_annotations(prefix: str) -> dict[str, Any]:
+    """Aggregates for ``ImageCount`` over the instances at ``prefix`` ("series__instances__"
+    from a study, "instances__" from a series): ``image_n`` and ``frame_n``."""
+    shown = _has_pixels(prefix)
+    return {"image_n": Count(f"{prefix}pk", filter=shown, distinct=True),
+            "frame_n": Sum(f"{prefix}frames", filter=shown)}
+
+
+def image_count_of(row: Any) -> ImageCount:
+    """The ``ImageCount`` of a row annotated with :func:`image_count_annotations`."""
+    return ImageCount(row.image_n or 0, row.frame_n or 0)
+
+
+def image_count_for(instances: Iterable[Instance]) -> ImageCount:
+    """The ``ImageCount`` of instances already loaded (the viewer's slices)."""
+    images = [i for i in instances if i.is_image]
+    return ImageCount(len(images), sum(i.frames for i in images))
+
+
 def study_list(*, actor: Actor) -> QuerySet[Study]:
-    """The studies the actor may reach, newest first, with series and image counts and the
-    series whose thumbnail stands for each study (``thumb_series_id``, None if it has no images)."""
+    """The studies the actor may reach, newest first, with their series count, their
+    ``ImageCount`` (``image_n``, ``frame_n``; see :func:`image_count_of`) and the series whose
+    thumbnail stands for each study (``thumb_series_id``, None if it has no images)."""
     return (
         Study.objects.for_actor(actor)
         .annotate(
             series_count=Count("series", distinct=True),
-            image_count=Count("series__instances", distinct=True),
+            **image_count_annotations("series__instances__"),
             thumb_series_id=_image_series(),
         )
         .order_by("-study_date", "-study_time", "-pk")
@@ -212,7 +258,7 @@ class SeriesCard:
     kind: str  # "image" or a non-image kind from reveal.object_kind
     kind_name: str
     instances: int
-    frames: int
+    count: ImageCount  # images and frames (the one counting rule)
     report: list[tuple[str, str]] | None = None  # simple SR text
     unshown: Unshown | None = None  # None when every image can be shown
 
@@ -224,8 +270,7 @@ def series_cards(study: Study) -> list[SeriesCard]:
     rows = (
         study.series.annotate(
             n=Count("instances"),
-            image_n=Count("instances", filter=Q(instances__rows__isnull=False)),
-            frame_n=Sum("instances__frames", filter=Q(instances__rows__isnull=False)),
+            **image_count_annotations("instances__"),
             first_class=Min("instances__sop_class"),
         )
         .order_by("number", "pk")
@@ -236,7 +281,7 @@ def series_cards(study: Study) -> list[SeriesCard]:
     cards: list[SeriesCard] = []
     for series in rows:
         kind = "image" if series.image_n else reveal.object_kind(series.first_class or "", has_pixels=False)
-        card = SeriesCard(series, kind, reveal.sop_class_name(series.first_class or ""), series.n, series.frame_n or 0)
+        card = SeriesCard(series, kind, reveal.sop_class_name(series.first_class or ""), series.n, image_count_of(series))
         if kind == "report":
             first = series.instances.order_by("number", "pk").first()
             if first is not None:
@@ -399,7 +444,16 @@ def viewer_instances(series: Series) -> QuerySet[Instance]:
     """The instances of ``series`` (already narrowed by :func:`series_get`) that have pixels to
     step through (``Instance.is_image``): the viewer's slices and the thumbnail's candidates.
     Their display order is ``imaging.services.rendering.slices_in_order``."""
-    return series.instances.filter(rows__gt=0, columns__gt=0, frames__gt=0)
+    return series.instances.filter(_has_pixels())
+
+
+def viewer_series_strip(study: Study) -> list[Series]:
+    """The series of ``study`` (already narrowed by :func:`series_get`) the viewer can show, in
+    order, each with its ``ImageCount`` aggregates (``image_n``, ``frame_n``): the viewer's
+    series strip. One query."""
+    return list(
+        study.series.annotate(**image_count_annotations("instances__")).filter(image_n__gt=0).order_by("number", "pk")
+    )
 
 
 # --- Verify a copy -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from imaging.pacs.errors import PacsError, PacsNotConfigured
 from imaging.pixel_text import pixel_text_for_study
 from imaging.services.ingest import IMPORTER_NAME
 from imaging.services.integrity import instances_verify
+from imaging.services.rendering import thumbnails_render
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +87,13 @@ def pixel_text_check_study(study_id: int) -> dict:
     if study is None:
         return {}
     return pixel_text_for_study(study=study)
+
+
+@shared_task(name="imaging.thumbnails_render_study", acks_late=True, reject_on_worker_lost=True)
+def thumbnails_render_study(study_id: int) -> dict:
+    """Render the thumbnails of one study ahead of its first page view
+    (``imaging.services.rendering.thumbnails_render``). Queued with the study's id on commit of
+    an import (PACS syncs import through the same service). Idempotent: cached thumbnails are
+    not rendered again, so a redelivery after a lost worker is harmless. Returns counts only; a
+    study deleted in the meantime renders nothing."""
+    return thumbnails_render(study_id)

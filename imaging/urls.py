@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("studies/<int:study_id>/", views.study_detail, name="imaging-study"),
     path("studies/<int:study_id>/series/<int:series_id>/view/", views.viewer, name="imaging-viewer"),
+    path("studies/<int:study_id>/series/<int:series_id>/view.json", views.viewer_data, name="imaging-viewer-data"),
     path("studies/<int:study_id>/series/<int:series_id>/thumbnail.png", views.series_thumbnail, name="imaging-thumbnail"),
     path(
         "studies/<int:study_id>/series/<int:series_id>/instances/<int:instance_id>/frames/<int:frame>.png",

@@ -9,8 +9,9 @@ the selectors and record nothing, or a scroll through a CT would write hundreds.
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
@@ -72,7 +73,8 @@ def _viewer_config(opened: viewing.OpenedSeries) -> dict:
     slices in the order ``series_open`` gives them, each frame of a multi-frame image one step."""
     series, study = opened.series, opened.series.study
     slices = []
-    for item in opened.slices:
+    count = selectors.image_count_for(item.instance for item in opened.slices)
+    for number, item in enumerate(opened.slices, start=1):
         instance, meta = item.instance, item.meta
         location = meta.get("slice_location")
         position = location if location is not None else item.position
@@ -84,6 +86,9 @@ def _viewer_config(opened: viewing.OpenedSeries) -> dict:
                     "src": reverse("imaging-frame", kwargs={**kwargs, "frame": index}),
                     "download": f"{download}?frame={index}",
                     "position": round(float(position), 2) if position is not None and instance.frames == 1 else None,
+                    # The one counting rule (selectors.ImageCount): "Image 1 of 2, frame 3 of 30".
+                    "image": number,
+                    "images": count.images,
                     "frame": index + 1 if instance.frames > 1 else None,
                     "frames": instance.frames,
                     # Why this image cannot be shown (found at ingest); "" when it can.
@@ -97,6 +102,7 @@ def _viewer_config(opened: viewing.OpenedSeries) -> dict:
     metas = [item.meta for item in opened.slices]
     return {
         "slices": slices,
+        "count": {"images": count.images, "frames": count.frames},
         "window": first.get("default_window"),
         "fallbackWindow": _full_range(first_slice.instance),
         "presets": [] if colour or not is_ct else [{"key": k, "name": str(n), "center": c, "width": w} for k, n, c, w in CT_PRESETS],
@@ -117,6 +123,8 @@ def _cannot_render(exc: Exception) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     patient = selectors.patient_get(actor=request.actor)
     studies = list(selectors.study_list(actor=request.actor)) if patient else []
+    for study in studies:
+        study.count = selectors.image_count_of(study)  # the one counting rule (selectors)
     # "Fetching your images" while a newly activated patient's history comes from the PACS.
     fetching = selectors.pacs_fetch_progress(actor=request.actor)
     return render(request, "imaging/home.html", {"patient": patient, "studies": studies, "fetching": fetching})
@@ -139,12 +147,37 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     )
 
 
+def _viewer_context(opened: viewing.OpenedSeries) -> dict:
+    config = _viewer_config(opened)
+    for series in opened.strip:
+        series.count = selectors.image_count_of(series)  # the one counting rule (selectors)
+    count = selectors.ImageCount(config["count"]["images"], config["count"]["frames"])
+    return {"study": opened.series.study, "series": opened.series, "config": config, "strip": opened.strip,
+            "count": count}
+
+
 @require_GET
 @never_cache
 def viewer(request: HttpRequest, study_id: int, series_id: int) -> HttpResponse:
     opened = viewing.series_open(actor=request.actor, study_id=study_id, series_id=series_id)
-    config = _viewer_config(opened)
-    return render(request, "imaging/viewer.html", {"study": opened.series.study, "series": opened.series, "config": config})
+    return render(request, "imaging/viewer.html", _viewer_context(opened))
+
+
+@require_GET
+@never_cache
+def viewer_data(request: HttpRequest, study_id: int, series_id: int) -> HttpResponse:
+    """The series strip's switch: what the viewer page would show for this series, as JSON
+    (the same audited read as opening the page; the HTML parts rendered and escaped here)."""
+    opened = viewing.series_open(actor=request.actor, study_id=study_id, series_id=series_id)
+    context = _viewer_context(opened)
+    return JsonResponse({
+        "config": context["config"],
+        "series": opened.series.pk,
+        "url": reverse("imaging-viewer", kwargs={"study_id": study_id, "series_id": series_id}),
+        "title": render_to_string("imaging/_viewer_title.html", context, request),
+        "headTitle": render_to_string("imaging/_viewer_head_title.html", context, request).strip(),
+        "notice": render_to_string("imaging/_viewer_notice.html", context, request),
+    })
 
 
 @require_GET

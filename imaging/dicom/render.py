@@ -25,7 +25,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, g
 from pydicom.uid import UID
 
 from imaging.dicom import limits
-from imaging.dicom.parse import viewer_info
+from imaging.dicom.parse import Header, viewer_info
 from imaging.errors import FORMATS, RenderError
 
 # Frames above 64 M pixels (8k x 8k) are not rendered for the browser: decoding one takes
@@ -70,7 +70,7 @@ def render(
     """Render ``frame`` (0-based) of the DICOM file in ``stream`` (seekable, binary).
 
     ``center``/``width`` override the file's window (monochrome only); ``max_size`` shrinks the
-    image to fit a square of that many pixels (thumbnails).
+    image to fit a square of that many pixels and centres it on a black square (thumbnails).
     """
     if fmt not in FORMATS:
         raise RenderError(f"Unsupported image format {fmt!r}.")
@@ -87,6 +87,11 @@ def render(
     image = Image.fromarray(pixels, "RGB" if pixels.ndim == 3 else "L")
     if max_size:
         image.thumbnail((max_size, max_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # A square on black, as a viewer shows it: the picture then covers the page's
+        # placeholder entirely once loaded (no placeholder text in the margins).
+        square = Image.new(image.mode, (max_size, max_size), 0)
+        square.paste(image, ((max_size - image.width) // 2, (max_size - image.height) // 2))
+        image = square
     out = io.BytesIO()
     if fmt == "png":
         # Level 3: within a few percent of the smallest PNG at a fraction of the encode time.
@@ -120,6 +125,19 @@ def stream_decode_problem(stream: BinaryIO) -> str | None:
     return None
 
 
+def header_decode_problem(header: Header, viewer: dict[str, Any] | None = None) -> str | None:
+    """``decode_problem`` for a file the import has already read and parsed
+    (``parse.parse_buffer``): the header is not read again and the frame is decoded from the
+    dataset in memory. ``viewer`` is the file's ``ParsedInstance.viewer`` (``viewer_info`` of
+    frame 0), so it is not worked out a second time."""
+    try:
+        _display_pixels(io.BytesIO(header.data), header.dataset, 0, None, None, sample=True,
+                        whole=True, info=viewer)
+    except RenderError as exc:
+        return exc.reason
+    return None
+
+
 def _header_or_error(stream: BinaryIO) -> Any:
     try:
         return read_header(stream)
@@ -128,13 +146,16 @@ def _header_or_error(stream: BinaryIO) -> Any:
 
 
 def _display_pixels(
-    stream: BinaryIO, header: Any, frame: int, center: float | None, width: float | None, *, sample: bool = False
+    stream: BinaryIO, header: Any, frame: int, center: float | None, width: float | None, *, sample: bool = False,
+    whole: bool = False, info: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Decode ``frame`` and map it to 8 bits, or raise RenderError with a plain reason.
 
     ``sample``: map only every 8th row and column. Every step after decoding works pixel by
     pixel, so the sample meets the same failures; at import it cuts the check of a 512 x 512 CT
-    slice from about 23 to 7 ms (this machine)."""
+    slice from about 23 to 7 ms (this machine). ``whole``: ``header`` is the whole dataset, pixel
+    data included (decoded from it rather than read again from ``stream``). ``info``:
+    ``viewer_info(header, frame)`` when the caller has it."""
     try:
         ts = str(header.file_meta.get("TransferSyntaxUID", "") or "").strip()
     except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily: a bad one raises here
@@ -151,11 +172,11 @@ def _display_pixels(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            arr = _decode(stream, header, frame)
+            arr = pixel_array(header, index=frame) if whole else _decode(stream, header, frame)
         except Exception as exc:  # noqa: BLE001 - decoder plugins raise anything on bad data
             raise RenderError(_decode_failure(exc, ts)) from exc
         try:
-            return _to_8bit(arr[::8, ::8] if sample else arr, header, frame, center, width)
+            return _to_8bit(arr[::8, ::8] if sample else arr, header, frame, center, width, info)
         except Exception as exc:  # noqa: BLE001
             raise RenderError(_sentence("The image cannot be displayed", _first_line(exc))) from exc
 
@@ -257,7 +278,9 @@ def _decode(stream: BinaryIO, header: Any, frame: int) -> np.ndarray:
         return pixel_array(ds, index=frame)
 
 
-def _to_8bit(arr: np.ndarray, ds: Any, frame: int, center: float | None, width: float | None) -> np.ndarray:
+def _to_8bit(
+    arr: np.ndarray, ds: Any, frame: int, center: float | None, width: float | None, info: dict[str, Any] | None = None
+) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "")).upper().strip()
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, _palette_in_little_endian(ds))
@@ -269,7 +292,7 @@ def _to_8bit(arr: np.ndarray, ds: Any, frame: int, center: float | None, width: 
             arr = arr[:, :, :3]
         return _scale_color(arr, int(ds.get("BitsStored") or 8))
 
-    info = viewer_info(ds, frame)
+    info = info or viewer_info(ds, frame)
     if "ModalityLUTSequence" in ds:
         values = apply_modality_lut(arr, ds).astype(np.float64)
     else:

@@ -8,10 +8,12 @@ Instance rows and content-addressed storage.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from core.actor import Actor
 from imaging import storage
 from imaging.models import Instance, Patient, PixelStatus, Series, Study
 from imaging.services.integrity import conflict_alert_raise
+from imaging.services.rendering import thumbnails_render_later
 
 if TYPE_CHECKING:
     from imaging import sources
@@ -47,6 +50,23 @@ PIXEL_ERROR_CHARS = Instance._meta.get_field("pixel_error").max_length
 
 class ImportUsageError(Exception):
     """The command was called wrongly (a PATH that does not exist); nothing was imported."""
+
+
+class ImportStorageError(Exception):
+    """Storage could not take a file (full, over quota, an I/O error): the run stopped there.
+    Studies committed before it are complete; nothing of the study being written, and nothing
+    after it, was recorded. ``summary`` holds the outcomes known when it stopped."""
+
+    def __init__(self, cause: storage.StorageWriteError, summary: ImportSummary) -> None:
+        done = len(summary.studies)
+        super().__init__(
+            f"Import stopped. {cause} Nothing of that file's study was recorded"
+            + (f"; the {done} stud{'y' if done == 1 else 'ies'} imported before it are complete" if done else "")
+            + ". Free space on the storage (or repair it) and run the same import again: files already "
+            "imported are reported as duplicates."
+        )
+        self.cause = cause
+        self.summary = summary
 
 
 @dataclass
@@ -142,7 +162,13 @@ def dicom_import(*, actor: Actor, paths: list[str | Path], issuer: str | None = 
     ``issuer``, else the file's Issuer of Patient ID, else ``DEFAULT_ISSUER``. Each study is
     written in its own transaction together with its one ``ingest`` access event (source
     ``import``, purpose ``operations``), recorded as ``actor``.
-    Raises ``ImportUsageError`` before doing anything if a path does not exist.
+    Raises ``ImportUsageError`` before doing anything if a path does not exist, and
+    ``ImportStorageError`` when storage cannot take a file (full, over quota, an I/O error): the
+    run stops at once, no row of the study being written is committed, and what this run copied
+    but did not commit is removed.
+
+    Files wait in this run's own ``.incoming`` folder (``storage.IncomingRun``) between pass 1
+    and their study's commit; a killed run's folder is removed by the next import's sweep.
     """
     if not actor.all_patients:
         raise PermissionDenied("Only the hospital's import may add files to patients' records.")
@@ -153,16 +179,15 @@ def dicom_import(*, actor: Actor, paths: list[str | Path], issuer: str | None = 
     issuer = (issuer or "").strip()[:64] or None
 
     summary = ImportSummary()
-    staged: list[_Staged] = []
-    with tempfile.TemporaryDirectory(prefix="lightbox-import-") as tmp:
+    # Closing the run removes the copies that were not put in place (duplicates, rejections,
+    # failed studies, a run stopped by a storage error).
+    with storage.IncomingRun() as run, tempfile.TemporaryDirectory(prefix="lightbox-import-") as tmp:
         try:
-            staged = _stage_all(roots, Path(tmp), summary)
+            staged = _stage_all(roots, Path(tmp), summary, run)
             _import_staged(actor, staged, issuer, summary)
-        finally:
-            # Copies that were not put in place (duplicates, rejections, failed studies).
-            for item in staged:
-                if item.incoming is not None:
-                    storage.discard_incoming(item.incoming)
+        except storage.StorageWriteError as exc:
+            logger.error("import stopped: %s", exc)
+            raise ImportStorageError(exc, summary) from exc
     return summary
 
 
@@ -175,6 +200,7 @@ def _import_staged(actor: Actor, staged: list[_Staged], issuer: str | None, summ
         try:
             with transaction.atomic():
                 outcomes, imported = _import_study(actor, items, issuer)
+                transaction.on_commit(lambda uid=study_uid: thumbnails_render_later(uid))  # thumbnails before the first page
         except (DatabaseError, ValidationError, OSError) as exc:
             # A study-level failure (a race with another import, a bad audit value) rejects
             # that study's files and the run goes on.
@@ -208,7 +234,7 @@ def _check_pixel_text_later(study_uid: str) -> None:
         logger.warning("could not queue the pixel text check of study %s", study_id)
 
 
-def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list[_Staged]:
+def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary, run: storage.IncomingRun) -> list[_Staged]:
     """Pass 1: find every file; parse, copy into storage while hashing and check the pixels of
     each (``staging.prepare``, in worker processes for big runs). Outcomes of rejected files are
     final here; the others get a slot that the per-study pass fills in, so the report keeps file
@@ -254,7 +280,10 @@ def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list
                     continue
             to_prepare.append((key, item))
         pending = []
-        for (key, item), prepared in zip(to_prepare, staging.prepare_all([c.path for _, c in to_prepare]), strict=True):
+        prepared_all = staging.prepare_all([c.path for _, c in to_prepare], run)
+        with _labelled({str(c.path): c.label for _, c in to_prepare}):
+            prepared_list = list(prepared_all)
+        for (key, item), prepared in zip(to_prepare, prepared_list, strict=True):
             if prepared.reason is not None:
                 results[key] = FileOutcome(item.label, "rejected", prepared.reason)
             elif prepared.referenced is not None:
@@ -277,6 +306,17 @@ def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary) -> list
         result.slot = len(summary.files) - 1
         staged.append(result)
     return staged
+
+
+@contextlib.contextmanager
+def _labelled(labels: dict[str, str]) -> Iterator[None]:
+    """A storage error names the file as the report does (a ZIP member by its place in the
+    archive, not the temporary copy)."""
+    try:
+        yield
+    except storage.StorageWriteError as exc:
+        exc.source = labels.get(exc.source, exc.source)
+        raise
 
 
 def _relabeled(result: FileOutcome | _Staged, label: str) -> FileOutcome | _Staged:
@@ -350,15 +390,16 @@ def _import_study(
         batch_sops.add(p.sop_uid)
         new_rows.append((item, instance))
 
+    # Every file synced and in place before any row names it (storage.commit_incoming_all); a
+    # StorageWriteError leaves this transaction, so nothing of the study is recorded.
+    with _labelled({str(item.path): item.label for item, _ in new_rows}):
+        names = storage.commit_incoming_all(
+            [(item.incoming or storage.Incoming(item.digest, None), item.path) for item, _ in new_rows],
+            synced=True,  # staging.prepare_all synced every copy it returned
+        )
     stored: list[Instance] = []
-    for item, instance in new_rows:
-        try:
-            instance.storage_path = storage.commit_incoming(item.incoming, item.path) if item.incoming else \
-                storage.store_file(item.path, item.digest)
-        except OSError as exc:
-            logger.exception("storing %s failed", item.parsed.sop_uid)
-            outcomes.append((item.slot, _outcome(item, "rejected", f"Storage error ({exc.strerror or type(exc).__name__}); retry.")))
-            continue
+    for (item, instance), name in zip(new_rows, names, strict=True):
+        instance.storage_path = name
         stored.append(instance)
         outcomes.append((item.slot, _outcome(item, "imported")))
     Instance.objects.bulk_create(stored, batch_size=500)
@@ -367,8 +408,8 @@ def _import_study(
         existing = {i.sop_uid: i for i in Instance.objects.filter(sop_uid__in={i.parsed.sop_uid for i in later})}
         for item in later:
             first_copy = existing.get(item.parsed.sop_uid)
-            if first_copy is None:  # the first file with this UID could not be stored
-                outcomes.append((item.slot, _outcome(item, "rejected", "Storage error; retry.")))
+            if first_copy is None:  # the first file with this UID was rejected
+                outcomes.append((item.slot, _outcome(item, "rejected", "Not imported with the first file of this SOP Instance UID; retry.")))
                 continue
             outcome = _existing_outcome(item, first_copy)
             conflicts += outcome.outcome == "conflict"

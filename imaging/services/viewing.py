@@ -57,14 +57,17 @@ def study_open(*, actor: Actor, study_id: int) -> OpenedStudy:
 class OpenedSeries:
     series: Series
     slices: list[Slice]  # in display order (rendering.slices_in_order), never empty
+    strip: list[Series]  # the study's series with images (selectors.viewer_series_strip)
 
 
 @transaction.atomic
 def series_open(*, actor: Actor, study_id: int, series_id: int) -> OpenedSeries:
-    """The viewer: a series' images in display order with what the viewer needs of each.
+    """The viewer: a series' images in display order with what the viewer needs of each, and
+    the study's other series with images (the series strip).
 
-    Audited: one ``view`` event with ``{"page": "viewer", "series": <id>}``. ``Http404`` (no
-    event) for a series outside the actor's reach or one without images to show."""
+    Callers: the viewer page and its series strip (which switches series in place, one call per
+    switch). Audited: one ``view`` event with ``{"page": "viewer", "series": <id>}`` per call.
+    ``Http404`` (no event) for a series outside the actor's reach or one without images."""
     series = selectors.series_get(actor=actor, study_id=study_id, series_id=series_id)
     slices = slices_in_order(selectors.viewer_instances(series))
     if not slices:
@@ -72,7 +75,7 @@ def series_open(*, actor: Actor, study_id: int, series_id: int) -> OpenedSeries:
     study = series.study
     access_log.record(actor=actor, patient=study.patient, study=study, action="view",
                       details={"page": "viewer", "series": series.pk})
-    return OpenedSeries(series, slices)
+    return OpenedSeries(series, slices, selectors.viewer_series_strip(study))
 
 
 @dataclass

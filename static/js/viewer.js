@@ -11,6 +11,7 @@
   var config = JSON.parse(configEl.textContent);
   var slices = config.slices || [];
   if (!slices.length) return;
+  // Set again when the series strip switches series (applyConfig).
 
   var stage = document.getElementById("viewer-stage");
   var img = document.getElementById("viewer-image");
@@ -23,6 +24,11 @@
   var download = document.getElementById("viewer-download");
   var toolbar = document.getElementById("viewer-toolbar");
   var scrub = document.getElementById("viewer-scrub");
+  var readouts = root.querySelector(".viewer-readouts");
+  var column = root.querySelector(".viewer-column");
+  var strip = document.getElementById("series-strip");
+  var title = document.getElementById("viewer-title");
+  var notice = document.getElementById("viewer-notice");
   // Translated strings, from data-t-* attributes of the viewer (rendered with {% translate %}).
   var t = {
     image: root.dataset.tImage,
@@ -125,7 +131,8 @@
 
   function describe(i) {
     var s = slices[i];
-    var text = format(t.image, { n: i + 1, total: slices.length });
+    // Images count as the server counts them (one multi-frame clip is one image).
+    var text = format(t.image, { n: s.image || i + 1, total: s.images || slices.length });
     if (s.frame) text += ", " + format(t.frame, { n: s.frame, total: s.frames });
     if (s.position !== null && s.position !== undefined) text += ", " + format(t.position, { mm: s.position.toFixed(1) });
     return text;
@@ -438,28 +445,138 @@
     });
   });
 
-  // --- Start -------------------------------------------------------------------------------------
-  var coarse = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
-  state.drag = coarse || !config.adjustable ? "scroll" : "window";
-  if (!config.adjustable) {
-    var windowTools = document.getElementById("viewer-window-tools");
-    if (windowTools) windowTools.hidden = true;
-    var windowRadio = root.querySelector('input[name="drag"][value="window"]');
-    if (windowRadio) windowRadio.closest("label").hidden = true;
-    windowReadout.hidden = true;
+  // --- Fit the viewport ------------------------------------------------------------------------
+  // The stage takes the height left under it once the slider and the readout have their room,
+  // so the image, the slider and "Image n of N" are all on screen without scrolling.
+  var MIN_STAGE = 200; // px: below this a phone in landscape scrolls rather than shrink further
+
+  function fitStage() {
+    var top = stage.getBoundingClientRect().top + window.scrollY;
+    var gap = parseFloat(window.getComputedStyle(column).rowGap) || 0;
+    var below = (scrub.hidden ? 0 : scrub.offsetHeight + gap) + readouts.offsetHeight + gap + 8;
+    stage.style.height = Math.max(MIN_STAGE, Math.floor(window.innerHeight - top - below)) + "px";
+    if (strip) {
+      var beside = window.getComputedStyle(strip).getPropertyValue("--strip-beside").trim() === "1";
+      strip.style.maxHeight = beside ? column.offsetHeight + "px" : "";
+    }
   }
-  Array.prototype.forEach.call(radios, function (radio) { radio.checked = radio.value === state.drag; });
-  stage.dataset.drag = state.drag;
-  if (slices.length < 2) {
-    Array.prototype.forEach.call(root.querySelectorAll('[data-action="prev"], [data-action="next"], [data-action="play"]'), function (el) {
-      el.hidden = true;
+
+  var fitPending = false;
+  window.addEventListener("resize", function () {
+    if (fitPending) return;
+    fitPending = true;
+    window.requestAnimationFrame(function () {
+      fitPending = false;
+      fitStage();
     });
-  } else {
-    scrub.hidden = false;
+  });
+
+  // --- Start (and again after a series switch) --------------------------------------------------
+  var coarse = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
+  var windowTools = document.getElementById("viewer-window-tools");
+  var windowRadio = root.querySelector('input[name="drag"][value="window"]');
+
+  function buildPresets() {
+    if (!preset) return;
+    Array.prototype.forEach.call(preset.querySelectorAll("option"), function (option) {
+      if (option.value !== "file" && option.value !== "custom") option.remove();
+    });
+    var custom = preset.querySelector('option[value="custom"]');
+    (config.presets || []).forEach(function (p) {
+      var option = document.createElement("option");
+      option.value = p.key;
+      option.textContent = p.name + " (" + p.center + " / " + p.width + ")";
+      preset.insertBefore(option, custom);
+    });
+    preset.value = "file";
+    if (custom) custom.hidden = true;
   }
-  toolbar.hidden = false;
-  root.classList.add("viewer-ready");
-  updateReadouts();
-  applyTransform();
-  display();
+
+  function applyConfig() {
+    slices = config.slices || [];
+    setPlaying(false);
+    state.index = 0;
+    state.window = null;
+    state.zoom = 1;
+    state.panX = 0;
+    state.panY = 0;
+    state.invert = false;
+    buildPresets();
+    state.drag = coarse || !config.adjustable ? "scroll" : "window";
+    if (windowTools) windowTools.hidden = !config.adjustable;
+    if (windowRadio) windowRadio.closest("label").hidden = !config.adjustable;
+    windowReadout.hidden = !config.adjustable;
+    Array.prototype.forEach.call(radios, function (radio) { radio.checked = radio.value === state.drag; });
+    stage.dataset.drag = state.drag;
+    Array.prototype.forEach.call(root.querySelectorAll('[data-action="prev"], [data-action="next"], [data-action="play"]'), function (el) {
+      el.hidden = slices.length < 2;
+    });
+    scrub.hidden = slices.length < 2;
+    slider.max = String(slices.length);
+    toolbar.hidden = false;
+    root.classList.add("viewer-ready");
+    fitStage();
+    updateReadouts();
+    applyTransform();
+    display();
+  }
+
+  // --- Series strip: switch series in place -----------------------------------------------------
+  var titleSuffix = document.title.slice(document.title.lastIndexOf(" · "));
+
+  function forgetFrames() {
+    cache.forEach(function (blobUrl) { URL.revokeObjectURL(blobUrl); });
+    cache.clear();
+    shownUrl = null;
+  }
+
+  function switchSeries(link, push) {
+    fetch(link.dataset.json, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        forgetFrames();
+        config = data.config;
+        // Rendered and escaped by the server (Django templates); no script in them (CSP).
+        title.innerHTML = data.title;
+        notice.innerHTML = data.notice;
+        document.title = data.headTitle + titleSuffix;
+        Array.prototype.forEach.call(strip.querySelectorAll(".strip-item"), function (item) {
+          if (item.dataset.series === String(data.series)) item.setAttribute("aria-current", "page");
+          else item.removeAttribute("aria-current");
+        });
+        if (push) window.history.pushState({ series: data.series }, "", data.url);
+        applyConfig();
+        stage.focus({ preventScroll: true });
+      })
+      .catch(function () {
+        window.location.href = link.href; // whatever went wrong, the page itself still works
+      });
+  }
+
+  if (strip) {
+    strip.addEventListener("click", function (event) {
+      var link = event.target.closest(".strip-item");
+      if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      if (link.getAttribute("aria-current") === "page") {
+        stage.focus({ preventScroll: true });
+        return;
+      }
+      switchSeries(link, true);
+    });
+    window.addEventListener("popstate", function () {
+      var link = Array.prototype.filter.call(strip.querySelectorAll(".strip-item"), function (item) {
+        return item.pathname === window.location.pathname;
+      })[0];
+      if (link) switchSeries(link, false);
+      else window.location.reload();
+    });
+  }
+
+  applyConfig();
+  // The image has the keyboard from the start: the arrow keys work without a click first.
+  stage.focus({ preventScroll: true });
 })();

@@ -260,6 +260,7 @@ VISITS: list[Visit] = [
     Visit("consent-receipt", PATIENT, lambda w: f"/consent/receipts/{w.receipt_id}/"),
     Visit("consent-partners", PATIENT, "/consent/partners/"),
     Visit("flags-mine", PATIENT, "/flags/", shot="flags-mine"),
+    Visit("notices-list", PATIENT, "/notices/", shot="notices"),
     Visit("flags-detail", PATIENT, lambda w: f"/flags/{w.flag_id}/", "needs information"),
     Visit("flags-detail", PATIENT, lambda w: f"/flags/{w.resolved_flag_id}/", "resolved"),
     Visit("flags-new", PATIENT, "/flags/new/", "pick what to report"),
@@ -304,6 +305,7 @@ REAUTHENTICATE_BEFORE = {PATIENT: "consent-change", OFFICER: "consent-office-rec
 # Reviewed: URL names that are not pages a person reads, with the reason.
 NOT_PAGES = {
     "imaging-thumbnail": "PNG image",
+    "imaging-viewer-data": "JSON, fetched by the viewer's series strip (the viewer page is checked)",
     "imaging-frame": "PNG image, fetched by the viewer",
     "imaging-download": "file download (DICOM)",
     "audit-log-csv": "file download (CSV)",
@@ -316,6 +318,9 @@ NOT_PAGES = {
     "exports-seen": "POST-only; redirects to the downloads page",
     "flags-reply": "POST-only; redirects to the report page",
     "flags-notices-read": "POST-only; redirects back",
+    "notices-read": "POST-only; redirects to the notice's page or the list",
+    "notices-read-all": "POST-only; redirects to the list",
+    "portal-start": "redirects patients and officers; the administrators' page is checked with axe in tests/e2e/test_roles.py",
     "flags-claim": "POST-only; redirects to the flag page",
     "flags-assign": "POST-only; redirects to the flag page",
     "flags-note": "POST-only; redirects to the flag page",

@@ -6,9 +6,12 @@ JavaScript error). With LIGHTBOX_SCREENSHOTS=1 it also writes docs/screenshots/v
 
 from __future__ import annotations
 
+import io
 import re
 
+import pydicom
 import pytest
+from PIL import Image, ImageStat
 from playwright.sync_api import Page, expect
 
 from audit.models import AccessEvent
@@ -146,3 +149,127 @@ def test_patient_opens_a_ct_and_scrolls_it_with_keyboard_and_wheel(page: Page, l
     page.keyboard.press("PageDown")
     expect(image).to_have_attribute("data-slice", "12")
     screenshot(page, "viewer")
+
+
+# --- Issue 19: the viewer fits the screen, has the keyboard at once, switches series in place;
+# thumbnails never show as black squares ------------------------------------------------------
+
+
+def two_series_study(patient, tmp_path):
+    """A CT study with two series (5 and 3 slices), so the viewer has a series strip."""
+    first = write_ct_series(tmp_path / "a", slices=5)
+    second = write_ct_series(tmp_path / "b", slices=3)
+    study_uid = pydicom.dcmread(first[0], stop_before_pixels=True).StudyInstanceUID
+    for path in second:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesNumber = 5
+        ds.SeriesDescription = "COR 3MM"
+        ds.save_as(path, enforce_file_format=True)
+    return import_for(patient, first + second)
+
+
+def in_viewport(page: Page, selector: str) -> None:
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    assert box is not None, f"{selector} is not displayed"
+    assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"], (
+        f"{selector} runs below the screen: {box} in {size}")
+    assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"], f"{selector} is wider than the screen: {box}"
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}], ids=["desktop", "phone"])
+def test_viewer_fits_the_screen_and_the_arrow_keys_work_at_once(page: Page, live_server, site, patient, tmp_path, viewport):
+    """Before: at 1280x900 the slider and "Image n of N" were below the screen, and the arrow
+    keys did nothing until the image was clicked."""
+    study = two_series_study(patient, tmp_path)
+    series = study.series.order_by("number").first()
+    sign_in(page, live_server.url, patient)
+    page.set_viewport_size(viewport)
+    page.goto(f"{live_server.url}/studies/{study.pk}/series/{series.pk}/view/")
+    readout = page.locator("#viewer-readout")
+    expect(readout).to_have_text("Image 1 of 5, position -30.0 mm")
+    for selector in ("#viewer-stage", "#viewer-slider", "#viewer-readout"):
+        in_viewport(page, selector)
+    assert page.evaluate("window.scrollY") == 0
+    stage_box = page.locator("#viewer-stage").bounding_box()
+    assert stage_box["height"] >= 200, stage_box
+
+    # The image has the keyboard, visibly, without a click.
+    assert page.evaluate("document.activeElement.id") == "viewer-stage"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "the focused image shows no focus ring"
+    page.keyboard.press("ArrowDown")
+    expect(readout).to_have_text("Image 2 of 5, position -25.0 mm")
+    # No trap: Tab leaves the image.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") != "viewer-stage"
+
+
+def test_series_strip_switches_series_in_place_by_keyboard(page: Page, live_server, site, patient, tmp_path):
+    """Before: no way to switch series from the viewer."""
+    study = two_series_study(patient, tmp_path)
+    first, second = study.series.order_by("number")
+    sign_in(page, live_server.url, patient)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/studies/{study.pk}/series/{first.pk}/view/")
+    readout = page.locator("#viewer-readout")
+    expect(readout).to_have_text("Image 1 of 5, position -30.0 mm")
+    strip = page.get_by_role("navigation", name="Series in this study")
+    expect(strip.get_by_role("link")).to_have_count(2)
+    expect(strip.locator('[aria-current="page"]')).to_contain_text("Series 2")
+    in_viewport(page, "#series-strip")
+    page.evaluate("window.__samePage = true")
+
+    # Keyboard: Tab from the image reaches the strip; Enter switches.
+    link = strip.get_by_role("link", name=re.compile("Series 5"))
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.series") == str(second.pk):
+            break
+    else:
+        raise AssertionError("the series strip cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    expect(readout).to_have_text("Image 1 of 3, position -20.0 mm")
+    expect(page).to_have_url(re.compile(f"/series/{second.pk}/view/$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Series 5: Coronal 3 mm")
+    expect(page).to_have_title(re.compile(r"^Series 5 · CT chest"))
+    expect(link).to_have_attribute("aria-current", "page")
+    assert page.evaluate("window.__samePage") is True, "the page was reloaded"
+    assert page.evaluate("document.activeElement.id") == "viewer-stage"
+    page.keyboard.press("End")
+    expect(readout).to_have_text("Image 3 of 3, position -10.0 mm")
+    expect(page.locator("#viewer-image")).to_have_attribute("src", re.compile("^blob:"))
+    expect(page.locator("#viewer-slider")).to_have_attribute("max", "3")
+
+    # Back returns to the first series, still in place.
+    page.go_back()
+    expect(readout).to_have_text("Image 1 of 5, position -30.0 mm")
+    assert page.evaluate("window.__samePage") is True
+
+    # Each series opened is one viewer event, as opening its page would be.
+    events = AccessEvent.objects.filter(study=study, source="portal", action="view")
+    assert sorted(e.details["series"] for e in events if e.details.get("page") == "viewer") == sorted([first.pk, second.pk, first.pk])
+
+
+def test_thumbnails_show_a_placeholder_until_they_load(page: Page, live_server, site, patient, tmp_path):
+    """Before: each thumbnail was a black box until its first render (0.2-0.35 s each) arrived."""
+    study = two_series_study(patient, tmp_path)
+    held = []
+    page.route("**/thumbnail.png", lambda route: held.append(route))
+    sign_in(page, live_server.url, patient)
+    for url, box in (("/", ".study-thumb"), (f"/studies/{study.pk}/", ".series-thumb")):
+        if url != "/":
+            page.goto(live_server.url + url, wait_until="domcontentloaded")  # "load" waits for the held images
+        thumb = page.locator(box).first
+        expect(thumb.locator(".thumb-placeholder")).to_contain_text("Preview loading")
+        expect(thumb.locator(".thumb-placeholder")).to_be_visible()
+        pixels = Image.open(io.BytesIO(thumb.screenshot())).convert("L")
+        assert ImageStat.Stat(pixels).mean[0] > 150, "a thumbnail still loading shows as a dark square"
+    assert held, "no thumbnail was requested"
+    page.unroute("**/thumbnail.png")  # the held requests die with the page; a reload asks again
+    page.reload()
+    page.wait_for_function("() => [...document.querySelectorAll('.series-thumb img')].every(i => i.naturalWidth > 0)")
+    thumb = page.locator(".series-thumb").first
+    image_box, thumb_box = thumb.locator("img").bounding_box(), thumb.bounding_box()
+    assert image_box["width"] >= thumb_box["width"] - 2 and image_box["height"] >= thumb_box["height"] - 2

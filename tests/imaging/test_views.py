@@ -230,7 +230,10 @@ def test_integrity_shows_verified_date_and_alerts(patient_client: Client, ct_stu
     when = timezone.make_aware(dt.datetime(2026, 3, 4, 3, 15))
     Instance.objects.filter(series__study=ct_study).update(verified_ok=True, last_verified_at=when)
     html = patient_client.get(f"/studies/{ct_study.pk}/").content.decode()
-    assert "All 5 files verified on 4 March 2026 and unchanged" in html
+    from django.utils.formats import date_format
+
+    day = date_format(timezone.localtime(when).date(), "DATE_FORMAT")  # the house date format
+    assert f"All 5 files verified on {day} and unchanged" in html
 
     instance = Instance.objects.filter(series__study=ct_study).first()
     Instance.objects.filter(pk=instance.pk).update(verified_ok=False)

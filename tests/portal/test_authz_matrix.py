@@ -75,6 +75,7 @@ from exports.models import ExportRequest
 from flags import services as flag_services
 from flags.models import Flag
 from imaging.models import Instance, PacsPatientSync, PacsSyncRun, Patient, Series, Study
+from notices.models import Notice
 from sharing.models import Partner, Push
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.exports.conftest import make_study
@@ -235,6 +236,7 @@ TABLE: dict[str, Entry] = {
     "imaging-study": Entry(gate(owned(OK)), ids="study"),
     "imaging-viewer": Entry(gate(owned(OK)), ids="series"),
     "imaging-thumbnail": Entry(gate(owned(OK)), ids="series"),
+    "imaging-viewer-data": Entry(gate(owned(OK)), ids="series"),  # the viewer's series strip (JSON)
     "imaging-frame": Entry(gate(owned(OK)), ids="frame"),
     "imaging-download": Entry(gate(owned(OK)), ids="instance"),
     # Verifying a copy compares uploads with the signed-in patient's own files; an officer may
@@ -334,6 +336,12 @@ TABLE: dict[str, Entry] = {
     ),
     "flags-notices-read": Entry(POST_ONLY, post=gate(by_role(patient=to("/flags/"), officer=NOT_FOUND))),
     "flags-detail": Entry(gate(owned(OK)), ids="flag"),
+    # The notification centre (issue 19): a patient's own notices; staff have none (404).
+    "notices-list": Entry(gate(by_role(patient=OK, officer=NOT_FOUND))),
+    "notices-read": Entry(POST_ONLY, post=gate(owned(to("/notices/"), officer=NOT_FOUND)), ids="notice"),
+    "notices-read-all": Entry(POST_ONLY, post=gate(by_role(patient=to("/notices/"), officer=NOT_FOUND))),
+    # Where signing in lands, by role: patients their scans, officers the queue, administrators a page.
+    "portal-start": Entry(gate(by_role(patient=to("/"), officer=to("/privacy-office/"), admin=OK))),
     "flags-reply": Entry(POST_ONLY, post=gate(owned(to("/flags/"))), ids="flag", body=lambda w, v: {"text": "Here is more."}),
     # The privacy office: 404 to non-officers (administrators too); an officer opens only the
     # flags they hold.
@@ -590,6 +598,8 @@ class World:
             return {}, {}
         if kind == "flag":
             return {"flag_id": self._pk(variant, lambda o: o.flag.pk)}, {}
+        if kind == "notice":
+            return {"notice_id": self._pk(variant, lambda o: Notice.objects.filter(patient=o.record).order_by("pk").first().pk)}, {}
         if kind == "receipt":
             value = {"missing": str(uuid.uuid4()), "malformed": "not-a-uuid"}.get(variant)
             return {"receipt_id": value or str(self.owned(variant).decision.receipt_id)}, {}
@@ -697,6 +707,7 @@ VARIANTS = {
     "frame": ("missing", "a", "b", "mixed", "malformed"),
     "export": ("missing", "a", "b", "malformed"),
     "flag": ("missing", "a", "b", "malformed"),
+    "notice": ("missing", "a", "b", "malformed"),
     "receipt": ("missing", "a", "b", "malformed"),
     "device": ("missing", "a", "b", "malformed"),
     "user_session": ("missing", "a", "b", "malformed"),
@@ -717,7 +728,7 @@ VARIANTS = {
 # The URL parameters each kind fills (None: any, the admin's).
 KIND_PARAMS = {
     "study": ["study_id"], "series": ["study_id", "series_id"], "instance": ["study_id", "series_id", "instance_id"],
-    "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "push": ["push_id"], "flag": ["flag_id"],
+    "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "push": ["push_id"], "flag": ["flag_id"], "notice": ["notice_id"],
     "receipt": ["receipt_id"], "device": ["device_id"], "user_session": ["session_id"], "consent_study": ["scope"], "reset_key": ["uidb36", "key"],
     "email_key": ["key"], "admin": None,
 }
