@@ -36,8 +36,11 @@ def events(request: HttpRequest) -> JsonResponse:
     try:
         result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
     except Busy:
-        # Nothing of the batch was recorded; re-sending it is safe (idempotent by source_event_id).
-        response = api_error(503, "busy", "The access log is busy; nothing was recorded. Send the same batch again.")
+        # Part of the batch may be recorded (it commits in groups); re-sending it is safe
+        # (idempotent by source_event_id): what went in comes back as a duplicate.
+        response = api_error(
+            503, "busy", "The access log is busy; part of the batch may be recorded. Send the same batch again."
+        )
         response["Retry-After"] = str(RETRY_AFTER)
         return response
     # Events about a patient or study we do not have are rejected with one reason (ingest.UNKNOWN),
@@ -85,8 +88,9 @@ openapi.register(
             f"A JSON batch of up to {MAX_BATCH} events, or FHIR R4 AuditEvent resources (one, or a Bundle) "
             "following IHE BALP. Each event is accepted, a duplicate (same source_event_id from this service "
             "account) or rejected with a reason; an unknown patient and an unknown study of a known patient are "
-            "rejected with the same reason. Needs the audit:write scope. A 503 (with Retry-After) means "
-            "nothing of the batch was recorded: send the same batch again."
+            "rejected with the same reason. Needs the audit:write scope. A batch is recorded in groups of events, each "
+            "committed on its own; a 503 (with Retry-After) means part of the batch may be recorded: send the same "
+            "batch again, and the events recorded by the first attempt come back as duplicate."
         ),
         "tags": ["audit"],
         "requestBody": {
@@ -113,9 +117,10 @@ openapi.register(
             },
             "503": {
                 "description": (
-                    "The access log was busy (a chain lock could not be had in time); nothing of the batch was "
-                    "recorded. Send the same batch again after Retry-After seconds: accepted events come back "
-                    "as duplicates, so a retry is safe."
+                    "The access log was busy (a chain lock could not be had in time). The groups of the batch "
+                    "committed before that are recorded, the rest are not. Send the same batch again after "
+                    "Retry-After seconds: the events already recorded come back as duplicate (\"already "
+                    "recorded\"), the rest as accepted, so a retry is safe and records each event once."
                 ),
                 "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

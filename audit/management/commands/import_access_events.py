@@ -95,7 +95,7 @@ class Command(BaseCommand):
                 except Busy as exc:
                     if pause is None:
                         raise CommandError(
-                            f"The access log stayed busy (rows {start + 1}-{min(start + CHUNK, len(raws))} not recorded; "
+                            f"The access log stayed busy (rows {start + 1}-{min(start + CHUNK, len(raws))} not all recorded; "
                             f"{counts['accepted']} imported before them). Run the same command again: rows already "
                             "imported come back as already present."
                         ) from exc
