@@ -30,6 +30,7 @@ from consent.services import _write_decision, consent_policy_publish
 from exports import services as export_services
 from flags import services as flag_services
 from imaging.models import PacsPatientSync, PacsSyncRun, Patient
+from sharing.models import Partner, Push
 from tests.conftest import login_verified
 from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, actor_of
 from tests.flags.conftest import make_study
@@ -92,6 +93,9 @@ def world() -> list[Someone]:
     Recipient.objects.create(name="Walk Research Ltd", kind=Recipient.Kind.values[0], scope="research", purpose="Research.",
                              retention="Five years")
     Group.objects.create(name="Walk group")
+    # A partner hospital the patient sent this study to: its admin pages show the partner only.
+    partner = Partner.objects.create(name="Walk Partner Hospital", stow_url="https://pacs.walk.example/dicom-web")
+    Push.objects.create(patient=record, partner=partner, total=1, error=f"Could not send {record.name}'s study").studies.set([study])
     service_account_create(name="walk-ehr", organization="Walk EHR", scopes=["audit:write"])
     return [Someone(record, _secrets(record, [study])), Someone(unlinked, _secrets(unlinked, []))]
 
