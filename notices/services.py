@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -21,6 +21,8 @@ from notices.models import Notice
 
 
 def _build(*, patient_id: int, kind: str, key: str, subject: str, link: str, body: str = "") -> Notice:
+    if not link.startswith("/") or link.startswith("//"):
+        raise ValidationError({"link": "A notice links to a page of this site (a path)."})
     notice = Notice(patient_id=patient_id, kind=kind, key=key, subject=subject, body=body, link=link)
     # validate_constraints=False: the once-per-thing constraint is the database's to enforce
     # (notice_add's ignore_conflicts), not a query per notice.
