@@ -49,6 +49,7 @@ from imaging.demo import build_demo_studies
 from imaging.models import Instance, Study
 from imaging.services.integrity import instances_verify
 from portal import urls as portal_urls
+from sharing.models import Partner, Push
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, MOBILE, ConsoleWatch, Screenshots
 from tests.e2e.test_signup_journey import totp_code
@@ -269,6 +270,7 @@ VISITS: list[Visit] = [
     Visit("flags-new", PATIENT, lambda w: f"/flags/new/?study={w.studies[0].pk}", "a study"),
     Visit("flags-new", PATIENT, lambda w: f"/flags/new/?event={w.event_id}", "an access, errors", act=_submit_empty, status=400),
     Visit("exports-list", PATIENT, "/exports/"),
+    Visit("sharing-list", PATIENT, "/sharing/"),
     Visit("accounts-security", PATIENT, "/account/security/"),
     Visit("usersessions_list", PATIENT, "/accounts/sessions/"),
     Visit("account_logout", PATIENT, "/accounts/logout/"),
@@ -278,6 +280,8 @@ VISITS: list[Visit] = [
     # From here on the patient has re-entered the password (see ``REAUTHENTICATE_BEFORE``).
     Visit("consent-change", PATIENT, "/consent/change/ai_training/"),
     Visit("consent-change", PATIENT, "/consent/change/research/?decision=granted", "confirm yes"),
+    Visit("sharing-send", PATIENT, lambda w: f"/sharing/send/?study={w.studies[0].pk}"),
+    Visit("sharing-send", PATIENT, "/sharing/send/", "errors", act=lambda page, w: _submit(page, "Send the scans"), status=400),
     Visit("exports-new", PATIENT, "/exports/new/"),
     Visit("exports-new", PATIENT, "/exports/new/", "errors", act=_export_errors, status=400),
     Visit("exports-new", PATIENT, "/exports/new/", "passphrase shown once", act=_export_request),
@@ -314,6 +318,7 @@ NOT_PAGES = {
     "audit-log-receipt": "file download (JSON receipt)",
     "consent-receipt-json": "file download (signed JSON)",
     "exports-status": "JSON polled by exports.js",
+    "sharing-push-status": "JSON polled by sharing.js",
     "exports-download": "POST-only; file download",
     "exports-cancel": "POST-only; redirects to the export page",
     "exports-revoke": "POST-only; redirects to the export page",
@@ -406,6 +411,14 @@ def build_world(patient: User, officer: User) -> World:
         export = ExportRequest.objects.create(patient=record, requested_by=patient, status=status, **extra)
         export.studies.set(studies)
         exports[status] = export.pk
+    # Pushes to another hospital: running (progress bar), sent, failed with its reason.
+    partner = Partner.objects.create(name="Northbrook Royal Infirmary", stow_url="https://pacs.northbrook.example/dicom-web")
+    for status, extra in {
+        "sending": {"total": 120, "sent": 48, "started_at": now},
+        "sent": {"total": 40, "sent": 40, "finished_at": now},
+        "failed": {"total": 40, "error": "Northbrook Royal Infirmary could not be reached. Lightbox tried 9 times and has stopped."},
+    }.items():
+        Push.objects.create(patient=record, requested_by=patient, partner=partner, status=status, **extra).studies.set(studies[:1])
     # Password reset and email confirmation links, as the emails would carry them.
     reset_user = UserFactory()
     reset_path = f"/accounts/password/reset/key/{user_pk_to_url_str(reset_user)}-{default_token_generator.make_token(reset_user)}/"
