@@ -571,8 +571,8 @@ CELERY_BEAT_SCHEDULE["audit-create-checkpoint"] = {
 
 # --- sharing: pushes to partner hospitals (sharing/services.py) ---
 # A partner that is down is tried again after 30 s, 1, 2, 4, 8 min, then every 15 min: 8 retries
-# cover about 45 minutes of outage before the patient is told it failed (a longer wait would
-# leave them not knowing; a shorter one gives up on a routine restart of the partner's archive).
+# cover about an hour of outage before the patient is told it failed (a longer wait would leave
+# them not knowing; a shorter one gives up on a routine restart of the partner's archive).
 SHARING_PUSH_RETRIES = envint("SHARING_PUSH_RETRIES", 8)
 SHARING_RETRY_BACKOFF = envint("SHARING_RETRY_BACKOFF", 30)
 SHARING_RETRY_BACKOFF_MAX = envint("SHARING_RETRY_BACKOFF_MAX", 900)
