@@ -10,13 +10,14 @@ scans" links them up.
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from audit.demo import AI_VENDOR, RESEARCH
+from audit.demo import AI_VENDOR, OFFICER_NAME, RESEARCH, seeded_time
 from audit.models import AccessEvent
 from audit.services import record_access
 from consent import services
@@ -74,9 +75,10 @@ def build_demo_consent(patient: Patient) -> None:
     Idempotent for the shared parts (policies, organisations); the patient's history is only
     written when they have none yet. Each decision gets its receipt and access event, dated in
     the past."""
-    now = timezone.now()
-    v1 = _policy(1, POLICY_V1, "", now - dt.timedelta(days=420))
-    _policy(2, POLICY_V2, CHANGES_V2, now - dt.timedelta(days=60))
+    # Policies take effect at midnight (hospital time); decisions at seeded working-day times.
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    v1 = _policy(1, POLICY_V1, "", midnight - dt.timedelta(days=420))
+    _policy(2, POLICY_V2, CHANGES_V2, midnight - dt.timedelta(days=60))
     for item in RECIPIENTS:
         Recipient.objects.get_or_create(name=item["name"], defaults=item)
     if ConsentDecision.objects.filter(patient=patient).exists():
@@ -84,6 +86,7 @@ def build_demo_consent(patient: Patient) -> None:
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     officer = User.objects.filter(role=User.Role.PRIVACY_OFFICER).order_by("pk").first()
     studies = list(patient.studies.order_by("study_date", "pk"))
+    rng = random.Random(f"consent-{patient.pk}")
     plan = [
         # (days ago, scope, decision, channel, study, note)
         (365, Scope.RESEARCH, "granted", "portal", None, ""),
@@ -95,7 +98,7 @@ def build_demo_consent(patient: Patient) -> None:
     for days, scope, decision, channel, study, note in plan:
         if scope == Scope.RESEARCH and decision == "refused" and study is None:
             continue  # no second study: skip the exception rather than refuse research outright
-        when = now - dt.timedelta(days=days)
+        when = seeded_time(rng, days)
         by_office = channel != "portal"
         row = services._write_decision(
             patient=patient, scope=scope, decision=decision, study=study, policy=v1,
@@ -104,7 +107,7 @@ def build_demo_consent(patient: Patient) -> None:
             note=note, recorded_by="privacy_office" if by_office else "patient", decided_at=when,
         )
         actor = (
-            {"actor_type": "privacy_office", "actor_name": officer.email if officer else "Privacy office",
+            {"actor_type": "privacy_office", "actor_name": (officer.public_name if officer else "") or OFFICER_NAME,
              "organization": settings.HOSPITAL_NAME, "role": "Privacy officer"}
             if by_office else {"actor_type": "patient", "actor_name": "Patient (self)"}
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from django.conf import settings
 from django.db import transaction
@@ -12,6 +13,7 @@ from audit.models import AccessEvent
 from core.actor import Actor, Kind
 from flags.models import Flag, FlagEvent
 from flags.services import S, _event, _notify_flag, _set_status, _study_status_sync, deadline_days
+from notices.models import Notice
 
 
 @transaction.atomic
@@ -36,11 +38,18 @@ def build_demo_flag(patient, officer, *, email: bool = True) -> Flag:
     study = None if event is not None else patient.studies.order_by("-study_date", "-pk").first()
     if event is None and study is None:
         raise ValueError("The demo patient needs an AI-vendor access event or a study to flag.")
-    # A day after the access it questions (a report cannot predate what it reports), at most
-    # a week ago, so the timeline looks lived-in.
-    created = timezone.now() - dt.timedelta(days=7)
+    # A week ago in the evening, when the patient read their log (a report cannot predate what it
+    # reports: at least a day after the access); the office answers over the next day. Every
+    # timeline entry carries these times, so the page's "Received" and its first entry agree.
+    now = timezone.now()
+    rng = random.Random(f"flag-{patient.pk}")
+    created = (timezone.localtime(now) - dt.timedelta(days=7)).replace(
+        hour=19, minute=rng.randrange(60), second=rng.randrange(60), microsecond=0)
     if event is not None:
-        created = max(created, min(event.occurred_at + dt.timedelta(days=1), timezone.now()))
+        created = max(created, event.occurred_at + dt.timedelta(days=1))
+    created = min(created, now - dt.timedelta(hours=2))
+    claimed = created + (min(dt.timedelta(hours=14, minutes=rng.randrange(60)), (now - created) / 3))
+    answered = claimed + (min(dt.timedelta(minutes=rng.randrange(25, 70)), (now - claimed) / 3))
     if event is not None:
         category = Flag.Category.UNFAMILIAR_ACCESSOR
         org = event.organization or event.actor_name or "this company"
@@ -74,4 +83,12 @@ def build_demo_flag(patient, officer, *, email: bool = True) -> Flag:
     )
     _set_status(flag, S.NEEDS_INFO, by_officer)
     _notify_flag(flag, "The privacy office needs more information from you. Sign in to reply.", email=email)
+    # The services stamp "now"; date the timeline as it happened: received, claimed and put in
+    # review the next morning, the question and its status change a little later.
+    times = [created, claimed, claimed, answered, answered]
+    for row, when in zip(flag.events.order_by("pk"), times, strict=False):
+        FlagEvent.objects.filter(pk=row.pk).update(created_at=when)
+    Flag.objects.filter(pk=flag.pk).update(updated_at=answered)
+    flag.updated_at = answered
+    Notice.objects.filter(patient=patient, key=f"flag:{flag.pk}").update(created_at=answered)
     return flag

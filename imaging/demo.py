@@ -8,6 +8,7 @@ exercises ingest, storage, rendering and the ingest access events.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from core.actor import Actor
-from imaging.dicom import synth
+from imaging.dicom import report_synth, synth
 from imaging.models import Patient, Study
 from imaging.services.ingest import IMPORTER_NAME, dicom_import
 
@@ -58,25 +59,32 @@ def build_demo_studies(patient: Patient) -> list[Study]:
         station="DXROOM3", manufacturer="Lightbox Phantoms", model="ClearView DR", serial="CVDR-33120",
         operator="Ahmed^Yusuf", body_part="CHEST",
     )
+    # The ultrasound images are pydicom's samples: an epicardial echo cine (30 frames) and a
+    # power-Doppler still of a lymph node. The study says so: a point-of-care scan of the heart
+    # and a neck lymph node, one series each, named for what they show.
     us = synth.StudyHeader(
-        description="US ABDOMEN COMPLETE", date=_months_ago(today, 2, 9), time=dt.time(8, 30, 12),
+        description="US POINT OF CARE HEART AND NECK", date=_months_ago(today, 2, 9), time=dt.time(8, 30, 12),
         institution="Riverside Community Clinic", institution_address="48 Mill Lane, Riverside",
         referring_physician="Moreau^Claire^^Dr", accession="RCC-US-55021", modality="US",
-        station="USCART1", serial="USX-1187", operator="Kim^Soo-ah", body_part="ABDOMEN",
+        station="USCART1", serial="USX-1187", operator="Kim^Soo-ah", body_part="HEART",
     )
     with tempfile.TemporaryDirectory(prefix="lightbox-demo-") as tmp:
         root = Path(tmp)
         synth.write_ct_series(root / "ct", identity, ct, slices=40, size=256)
+        # The CT's report: a Structured Report, and the PDF copy the hospital's system made of it.
+        report_synth.write_sr(root / "ct" / "report.dcm", patient_id=identity.patient_id, patient_name=identity.pn, study_uid=ct.uid,
+                              sections=report_synth.demo_ct_sections(), observer="Brennan^Sean^^Dr", date=ct.date + dt.timedelta(days=1))
+        report_synth.write_pdf(root / "ct" / "report-pdf.dcm", patient_id=identity.patient_id, patient_name=identity.pn, study_uid=ct.uid,
+                               title="CT chest report", lines=report_synth.DEMO_CT_PDF_LINES, date=ct.date + dt.timedelta(days=1))
         synth.write_mr_series(root / "mr", identity, mr, slices=20, size=256)
         synth.rewrite_bundled(synth.bundled_file("MR_small.dcm"), root / "mr" / "sag.dcm", identity, mr,
                               series_uid=synth.new_uid(), series_number=4, description="SAG T1 LOCALIZER")
         synth.write_radiographs(root / "xr", identity, xr)
-        us_series = synth.new_uid()
         synth.rewrite_bundled(synth.bundled_file("examples_ybr_color.dcm"), root / "us" / "cine.dcm", identity, us,
-                              series_uid=us_series, series_number=1, description="LIVER CINE", number=1)
-        synth.rewrite_bundled(synth.bundled_file("examples_rgb_color.dcm"), root / "us" / "still.dcm", identity, us,
-                              series_uid=us_series, series_number=1, description="LIVER CINE", number=2,
-                              burned_in=True)
+                              series_uid=synth.new_uid(), series_number=1, description="ECHO CINE EPICARDIAL", number=1)
+        synth.rewrite_bundled(synth.bundled_file("examples_rgb_color.dcm"), root / "us" / "still.dcm", identity,
+                              dataclasses.replace(us, body_part="NECK"), series_uid=synth.new_uid(), series_number=2,
+                              description="NECK LYMPH NODE DOPPLER", number=1, burned_in=True)
         summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=[root], issuer=patient.issuer)
     if summary.rejected or summary.conflict:
         problems = [f"{f.path}: {f.reason}" for f in summary.files if f.outcome in ("rejected", "conflict")]

@@ -16,6 +16,7 @@ from audit.checkpoints import checkpoint_create, checkpoint_verify
 from audit.demo import build_demo_access_log
 from audit.models import AccessEvent, MonthlyAccessCount
 from audit.services import chain_verify
+from imaging.models import Study
 from tests.audit.conftest import make_study
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +131,9 @@ def test_demo_year(patient):
     record = patient.patient
     for i in range(3):
         make_study(record)
+    # The demo's AI vendor triages chest radiographs only (audit.demo.ai_may_read).
+    Study.objects.create(patient=record, study_uid="1.2.826.0.1.3680043.10.98.1", modalities="DX", description="XR CHEST",
+                         study_date=timezone.localdate() - dt.timedelta(days=200))
     written = build_demo_access_log(record)
     assert 40 <= written <= 80
     events = AccessEvent.objects.filter(patient=record)
