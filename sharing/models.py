@@ -17,7 +17,7 @@ from core.querysets import patient_owned
 class Partner(models.Model):
     """Another hospital that accepts images over DICOMweb STOW-RS, listed by an administrator.
 
-    The password is encrypted at rest (``core.crypto``, docs/security.md §25): a database dump
+    The password is encrypted at rest (``core.crypto``, docs/security.md §27): a database dump
     alone does not give the partner's credentials away, and the admin never shows it back.
     """
 
@@ -90,11 +90,13 @@ class Push(models.Model):
 
 
 class PushedInstance(models.Model):
-    """An instance the partner accepted for a push: a worker that takes the job over skips it."""
+    """One instance of a push, fixed when the patient asked (an image added to a study later is
+    not sent unasked); ``sent_at`` once the partner accepted it, so a worker that takes the push
+    over skips it."""
 
     push = models.ForeignKey(Push, on_delete=models.CASCADE, related_name="pushed")
     instance = models.ForeignKey("imaging.Instance", on_delete=models.PROTECT, related_name="+")
-    sent_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     objects = patient_owned("push__patient_id").as_manager()
 

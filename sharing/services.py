@@ -12,8 +12,8 @@ it twice, and a push that failed records nothing (no complete copy left the hosp
 is emailed the reason instead).
 
 Exactly once (docs/security.md §27): the worker claims the push under a row lock, sends the
-instances in a fixed order and records each one the partner accepted (``PushedInstance``, one
-row per push and instance) before the next. A worker that takes the push over skips them: at most
+instances in a fixed order and records each one the partner accepted (``PushedInstance.sent_at``;
+the rows, one per push and instance, are fixed when the patient asks) before the next. A worker that takes the push over skips them: at most
 the one instance that was on the wire when a worker died is sent again, and a partner's store of
 the same SOP instance is idempotent (STOW-RS, PS3.18 §10.5).
 """
@@ -27,7 +27,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -92,13 +92,15 @@ def push_request(*, actor: Actor, study_ids: list[int], partner_id: int) -> Push
     studies = list(study_list(actor=actor).filter(patient=patient, pk__in=study_ids))
     if not studies or len(studies) != len(set(study_ids)):
         raise ValidationError("Choose among your own studies.")
-    total = Instance.objects.filter(series__study__in=studies).count()
-    if total == 0:
+    instances = list(Instance.objects.filter(series__study__in=studies).order_by("pk").values_list("pk", flat=True))
+    if not instances:
         raise ValidationError("These studies have no images to send.")
-    push = Push(patient=patient, requested_by_id=actor.user_id, partner=partner, total=total)
+    push = Push(patient=patient, requested_by_id=actor.user_id, partner=partner, total=len(instances))
     push.full_clean()
     push.save()
     push.studies.set(studies)
+    # The instances are fixed now: an image a PACS sync adds to a study later is not sent unasked.
+    PushedInstance.objects.bulk_create([PushedInstance(push=push, instance_id=pk) for pk in instances], batch_size=1000)
     transaction.on_commit(lambda: push_dispatch(push_id=push.pk))
     return push
 
@@ -142,9 +144,8 @@ def _still_ours(push_id: int, claimed_at: dt.datetime) -> bool:
 
 
 def _to_send(push: Push):
-    done = PushedInstance.objects.filter(push=push).values("instance_id")
-    return (Instance.objects.filter(series__study__in=push.studies.all()).exclude(pk__in=done)
-            .select_related("series__study").order_by("pk"))
+    return (PushedInstance.objects.filter(push=push, sent_at__isnull=True)
+            .select_related("instance__series__study").order_by("instance_id"))
 
 
 def _read(instance: Instance) -> bytes:
@@ -174,7 +175,8 @@ def push_send(*, push_id: int) -> str:
     partner = push.partner
     client = stow_connect(partner.stow_url, username=partner.username, password=_partner_password(partner),
                           timeout=(settings.SHARING_CONNECT_TIMEOUT, settings.SHARING_READ_TIMEOUT))
-    for instance in _to_send(push).iterator(chunk_size=200):
+    for row in _to_send(push).iterator(chunk_size=200):
+        instance = row.instance
         if not _still_ours(push_id, claimed_at):
             return Push.objects.values_list("status", flat=True).get(pk=push_id)
         try:
@@ -185,18 +187,16 @@ def push_send(*, push_id: int) -> str:
                 raise PartnerUnavailable(reason, claimed_at=claimed_at) from exc
             push_failed(push_id=push_id, error=reason)
             return Push.Status.FAILED
-        _mark_sent(push_id, instance)
+        _mark_sent(row)
     return _complete(push_id, claimed_at)
 
 
 @transaction.atomic
-def _mark_sent(push_id: int, instance: Instance) -> None:
-    try:
-        with transaction.atomic():
-            PushedInstance.objects.create(push_id=push_id, instance=instance)
-    except IntegrityError:
-        return  # another worker recorded it (it was sent twice; the partner stored it once)
-    Push.objects.filter(pk=push_id).update(sent=F("sent") + 1, heartbeat_at=timezone.now())
+def _mark_sent(row: PushedInstance) -> None:
+    now = timezone.now()
+    if PushedInstance.objects.filter(pk=row.pk, sent_at__isnull=True).update(sent_at=now):
+        Push.objects.filter(pk=row.push_id).update(sent=F("sent") + 1, heartbeat_at=now)
+    # else another worker recorded it (it was sent twice; the partner stored it once)
 
 
 @transaction.atomic
@@ -204,8 +204,8 @@ def _complete(push_id: int, claimed_at: dt.datetime) -> str:
     push = Push.objects.select_for_update(of=("self",)).select_related("partner", "patient").get(pk=push_id)
     if push.status != Push.Status.SENDING or push.started_at != claimed_at:
         return push.status  # failed, or taken over meanwhile: the one who holds it finishes
-    if PushedInstance.objects.filter(push=push).count() < push.total:
-        return push.status  # a study gained no instance meanwhile, but one is missing: never say "sent"
+    if PushedInstance.objects.filter(push=push, sent_at__isnull=True).exists():
+        return push.status  # never "sent" while an instance is not (a worker that lost the claim)
     studies = list(push.studies.all())
     push.status = Push.Status.SENT
     push.sent = push.total

@@ -133,3 +133,19 @@ def test_a_file_that_fails_its_integrity_check_is_not_sent(
     push.refresh_from_db()
     assert push.status == "failed" and "integrity check" in push.error
     assert partner_archive.find_instance(Instance.objects.get(series__study=study).sop_uid) is None
+
+
+def test_an_image_added_to_the_study_after_the_request_is_not_sent_unasked(
+        patient, partner, partner_archive, tmp_path, django_capture_on_commit_callbacks):
+    study = make_study(patient, tmp_path / "s", slices=2)
+    push = _request(patient, [study], partner, django_capture_on_commit_callbacks)
+    # A PACS sync files a new image under the study before the worker starts.
+    later = make_study(patient, tmp_path / "later", slices=1)
+    added = Instance.objects.get(series__study=later)
+    Instance.objects.filter(pk=added.pk).update(series=study.series.first())
+
+    tasks.push_send.apply(args=[push.pk])
+
+    push.refresh_from_db()
+    assert (push.status, push.sent, push.total) == ("sent", 2, 2)
+    assert partner_archive.find_instance(added.sop_uid) is None
