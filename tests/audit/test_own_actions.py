@@ -58,7 +58,7 @@ def test_by_default_the_page_counts_and_lists_others_only(patient_client, patien
     assert summary.total_12m == 3
     assert summary.own_12m == 41  # the forty reads and this visit
     assert '<dd id="others-total">3</dd>' in html
-    assert "your own 41 actions" in html
+    assert "41 actions of your own" in html
     assert "patient" not in summary.series
     assert "bar-patient" not in str(response.context["chart"]["bars_svg"])
     assert "You viewed" not in html

@@ -79,7 +79,7 @@ def test_the_patients_own_actions_are_one_line_per_day_and_the_list_is_others(pa
     assert page.locator(".badge-self").count() == 0
     assert "You viewed" not in page.locator("#access-list").inner_text()
     expect(page.locator("#others-total")).to_have_text(headline)
-    expect(page.locator("#own-total")).to_contain_text("your own")
+    expect(page.locator("#own-total")).to_contain_text("of your own")
     expect(page.locator(".bar-patient")).to_have_count(0)
 
     # Keyboard: the tab for the patient's own actions is a link reached with Tab.
