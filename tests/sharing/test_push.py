@@ -2,9 +2,13 @@
 (``apply``: the task's own retries, without the broker): the partner holds byte-for-byte the files
 the patient has, fetched back by SOP Instance UID; the share is in the patient's log once, naming
 the partner; a partner that is down is retried with backoff, then the push fails with a plain
-reason and the patient is emailed; a partner that refuses fails the push at once."""
+reason and the patient is emailed (likewise one answering 503, and an unexpected error); a
+partner that refuses fails the push at once; the instances sent are those the patient asked for."""
 
 from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -13,7 +17,7 @@ from audit.models import AccessEvent
 from imaging.models import Instance
 from imaging.storage import open_stored
 from sharing import services, tasks
-from sharing.models import Push, PushedInstance
+from sharing.models import Partner, Push, PushedInstance
 from tests.exports.conftest import make_study
 from tests.factories import actor_of
 from tests.sharing.conftest import PARTNER_NAME
@@ -149,3 +153,54 @@ def test_an_image_added_to_the_study_after_the_request_is_not_sent_unasked(
     push.refresh_from_db()
     assert (push.status, push.sent, push.total) == ("sent", 2, 2)
     assert partner_archive.find_instance(added.sop_uid) is None
+
+
+class _Answers503(BaseHTTPRequestHandler):
+    """A partner's archive that is up but overloaded: every request is a 503."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def partner_overloaded(db):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers503)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Partner.objects.create(name="Overloaded Clinic", stow_url=f"http://127.0.0.1:{server.server_port}/dicom-web")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_partner_answering_5xx_is_retried_then_the_push_fails(
+        patient, partner_overloaded, tmp_path, settings, django_capture_on_commit_callbacks):
+    settings.SHARING_PUSH_RETRIES = 2
+    study = make_study(patient, tmp_path / "s", slices=1)
+    push = _request(patient, [study], partner_overloaded, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.push_send.apply(args=[push.pk])
+    push.refresh_from_db()
+    assert (push.status, push.attempts) == ("failed", 3)
+    assert push.error.startswith("Overloaded Clinic answered HTTP 503. Lightbox tried 3 times")
+    assert len(mail.outbox) == 1 and not _shares(patient)
+
+
+def test_an_unexpected_error_is_retried_then_the_push_fails_with_a_plain_reason(
+        patient, tmp_path, settings, django_capture_on_commit_callbacks):
+    settings.SHARING_PUSH_RETRIES = 1
+    broken = Partner.objects.create(name="Misconfigured", stow_url="no scheme here")  # the admin's form would refuse it
+    study = make_study(patient, tmp_path / "s", slices=1)
+    push = _request(patient, [study], broken, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.push_send.apply(args=[push.pk])
+    push.refresh_from_db()
+    assert (push.status, push.attempts, push.error) == ("failed", 2, tasks.UNEXPECTED)
+    assert len(mail.outbox) == 1
