@@ -51,8 +51,16 @@ class ReceiptError(Exception):
     """A receipt that is malformed, tampered with, or signed by another key."""
 
 
+# The canonical form the signature covers; the receipt page states it in words and as a short
+# script (templates/consent/receipt.html), and tests/consent/test_receipt_by_hand.py runs that
+# script against real receipts, so the page and this rule cannot drift apart.
+CANONICAL_JSON = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}
+
+
 def canonical(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """The bytes signed: ``document`` as JSON with keys sorted at every level, no whitespace,
+    non-ASCII characters as themselves (not \\u escapes), encoded as UTF-8."""
+    return json.dumps(document, **CANONICAL_JSON).encode("utf-8")
 
 
 def subject_pseudonym(patient_id: int) -> str:

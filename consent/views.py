@@ -36,11 +36,16 @@ def home(request: HttpRequest) -> HttpResponse:
     if patient is None:
         return render(request, "consent/home.html", {"patient": None})
     policy, stale = selectors.pending_policy(actor=actor, patient=patient)
+    cards = selectors.consent_cards(actor=actor, patient=patient)
+    # The intro says what is true for this patient now (their choices, then the default where
+    # they have not chosen), never a blanket "nothing is used" that their own cards contradict.
     return render(
         request,
         "consent/home.html",
-        {"patient": patient, "cards": selectors.consent_cards(actor=actor, patient=patient), "policy": policy,
-         "stale": stale, "default": selectors.default_decision(), "has_studies": Study.objects.for_actor(actor).exists()},
+        {"patient": patient, "cards": cards, "policy": policy, "stale": stale, "default": selectors.default_decision(),
+         "has_studies": Study.objects.for_actor(actor).exists(),
+         "allowed_cards": [c for c in cards if c.allowed], "refused_cards": [c for c in cards if not c.allowed],
+         "undecided": sum(1 for c in cards if c.current is None)},
     )
 
 

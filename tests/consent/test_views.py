@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -117,6 +118,44 @@ def test_institution_default_is_a_setting(patient_client, patient, policy, setti
     settings.CONSENT_DEFAULT = "granted"
     assert patient_client.get("/consent/").content.decode().count("Yes, allowed") == 4
     assert selectors.effective_consent(patient.patient, "research").allowed
+
+
+def _intro(html: str) -> str:
+    """The page's opening summary and default sentence, as text."""
+    start = html.index('id="consent-summary"')
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html[start:html.index("consent-cards", start)]))
+
+
+def test_the_intro_says_what_the_patients_own_choices_allow(patient_client, patient, policy):
+    """Issue 19 item 13: "Until you say yes, your scans are not used" sat above a card saying
+    "Yes, allowed". The intro now states the patient's choices, then the default."""
+    reauthenticate(patient_client)
+    choose(patient_client, "research", "granted")
+    intro = _intro(patient_client.get("/consent/").content.decode())
+    assert "Until you say yes" not in intro
+    assert "Right now you allow: Research." in intro
+    assert "Not allowed: AI training, Commercial licensing, Teaching." in intro
+    assert "Where you have not chosen, the answer is no until you say yes." in intro
+
+
+def test_the_intro_with_no_choices_follows_the_configured_default(patient_client, policy, settings):
+    intro = _intro(patient_client.get("/consent/").content.decode())
+    assert "Until you say yes, your scans are not used for any of these." in intro
+    settings.CONSENT_DEFAULT = "granted"
+    intro = _intro(patient_client.get("/consent/").content.decode())
+    assert "Until you say yes" not in intro
+    assert "Right now you allow: AI training, Research, Commercial licensing, Teaching." in intro
+    assert "the hospital's default is yes" in intro
+
+
+def test_the_intro_once_every_use_is_chosen(patient_client, policy, settings):
+    settings.CONSENT_DEFAULT = "granted"
+    reauthenticate(patient_client)
+    for scope in ("ai_training", "research", "commercial", "teaching"):
+        choose(patient_client, scope, "refused")
+    intro = _intro(patient_client.get("/consent/").content.decode())
+    assert "Right now your scans are not used for any of these." in intro
+    assert "the hospital's default no longer applies to you" in intro
 
 
 # --- Changing a choice ------------------------------------------------------------------------
