@@ -9,10 +9,17 @@ object storage (S3-compatible, via django-storages) works by changing ``STORAGES
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
 import os
 import re
+import shutil
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -133,13 +140,44 @@ def store_file(path: str | os.PathLike[str], digest: Digest) -> str:
     return name
 
 
+class StorageWriteError(Exception):
+    """DICOM storage could not take a file: full, over quota, or an I/O error while writing,
+    syncing or renaming. Not an ``OSError``: the import stops on it (nothing more can be stored)
+    instead of rejecting the file as unreadable and going on. ``source`` is the file being
+    stored (as given); the arguments are kept in ``args`` so the error crosses from a worker
+    process."""
+
+    def __init__(self, source: str, errno_: int | None, strerror: str) -> None:
+        super().__init__(source, errno_, strerror)
+        self.source, self.errno, self.strerror = source, errno_, strerror
+
+    @property
+    def full(self) -> bool:
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+    def __str__(self) -> str:
+        if self.full:
+            return f"The storage is full ({self.strerror}): {self.source} could not be stored."
+        return f"The storage could not be written ({self.strerror}): {self.source} could not be stored."
+
+
+def _write_error(source: str | os.PathLike[str], exc: OSError) -> StorageWriteError:
+    return StorageWriteError(str(source), exc.errno, exc.strerror or type(exc).__name__)
+
+
 @dataclass(frozen=True)
 class Incoming:
-    """A file copied into the storage's own filesystem while it was hashed (``receive_file``),
-    waiting under a temporary name for ``commit_incoming`` (or ``discard_incoming``)."""
+    """A file copied into the storage's own filesystem while it was hashed (``receive_*``),
+    waiting under a temporary name, not yet synced, for ``commit_incoming_all`` (or
+    ``discard_incoming``)."""
 
     digest: Digest
     temp_path: str | None  # None: the backend is not a local filesystem; store from the source
+
+
+# Temporary files of a version before run folders (loose ``.incoming/.tmp-*``) are removed once
+# this old: no import takes a day, and an older version's run may still be writing them.
+LOOSE_TEMP_MAX_AGE_S = 24 * 3600
 
 
 def _incoming_dir(storage: Storage) -> str | None:
@@ -151,61 +189,269 @@ def _incoming_dir(storage: Storage) -> str | None:
     return root
 
 
-def receive_file(path: str | os.PathLike[str]) -> Incoming:
-    """Read the file at ``path`` once: copy it into storage under a temporary name (fsynced)
-    while computing its SHA-256 and length. On a backend without local paths only the digest
-    is computed here and ``commit_incoming`` stores from ``path`` (two reads, as before).
+class IncomingRun:
+    """One import's own folder under ``.incoming/`` (``run-XXXX/``), where its files wait
+    between being copied and being committed or discarded.
+
+    The folder is claimed by an exclusive ``flock`` on ``run-XXXX.lock``, held by this process
+    and the worker processes it forks (they share the open file). The kernel releases it when
+    the last of them exits, however they exit (SIGKILL included), so ``purge_incoming`` can tell
+    a live import's folder (locked: left alone) from a dead one's (removed). Creating a folder
+    and sweeping happen under a lock on ``.incoming/`` itself, so a sweep never sees a folder before
+    its lock is held. ``path`` is None on a backend without local paths (nothing is staged)."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self._lock_fd: int | None = None
+        root = _incoming_dir(dicom_storage())
+        if root is None:
+            return
+        with _sweep_lock(root):
+            _purge_dead_runs(root)
+            path = tempfile.mkdtemp(prefix="run-", dir=root)
+            fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        self.path, self._lock_fd = path, fd
+
+    def close(self) -> None:
+        """Remove the folder and whatever is still in it (files not committed), then the lock."""
+        if self.path is None or self._lock_fd is None:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path + ".lock")
+        os.close(self._lock_fd)
+        self.path, self._lock_fd = None, None
+
+    def __enter__(self) -> IncomingRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _sweep_lock(root: str) -> Iterator[None]:
+    fd = os.open(root, os.O_RDONLY)  # the folder itself: flock works on directories
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def purge_incoming() -> int:
+    """Remove what killed imports left in ``.incoming/`` (run folders whose lock no process
+    holds, loose temporary files older than ``LOOSE_TEMP_MAX_AGE_S``); never a live import's
+    files. Returns the number of run folders and loose files removed. Every import calls it
+    as it starts (the periodic PACS sync included)."""
+    root = _incoming_dir(dicom_storage())
+    if root is None:
+        return 0
+    with _sweep_lock(root):
+        return _purge_dead_runs(root)
+
+
+def _purge_dead_runs(root: str) -> int:
+    removed = 0
+    now = time.time()
+    for entry in os.scandir(root):
+        name = entry.name
+        if name.startswith("run-") and name.endswith(".lock"):
+            fd = os.open(entry.path, os.O_RDWR)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live import (or one of its workers) holds it
+                shutil.rmtree(entry.path[: -len(".lock")], ignore_errors=True)
+                os.unlink(entry.path)
+                removed += 1
+            finally:
+                os.close(fd)
+        elif name.startswith("run-") and entry.is_dir(follow_symlinks=False):
+            # Its lock already gone (a sweep cut short); not one this sweep has just removed.
+            if os.path.exists(entry.path) and not os.path.exists(entry.path + ".lock"):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+        elif name.startswith(".tmp-") and now - entry.stat(follow_symlinks=False).st_mtime > LOOSE_TEMP_MAX_AGE_S:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _new_temp(run: IncomingRun, storage: Storage) -> tuple[int, str]:
+    fd, tmp = tempfile.mkstemp(dir=run.path, prefix=".tmp-")
+    mode = getattr(storage, "file_permissions_mode", None)
+    os.fchmod(fd, mode if mode is not None else 0o640)
+    return fd, tmp
+
+
+def _start_writeback(fd: int) -> None:
+    # Starts writing the pages to disk now, without waiting (Linux); the fsync in
+    # commit_incoming_all then finds little left to do. Also keeps copies out of the page cache.
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def receive_bytes(data: bytes, run: IncomingRun, source: str | os.PathLike[str]) -> Incoming:
+    """A whole file already in memory (``source`` names it in errors): its SHA-256 and length,
+    and a copy under ``run``'s folder. Not synced here: ``commit_incoming_all`` syncs a batch of
+    files before anything points at them. Raises ``StorageWriteError`` when the copy fails."""
+    digest = Digest(hashlib.sha256(data).hexdigest(), len(data))
+    if run.path is None:
+        return Incoming(digest, None)
+    tmp = None
+    try:
+        fd, tmp = _new_temp(run, dicom_storage())
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            _start_writeback(out.fileno())
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise _write_error(source, exc) from exc
+    return Incoming(digest, tmp)
+
+
+def receive_file(path: str | os.PathLike[str], run: IncomingRun) -> Incoming:
+    """``receive_bytes`` for a file too big to hold in memory: read once, in chunks, copied
+    while hashing. On a backend without local paths only the digest is computed here and
+    ``commit_incoming_all`` stores from ``path`` (two reads). Raises ``OSError`` when ``path``
+    cannot be read and ``StorageWriteError`` when the copy cannot be written.
 
     Written by hand: shutil.copyfileobj cannot hash on the way, and reading the file twice
     (hash, then copy) was a quarter of the import's I/O."""
-    storage = dicom_storage()
-    root = _incoming_dir(storage)
-    if root is None:
+    if run.path is None:
         return Incoming(hash_path(path), None)
     digest = hashlib.sha256()
     size = 0
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
+    tmp = None
+    try:
+        fd, tmp = _new_temp(run, dicom_storage())
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
             while chunk := src.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise _write_error(path, exc) from exc
+            try:
+                out.flush()
+                _start_writeback(out.fileno())
+            except OSError as exc:
+                raise _write_error(path, exc) from exc
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
     return Incoming(Digest(digest.hexdigest(), size), tmp)
 
 
-def commit_incoming(incoming: Incoming, source: str | os.PathLike[str]) -> str:
-    """Put a received file in place under its content address and return the name. As with
-    ``store_file``, an existing object is left untouched (the temporary copy is removed)."""
+def sync_incoming(incoming: Incoming, source: str | os.PathLike[str]) -> None:
+    """fsync a received copy; ``StorageWriteError`` (naming ``source``) when the disk refuses."""
     if incoming.temp_path is None:
-        return store_file(source, incoming.digest)
+        return
+    try:
+        _fsync_path(incoming.temp_path)
+    except OSError as exc:
+        raise _write_error(source, exc) from exc
+
+
+def commit_incoming_all(items: list[tuple[Incoming, str | os.PathLike[str]]], *, synced: bool = False) -> list[str]:
+    """Put received files in place under their content addresses; return their names, in order.
+    Callers commit database rows naming these files only after this returns (docs/security.md
+    §16): each copy is fsynced before it is renamed to its final name (a final name never holds
+    a partial file, even after a power cut), and the renames are synced before returning.
+    Syncing a batch here rather than each file as it is copied lets the disk write while the
+    workers parse (a 3,000-slice CT: 5.4 ms of waiting per file before). An existing object is
+    left untouched (its copy is removed), as in ``store_file``. ``synced``: every copy has
+    already been through ``sync_incoming`` (``staging.prepare_all`` does it as files arrive).
+    Raises ``StorageWriteError`` naming the source whose copy could not be synced, renamed or
+    stored."""
     storage = dicom_storage()
-    name = dicom_name(incoming.digest.sha256)
-    full_path = storage.path(name)
-    if os.path.exists(full_path):
-        discard_incoming(incoming)
-        return name
-    if isinstance(storage, AtomicFileSystemStorage):
-        storage._make_dirs(os.path.dirname(full_path))  # each level with the configured mode
-    else:
-        os.makedirs(os.path.dirname(full_path), exist_ok=True)
-    mode = getattr(storage, "file_permissions_mode", None)
-    os.chmod(incoming.temp_path, mode if mode is not None else 0o640)
-    # Same filesystem: an atomic rename; two importers of the same bytes both end with one object.
-    os.replace(incoming.temp_path, full_path)
-    return name
+    names = [dicom_name(incoming.digest.sha256) for incoming, _ in items]
+    local = [(incoming, source, name) for (incoming, source), name in zip(items, names, strict=True)
+             if incoming.temp_path is not None]
+    pending = []
+    for incoming, source, name in local:
+        if os.path.exists(storage.path(name)):
+            discard_incoming(incoming)
+            continue
+        if not synced:
+            sync_incoming(incoming, source)
+        pending.append((incoming, source, name))
+    for incoming, source, name in pending:
+        full_path = storage.path(name)
+        try:
+            if isinstance(storage, AtomicFileSystemStorage):
+                storage._make_dirs(os.path.dirname(full_path))  # each level with the configured mode
+            else:
+                os.makedirs(os.path.dirname(full_path), exist_ok=True)
+            # Same filesystem: an atomic rename; two importers of the same bytes both end with one object.
+            os.replace(incoming.temp_path, full_path)
+        except OSError as exc:
+            raise _write_error(source, exc) from exc
+    if pending:
+        try:
+            _sync_filesystem(storage.path("dicom"), {os.path.dirname(storage.path(n)) for _, _, n in pending})
+        except OSError as exc:
+            raise _write_error(pending[-1][1], exc) from exc
+    for incoming, source in items:
+        if incoming.temp_path is None:
+            try:
+                store_file(source, incoming.digest)
+            except OSError as exc:
+                raise _write_error(source, exc) from exc
+    return names
+
+
+def commit_incoming(incoming: Incoming, source: str | os.PathLike[str]) -> str:
+    """``commit_incoming_all`` for one file."""
+    return commit_incoming_all([(incoming, source)])[0]
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _sync_filesystem(root: str, directories: set[str]) -> None:
+    """Make renames into ``directories`` durable: one ``syncfs(2)`` of the storage's filesystem
+    on Linux (fsyncing each directory: 0.6 s for a 3,000-slice CT here, syncfs a few ms since
+    the files' data is already synced), each directory's fsync elsewhere. Python 3.11 has no
+    os.syncfs, hence ctypes."""
+    if _libc is not None:
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            if _libc.syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
+        return
+    for directory in directories:
+        _fsync_path(directory)
+
+
+def _unlink_quietly(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def discard_incoming(incoming: Incoming) -> None:
-    if incoming.temp_path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(incoming.temp_path)
+    _unlink_quietly(incoming.temp_path)
 
 
 def open_stored(name: str) -> BinaryIO:

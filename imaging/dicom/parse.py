@@ -9,13 +9,14 @@ person can act on. No pydicom object ever leaves this module.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -153,6 +154,31 @@ def patient_identity(path: str | os.PathLike[str]) -> tuple[str, str] | None:
     return str(ds.get("PatientID", "") or "").strip(), str(ds.get("IssuerOfPatientID", "") or "").strip()
 
 
+def parse_buffer(data: bytes) -> tuple[ParsedInstance | DicomDirIndex, Header]:
+    """``parse_file`` for a whole file already in memory (the import reads each file once), with
+    the dataset kept as a :class:`Header` for ``imaging.dicom.render.header_decode_problem``, so
+    the header is parsed once per file, not once per step."""
+    if len(data) > MAX_FILE_BYTES:
+        raise DicomRejected(f"File is too large ({len(data)} bytes; the limit is {MAX_FILE_BYTES}).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Everything is in memory already: nothing is deferred to a second read.
+        stream = io.BytesIO(data)
+        ds = _read(stream, stream, defer_size=None)
+        return _checked(ds, len(data)), Header(ds, data)
+
+
+class Header:
+    """A parsed file for the other modules of ``imaging.dicom`` only (no pydicom object leaves the
+    package): the dataset and the file's bytes."""
+
+    __slots__ = ("dataset", "data")
+
+    def __init__(self, dataset: Any, data: bytes) -> None:
+        self.dataset = dataset
+        self.data = data
+
+
 def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
     try:
         size = path.stat().st_size
@@ -161,19 +187,25 @@ def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
     if size > MAX_FILE_BYTES:
         raise DicomRejected(f"File is too large ({size} bytes; the limit is {MAX_FILE_BYTES}).")
     with open(path, "rb") as fh:
-        sniff_preamble(fh.read(132))
-        try:
-            # docs/security.md §21: pydicom inflates a deflated dataset whole; bounded first.
-            limits.check_inflated_size(fh)
-        except limits.PixelLimitError as exc:
-            raise DicomRejected(exc.reason) from exc
+        # defer_size: big values (pixel data) are left on disk (read again from ``path`` when
+        # needed); we only need their length.
+        return _checked(_read(fh, path, defer_size="256 KB"), size)
 
+
+def _read(fh: BinaryIO, source: BinaryIO | Path, *, defer_size: str | None) -> Any:
+    """Check the preamble and the inflated size on ``fh``, then read ``source`` (the same file)."""
+    sniff_preamble(fh.read(132))
+    try:
+        # docs/security.md §21: pydicom inflates a deflated dataset whole; bounded first.
+        limits.check_inflated_size(fh)
+    except limits.PixelLimitError as exc:
+        raise DicomRejected(exc.reason) from exc
+    fh.seek(0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             # force=False: anything without the Part 10 header is refused rather than guessed.
-            # defer_size: big values (pixel data) are left on disk; we only need their length.
-            ds = pydicom.dcmread(path, force=False, defer_size="256 KB")
+            ds = pydicom.dcmread(source, force=False, defer_size=defer_size)
         except InvalidDicomError as exc:
             raise DicomRejected("Not a valid DICOM file (missing or broken file meta information).") from exc
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on hostile input
@@ -182,7 +214,10 @@ def _parse_file(path: Path) -> ParsedInstance | DicomDirIndex:
         text = str(w.message)
         if "End of file reached" in text or "truncated" in text.lower():
             raise DicomRejected("The file is truncated (it ends inside an element).")
+    return ds
 
+
+def _checked(ds: Any, size: int) -> ParsedInstance | DicomDirIndex:
     try:
         return _inspect(ds, size)
     except DicomRejected:

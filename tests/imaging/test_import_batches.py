@@ -43,7 +43,9 @@ def write_study(folder: Path, count: int, *, study_uid: str | None = None, start
 
 
 def incoming_left(root: Path) -> list[str]:
-    return sorted(os.listdir(root / ".incoming")) if (root / ".incoming").exists() else []
+    """What is left under .incoming/, every run's folder walked."""
+    folder = root / ".incoming"
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 def test_bad_files_in_the_middle_of_a_study_reject_only_themselves_and_write_nothing(inputs, dicom_storage):
@@ -102,15 +104,16 @@ def test_receive_file_hashes_what_it_writes_in_one_read(tmp_path, dicom_storage)
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(3 * storage.CHUNK + 12345))  # several chunks and a partial one
 
-    incoming = storage.receive_file(source)
-
-    assert incoming.digest == storage.Digest(sha256_of(source), source.stat().st_size)
-    assert sha256_of(Path(incoming.temp_path)) == incoming.digest.sha256
-    name = storage.commit_incoming(incoming, source)
-    assert sha256_of(dicom_storage / name) == incoming.digest.sha256
-    assert incoming_left(dicom_storage) == []
-    again = storage.receive_file(source)
-    assert storage.commit_incoming(again, source) == name  # the existing object is kept
+    with storage.IncomingRun() as run:
+        incoming = storage.receive_file(source, run)
+        assert incoming.temp_path.startswith(run.path + "/")
+        assert incoming.digest == storage.Digest(sha256_of(source), source.stat().st_size)
+        assert sha256_of(Path(incoming.temp_path)) == incoming.digest.sha256
+        name = storage.commit_incoming(incoming, source)
+        assert sha256_of(dicom_storage / name) == incoming.digest.sha256
+        again = storage.receive_file(source, run)
+        assert storage.commit_incoming(again, source) == name  # the existing object is kept
+        assert not os.path.exists(again.temp_path)
     assert incoming_left(dicom_storage) == []
 
 
@@ -119,7 +122,7 @@ def test_a_big_run_uses_worker_processes_with_the_same_outcomes(inputs, dicom_st
     study_uid = synth.new_uid()
     files = write_study(inputs, 10, study_uid=study_uid)
     (inputs / "f0003.dcm").write_bytes(b"not dicom at all" * 20)
-    assert staging.workers_for(len(files)) == min((os.cpu_count() or 1) + 1, 2)
+    assert staging.workers_for(len(files)) == min(os.cpu_count() or 1, 2)
 
     summary = dicom_import(actor=importer(), paths=[inputs])
 
@@ -148,14 +151,16 @@ def test_object_storage_without_local_paths_is_hashed_then_stored_from_the_sourc
     settings.STORAGES = {**settings.STORAGES, "dicom": {"BACKEND": f"{__name__}.ObjectStorage"}}
     source = tmp_path / "one.dcm"
     source.write_bytes(b"DICM" + os.urandom(5000))
-    incoming = storage.receive_file(source)
+    run = storage.IncomingRun()
+    assert run.path is None
+    incoming = storage.receive_file(source, run)
     assert incoming.temp_path is None
     assert incoming.digest == storage.Digest(hashlib.sha256(source.read_bytes()).hexdigest(), 5004)
     name = storage.commit_incoming(incoming, source)
     assert name == storage.dicom_name(incoming.digest.sha256)
     with storage.open_stored(name) as fh:
         assert fh.read() == source.read_bytes()
-    assert storage.commit_incoming(storage.receive_file(source), source) == name  # the same bytes: one object
+    assert storage.commit_incoming(storage.receive_file(source, run), source) == name  # the same bytes: one object
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,8 +1,10 @@
 """``manage.py import_dicom PATH... [--json] [--issuer ISSUER]`` (DESIGN.md "Contracts").
 
 Exit status 0 when the run completed, even if some files were rejected (they are reported);
-non-zero only for usage errors such as a PATH that does not exist. Files imported with a
-warning (a hash-like UID, pixels that cannot be shown) are listed after the counts.
+non-zero for usage errors such as a PATH that does not exist, and when storage could not take a
+file (full, over quota, an I/O error): the run stops there, the message names the file, and
+nothing of that file's study is recorded. Files imported with a warning (a hash-like UID, pixels
+that cannot be shown) are listed after the counts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.actor import Actor
-from imaging.services.ingest import IMPORTER_NAME, ImportUsageError, dicom_import
+from imaging.services.ingest import IMPORTER_NAME, ImportStorageError, ImportUsageError, dicom_import
 
 
 class Command(BaseCommand):
@@ -33,7 +35,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         try:
             summary = dicom_import(actor=Actor.system(IMPORTER_NAME), paths=options["paths"], issuer=options.get("issuer"))
-        except ImportUsageError as exc:
+        except (ImportUsageError, ImportStorageError) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
             self.stdout.write(json.dumps(summary.as_dict(), indent=2, ensure_ascii=True))
