@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -46,8 +47,11 @@ from sharing.models import Partner, Push, PushedInstance
 
 logger = logging.getLogger(__name__)
 
-# How the access log names the sender of a push (an Actor.system whose organisation is the partner).
-PUSH_ACTOR_NAME = "Sent at your request"
+# How the access log names a push: Lightbox (a system actor) in the role of sending to the
+# partner's archive, the partner as the organisation, so the log's sentence reads "Lightbox,
+# sending to the imaging archive at <partner> shared your <study> at your request."
+PUSH_ACTOR_NAME = "Lightbox"
+PUSH_ACTOR_ROLE = "sending to the imaging archive"
 
 
 class PartnerUnavailable(Exception):  # noqa: N818 - a condition the task retries, not a bug
@@ -213,7 +217,7 @@ def _complete(push_id: int, claimed_at: dt.datetime) -> str:
     push.finished_at = timezone.now()
     push.save(update_fields=["status", "sent", "error", "finished_at"])
     access_log.record(
-        actor=Actor.system(PUSH_ACTOR_NAME, organization=push.partner.name),
+        actor=replace(Actor.system(PUSH_ACTOR_NAME, organization=push.partner.name), role=PUSH_ACTOR_ROLE),
         patient=push.patient,
         study=studies[0] if len(studies) == 1 else None,
         action=AccessEvent.Action.SHARE,

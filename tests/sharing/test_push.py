@@ -55,8 +55,8 @@ def test_the_partner_holds_exactly_the_patients_files_and_the_share_is_logged_on
         with open_stored(instance.storage_path) as fh:
             assert partner_archive.file(orthanc_id) == fh.read()
     [share] = _shares(patient)
-    assert (share.organization, share.actor_name, share.purpose, share.outcome) == (
-        PARTNER_NAME, services.PUSH_ACTOR_NAME, "patient_request", "success")
+    assert (share.organization, share.actor_name, share.actor_type, share.purpose, share.outcome) == (
+        PARTNER_NAME, "Lightbox", "system", "patient_request", "success")
     assert share.details == {"push": push.pk, "studies": 2, "instances": 5}
 
     # A redelivery of the finished job sends nothing and records nothing.
@@ -73,7 +73,7 @@ def test_the_patient_sees_the_share_in_their_access_log(
     tasks.push_send.apply(args=[push.pk])
     login_verified(client, patient)
     page = client.get("/access-log/").content.decode()
-    assert PARTNER_NAME in page and "Shared" in page
+    assert f"Lightbox, sending to the imaging archive at {PARTNER_NAME} shared your " in page
 
 
 def test_a_partner_that_is_down_is_retried_then_the_push_fails_and_the_patient_is_told(
