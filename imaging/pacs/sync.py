@@ -40,7 +40,7 @@ from imaging import selectors
 from imaging.models import PacsInstance, PacsPatientSync, PacsSyncRun, Patient
 from imaging.pacs.client import connect, pacs_configured
 from imaging.pacs.errors import PacsError
-from imaging.services.ingest import dicom_import
+from imaging.services.ingest import ImportStorageError, dicom_import
 
 if TYPE_CHECKING:
     from imaging.pacs.client import Client
@@ -124,7 +124,8 @@ def pacs_sync(*, actor: Actor, patient_ids: list[int] | None = None, recheck: bo
                 _sync_patient(actor, api, patient, result, recheck=recheck)
             result.patients += 1
     except Exception as exc:
-        message = str(exc) if isinstance(exc, PacsError) else f"Sync failed ({type(exc).__name__})."
+        # A full storage stops the import with a sentence worth showing on /healthz as it is.
+        message = str(exc) if isinstance(exc, PacsError | ImportStorageError) else f"Sync failed ({type(exc).__name__})."
         PacsSyncRun.objects.filter(pk=run.pk).update(
             status=PacsSyncRun.Status.FAILED, finished_at=timezone.now(), error=message[:300], **_counts(result))
         logger.warning("PACS sync failed: %s", message)
@@ -181,7 +182,7 @@ def _sync_patient(actor: Actor, api: Client, patient: Patient, result: SyncResul
             result.studies += 1
     except Exception as exc:
         state.status = PacsPatientSync.Status.FAILED
-        state.last_error = (str(exc) if isinstance(exc, PacsError) else type(exc).__name__)[:300]
+        state.last_error = (str(exc) if isinstance(exc, PacsError | ImportStorageError) else type(exc).__name__)[:300]
         state.save(update_fields=["status", "last_error", "updated_at"])
         raise
     state.status, state.last_synced_at = PacsPatientSync.Status.DONE, timezone.now()
