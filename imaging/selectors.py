@@ -44,7 +44,7 @@ from imaging.models import (
 from imaging.storage import open_stored
 
 if TYPE_CHECKING:
-    from imaging.dicom import compare, reveal
+    from imaging.dicom import compare, reveal, sr
 
 # imaging.dicom (pydicom, numpy, Pillow: about 49 MB) is imported inside the functions that
 # read headers, not here: this module is loaded by every process, the export worker included,
@@ -259,7 +259,7 @@ class SeriesCard:
     kind_name: str
     instances: int
     count: ImageCount  # images and frames (the one counting rule)
-    report: list[tuple[str, str]] | None = None  # simple SR text
+    readable: bool = False  # a report the report page shows (an SR, or a PDF document)
     unshown: Unshown | None = None  # None when every image can be shown
 
 
@@ -275,17 +275,14 @@ def series_cards(study: Study) -> list[SeriesCard]:
         )
         .order_by("number", "pk")
     )
-    from imaging.dicom import reveal
+    from imaging.dicom import reveal, sr
 
     unshown = _unshown_by_series(study)
     cards: list[SeriesCard] = []
     for series in rows:
         kind = "image" if series.image_n else reveal.object_kind(series.first_class or "", has_pixels=False)
         card = SeriesCard(series, kind, reveal.sop_class_name(series.first_class or ""), series.n, image_count_of(series))
-        if kind == "report":
-            first = series.instances.order_by("number", "pk").first()
-            if first is not None:
-                card.report = _report_text(first)
+        card.readable = kind == "report" or series.first_class == sr.ENCAPSULATED_PDF
         card.unshown = unshown.get(series.pk)
         cards.append(card)
     return cards
@@ -306,12 +303,55 @@ def _unshown_by_series(study: Study) -> dict[int, Unshown]:
     return {series_id: entry for series_id, entry in found.items() if entry.count}
 
 
-def _report_text(instance: Instance) -> list[tuple[str, str]] | None:
-    from imaging.dicom import reveal
+# --- Reports ---------------------------------------------------------------------------------------
 
+# A study holds one report, sometimes a few (an addendum, a PDF copy); more than this is not a
+# report a patient reads but an archive, and each is a file to parse on every page view.
+MAX_REPORTS = 20
+_SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+_PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"  # imaging.dicom.sr.ENCAPSULATED_PDF (pydicom not loaded here)
+
+
+@dataclass
+class StudyReport:
+    series: Series
+    instance: Instance
+    report: sr.Report
+
+
+def study_reports(study: Study) -> list[StudyReport]:
+    """The radiology reports stored with ``study`` (already narrowed by :func:`study_get`):
+    Structured Reports read into sections, Encapsulated PDFs with their title; in series order.
+    Who may call: ``imaging.services.viewing.report_open``, which records the access."""
+    from imaging.dicom import sr
+
+    instances = (
+        Instance.objects.filter(series__study=study)
+        .filter(Q(sop_class__startswith=_SR_CLASS_PREFIX) | Q(sop_class=_PDF_CLASS))
+        .select_related("series")
+        .order_by("series__number", "series_id", "number", "pk")[:MAX_REPORTS]
+    )
+    found = []
+    for instance in instances:
+        try:
+            with open_stored(instance.storage_path) as fh:
+                report = sr.read_report(fh)
+        except OSError:
+            report = None
+        if report is not None:
+            found.append(StudyReport(instance.series, instance, report))
+    return found
+
+
+def document_pdf(instance: Instance) -> bytes | None:
+    """The PDF in an Encapsulated PDF instance (narrowed by :func:`instance_get`), or None."""
+    from imaging.dicom import sr
+
+    if instance.sop_class != _PDF_CLASS:
+        return None
     try:
         with open_stored(instance.storage_path) as fh:
-            return reveal.report_text(fh)
+            return sr.read_pdf(fh)
     except OSError:
         return None
 

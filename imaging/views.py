@@ -9,12 +9,15 @@ the selectors and record nothing, or a scroll through a CT would write hundreds.
 
 from __future__ import annotations
 
+from csp.constants import NONE, SELF
+from csp.decorators import csp_replace
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -208,6 +211,37 @@ def series_thumbnail(request: HttpRequest, study_id: int, series_id: int) -> Htt
     except RenderError as exc:
         return _cannot_render(exc)
     return _image_response(data)
+
+
+@require_GET
+@never_cache
+def report(request: HttpRequest, study_id: int) -> HttpResponse:
+    opened = viewing.report_open(actor=request.actor, study_id=study_id)
+    return render(request, "imaging/report.html", {"study": opened.study, "reports": opened.reports})
+
+
+# The PDF is untrusted content: it may be framed only by our own report page (its <iframe>; the
+# one response with frame-ancestors 'self' rather than 'none'), loads nothing, and runs no script
+# of its own (docs/security.md §15).
+PDF_CSP = {"default-src": [NONE], "script-src": [NONE], "style-src": [NONE], "img-src": [NONE], "font-src": [NONE],
+           "connect-src": [NONE], "object-src": [NONE], "base-uri": [NONE], "form-action": [NONE],
+           "frame-ancestors": [SELF]}
+
+
+@require_GET
+@never_cache
+@xframe_options_sameorigin
+@csp_replace(PDF_CSP)
+def document_pdf(request: HttpRequest, study_id: int, series_id: int, instance_id: int) -> HttpResponse:
+    instance = selectors.instance_get(actor=request.actor, study_id=study_id, series_id=series_id, instance_id=instance_id)
+    data = selectors.document_pdf(instance)
+    if data is None:
+        raise Http404("This file holds no PDF.")
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Length"] = str(len(data))
+    # The name is ours, never the document's title (docs/security.md §16).
+    response["Content-Disposition"] = f'inline; filename="report-{study_id}-{instance_id}.pdf"'
+    return response
 
 
 @require_GET

@@ -79,6 +79,27 @@ def series_open(*, actor: Actor, study_id: int, series_id: int) -> OpenedSeries:
 
 
 @dataclass
+class OpenedReport:
+    study: Study
+    reports: list[selectors.StudyReport]  # may be empty: the page says there is none yet
+
+
+@transaction.atomic
+def report_open(*, actor: Actor, study_id: int) -> OpenedReport:
+    """The study's radiology reports as a patient reads them (Structured Reports as text, PDFs
+    shown inline from ``document_pdf``, which the page embeds and which is not audited again,
+    like the viewer's frames).
+
+    Audited: one ``view`` event with ``{"page": "report", "reports": n}``, the same as a study
+    page view. ``Http404`` (no event) for a study outside the actor's reach."""
+    study = selectors.study_get(actor=actor, study_id=study_id)
+    reports = selectors.study_reports(study)
+    access_log.record(actor=actor, patient=study.patient, study=study, action="view",
+                      details={"page": "report", "reports": len(reports)})
+    return OpenedReport(study, reports)
+
+
+@dataclass
 class DownloadedImage:
     instance: Instance
     frame: int

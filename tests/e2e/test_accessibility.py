@@ -250,6 +250,8 @@ VISITS: list[Visit] = [
         Visit("imaging-viewer", PATIENT, lambda w, i=i: "/studies/{}/series/{}/view/".format(*w.viewer_series[i]), kind)
         for i, kind in ((0, "CT"), (3, "US"))
     ],
+    # The demo CT's report: a Structured Report as text and its PDF copy inline.
+    Visit("imaging-report", PATIENT, lambda w: f"/studies/{w.studies[0].pk}/report/", "CT"),
     Visit("imaging-verify", PATIENT, "/verify/"),
     Visit("imaging-verify", PATIENT, "/verify/", "results", act=_verify_copy),
     Visit("audit-log", PATIENT, "/access-log/"),
@@ -312,6 +314,7 @@ REAUTHENTICATE_BEFORE = {PATIENT: "consent-change", OFFICER: "consent-office-rec
 NOT_PAGES = {
     "imaging-thumbnail": "PNG image",
     "imaging-viewer-data": "JSON, fetched by the viewer's series strip (the viewer page is checked)",
+    "imaging-document": "PDF document, shown inside the report page (imaging-report is checked)",
     "imaging-frame": "PNG image, fetched by the viewer",
     "imaging-download": "file download (DICOM)",
     "audit-log-csv": "file download (CSV)",

@@ -245,12 +245,12 @@ def test_integrity_shows_verified_date_and_alerts(patient_client: Client, ct_stu
     assert "All 5 files verified" not in html
 
 
-def test_structured_report_is_a_card_with_its_text(patient_client: Client, patient, tmp_path):
+def test_structured_report_is_a_card_linking_to_its_text(patient_client: Client, patient, tmp_path):
     study = import_for(patient, [sr_report(tmp_path)])
     html = patient_client.get(f"/studies/{study.pk}/").content.decode()
-    assert "Read the report text" in html
-    assert "A mass of" in html
+    assert "Read the report" in html and f"/studies/{study.pk}/report/" in html
     assert "/view/" not in html  # no viewer for a document without pixels
+    assert "A mass of" in patient_client.get(f"/studies/{study.pk}/report/").content.decode()
 
 
 # --- Viewer, frames, thumbnails, download -------------------------------------------------------

@@ -237,6 +237,10 @@ TABLE: dict[str, Entry] = {
     "imaging-viewer": Entry(gate(owned(OK)), ids="series"),
     "imaging-thumbnail": Entry(gate(owned(OK)), ids="series"),
     "imaging-viewer-data": Entry(gate(owned(OK)), ids="series"),  # the viewer's series strip (JSON)
+    "imaging-report": Entry(gate(owned(OK)), ids="study"),  # a study without a report says so (200)
+    # The world's instances are images, not PDFs: the owner's 404 is "no PDF in this file";
+    # tests/imaging/test_reports.py covers a real PDF for its owner and for anyone else.
+    "imaging-document": Entry(gate(owned(NOT_FOUND)), ids="instance"),
     "imaging-frame": Entry(gate(owned(OK)), ids="frame"),
     "imaging-download": Entry(gate(owned(OK)), ids="instance"),
     # Verifying a copy compares uploads with the signed-in patient's own files; an officer may

@@ -173,7 +173,7 @@ def _is_admin(route: Route) -> bool:
 
 
 PATIENT_PAGES = {
-    "home", "imaging-study", "imaging-viewer", "imaging-thumbnail", "imaging-frame", "audit-log", "consent-home",
+    "home", "imaging-study", "imaging-viewer", "imaging-viewer-data", "imaging-report", "imaging-thumbnail", "imaging-frame", "audit-log", "consent-home",
     "consent-history", "consent-receipt", "consent-receipt-json", "exports-list", "exports-detail", "exports-status",
     "flags-mine", "flags-detail", "accounts-security", "usersessions_list",
 }
