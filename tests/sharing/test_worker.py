@@ -1,6 +1,7 @@
 """A push with real Celery worker processes on Redis and PostgreSQL, to a real Orthanc: a worker
 SIGKILLed mid-push is replaced, and the push completes exactly once — every file at the partner
-byte for byte, none sent again that the partner had already accepted, one share in the log.
+byte for byte, none sent again that the partner had already accepted, one share in the log; a
+broker outage when the patient asks leaves the push queued, and the reconciler sends it.
 
 The worker is held mid-push by turning the last file (in sending order) into a FIFO with no
 writer: the worker blocks opening it, after it has sent and recorded the others.
@@ -21,7 +22,7 @@ from imaging.storage import open_stored
 from sharing import services
 from sharing.models import Push, PushedInstance
 from tests.conftest import WorkerProcess, login_verified, reauthenticate, wait_for
-from tests.exports.conftest import make_study
+from tests.exports.conftest import broker_down, make_study
 
 pytestmark = pytest.mark.worker
 
@@ -76,3 +77,23 @@ def test_a_worker_killed_mid_push_is_replaced_and_the_push_completes_once(
             assert partner_archive.file(partner_archive.find_instance(instance.sop_uid)) == fh.read()
     [share] = AccessEvent.objects.filter(patient=patient.patient, action="share")
     assert share.organization == partner.name
+
+
+def test_a_broker_outage_keeps_the_request_and_the_reconciler_sends_it(
+        client, patient, partner, partner_archive, tmp_path, celery_worker_process):
+    study = make_study(patient, tmp_path / "s", slices=2)
+    login_verified(client, patient)
+    reauthenticate(client)
+    with broker_down():
+        response = client.post("/sharing/send/", {"studies": [str(study.pk)], "partner": str(partner.pk)})
+        assert response.status_code == 302  # the page works
+        assert "Waiting to start" in client.get("/sharing/").content.decode()
+    push = Push.objects.get()
+    assert push.status == "queued" and push.dispatched_at is None
+
+    assert services.pushes_reconcile() == 1
+    done = wait_for(lambda: (p := _row(push.pk)).status not in Push.ACTIVE and p, timeout=60,
+                    what="the reconciled push to finish")
+    assert (done.status, done.sent) == ("sent", 2)
+    for instance in Instance.objects.filter(series__study=study):
+        assert partner_archive.find_instance(instance.sop_uid)
