@@ -18,7 +18,7 @@
             var count = row.querySelector(".push-count");
             var label = row.querySelector(".push-label");
             if (bar) { bar.max = data.total; bar.value = data.sent; bar.textContent = data.percent + "%"; }
-            if (count) { count.textContent = data.sent + " / " + data.total; }
+            if (count) { count.textContent = data.sent + " of " + data.total + " images"; }
             if (label) { label.textContent = data.label; }
             return data.active;
           })
