@@ -68,7 +68,7 @@ def _deidentify_options() -> list[str]:
 @require_GET
 @never_cache
 def export_detail(request: HttpRequest, export_id: int) -> HttpResponse:
-    export = selectors.export_get(actor=request.actor, export_id=export_id)
+    export = selectors.export_get(actor=request.actor, export_id=export_id, with_studies=True)
     return render(request, "exports/detail.html", {
         "export": export, "status": selectors.status_payload(export), "download_ready": download_ready(request),
     })
@@ -112,6 +112,7 @@ def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
     try:
         download = services.export_download(actor=request.actor, export_id=export.pk)
     except services.ExportUnavailable as exc:
+        export = selectors.export_get(actor=request.actor, export_id=export.pk, with_studies=True)
         return render(request, "exports/detail.html", {
             "export": export, "status": selectors.status_payload(export), "unavailable": str(exc),
         }, status=410)

@@ -3,13 +3,17 @@ opens it with 7-Zip and the passphrase shown once. A real Celery worker packages
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from exports.models import ExportRequest
 from exports.services import archive_path
+from imaging.models import Study
+from tests.e2e.conftest import DESKTOP, MOBILE
 from tests.e2e.test_viewer import sign_in
 from tests.exports.conftest import make_study, open_with_7z, verify_archive
 from tests.factories import PASSWORD
@@ -55,3 +59,40 @@ def test_request_progress_download(page: Page, live_server, site, patient, tmp_p
     assert open_with_7z(target, passphrase, out).returncode == 0
     verify_archive(out, [study], deidentified=False)
     archive_path(ExportRequest.objects.get()).unlink()  # the worker's export dir is shared with other runs
+
+
+def test_the_export_page_lays_out_its_facts_and_lists_its_studies(page: Page, live_server, site, patient):
+    """Issue 19 item 12: the facts box was the browser's bare <dl> (each value indented under
+    its label, one per line) and the page did not say which studies were in the export."""
+    now = timezone.now()
+    studies = [
+        Study.objects.create(patient=patient.patient, study_uid=f"1.2.826.0.1.3680043.10.65.{i}", description=description,
+                             study_date=dt.date(2025, 3, 1 + i), modalities=modality)
+        for i, (description, modality) in enumerate([("CT CHEST WITH CONTRAST", "CT"), ("MRI BRAIN", "MR")])
+    ]
+    export = ExportRequest.objects.create(
+        patient=patient.patient, requested_by=patient, status="ready", progress=100, size=48_000_000, file_count=312,
+        sha256="ab" * 32, finished_at=now, expires_at=now + dt.timedelta(days=7),
+    )
+    export.studies.set(studies)
+    sign_in(page, live_server.url, patient)
+    for viewport in (DESKTOP, MOBILE):
+        page.set_viewport_size(viewport)
+        page.goto(f"{live_server.url}/exports/{export.pk}/")
+        facts = page.locator(".export-facts")
+        labels, values = facts.locator("dt"), facts.locator("dd")
+        # Each value sits under its label, not indented like a bare <dl>.
+        assert values.first.evaluate("e => getComputedStyle(e).marginLeft") == "0px"
+        assert abs(values.first.bounding_box()["x"] - labels.first.bounding_box()["x"]) < 1
+        card = page.locator("section[aria-labelledby=about-heading]").bounding_box()
+        hash_box = page.locator(".export-hash").bounding_box()
+        assert hash_box["x"] + hash_box["width"] <= card["x"] + card["width"]
+        if viewport is DESKTOP:  # facts side by side on a wide screen
+            first, second = labels.nth(0).bounding_box(), labels.nth(1).bounding_box()
+            assert first["y"] == second["y"] and second["x"] > first["x"]
+        rows = page.locator(".export-studies li")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text("MRI brain")
+        expect(rows.nth(0)).to_contain_text("2 Mar 2025")
+        expect(rows.nth(1)).to_contain_text("CT chest with contrast")
+        expect(rows.nth(1).locator("abbr")).to_have_text("CT")

@@ -273,3 +273,55 @@ def test_request_without_studies_is_a_form_error(patient_client: Client, patient
     assert response.status_code == 400 and "passphrase" not in response.context
     assert ExportRequest.objects.count() == 0
     assert AccessEvent.objects.filter(action="export").count() == 0
+
+
+# --- Which studies an export holds (issue 19 item 12) -----------------------------------------
+
+
+def _export_of(patient, studies):
+    export = ExportRequest.objects.create(patient=patient.patient, requested_by=patient, status="queued")
+    export.studies.set(studies)
+    return export
+
+
+def _studies(patient, n: int, start: int = 0) -> list:
+    from imaging.models import Study
+
+    return [
+        Study.objects.create(patient=patient.patient, study_uid=f"1.2.826.0.1.3680043.10.66.{start + i}",
+                             description=f"CT CHEST PART {start + i}", study_date=dt.date(2024, 1, 1) + dt.timedelta(days=start + i),
+                             modalities="CT")
+        for i in range(n)
+    ]
+
+
+def test_the_export_page_names_each_study_with_its_date_and_modality(patient, other_patient):
+    client = login_verified(Client(), patient)
+    mine = _studies(patient, 2)
+    _export_of(patient, _studies(patient, 1, start=10))  # another export's study is not listed
+    export = _export_of(patient, mine)
+    html = client.get(f"/exports/{export.pk}/").content.decode()
+    assert "The 2 studies in this export" in html
+    for study in mine:
+        assert f"CT chest part {study.study_uid[-1]}" in html  # in plain case, original on hover
+        assert f'datetime="{study.study_date:%Y-%m-%d}"' in html
+    assert "part 10" not in html
+    assert '<abbr title="Computed Tomography">CT</abbr>' in html
+
+
+def test_the_downloads_page_lists_each_exports_studies_without_a_query_per_row(patient):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = login_verified(Client(), patient)
+    _export_of(patient, _studies(patient, 2))
+    client.get("/exports/")  # warm the session and per-user caches
+    with CaptureQueriesContext(connection) as one:
+        html = client.get("/exports/").content.decode()
+    assert "CT chest part 0" in html and "CT chest part 1" in html and "2 studies" in html
+    for k in range(1, 5):
+        _export_of(patient, _studies(patient, 2, start=10 * k))
+    with CaptureQueriesContext(connection) as five:
+        html = client.get("/exports/").content.decode()
+    assert "CT chest part 40" in html and "CT chest part 11" in html
+    assert len(five.captured_queries) == len(one.captured_queries)
