@@ -76,7 +76,7 @@ def timeline_chart(summary: LogSummary) -> dict:
         "table_html": format_html_join(
             "", '<tr><th scope="row">{}</th>{}<td>{}</td></tr>',
             (
-                (date_format(m, "F Y"), format_html_join("", "<td>{}</td>", ((n,) for n in counts)), total)
+                (date_format(m, "YEAR_MONTH_FORMAT"), format_html_join("", "<td>{}</td>", ((n,) for n in counts)), total)
                 for m, counts, total in table
             ),
         ),
