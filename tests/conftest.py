@@ -112,6 +112,8 @@ class WorkerProcess:
         db = settings.DATABASES["default"]
         env = dict(os.environ)
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+        # Its emails in its log, where the tests count them (the embedded default is a file mailbox).
+        env["EMAIL_URL"] = "console://"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.escalated = False  # stop() had to SIGKILL it

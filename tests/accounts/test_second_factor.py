@@ -1010,7 +1010,7 @@ def test_passkey_verifies_a_password_only_session(client, unverified_user):
     response = _passkey_sign_in(client, authenticator)
 
     assert response.status_code == 200, response.content
-    assert response.json()["redirect_url"] == "/"
+    assert response.json()["redirect_url"] == "/start/"  # each role's start page (portal.views.start)
     assert client.cookies[settings.SESSION_COOKIE_NAME].value != before  # new session id
     assert _is_verified(client)
     assert SignInEvent.objects.get(user=unverified_user).method == SignInEvent.Method.PASSKEY
