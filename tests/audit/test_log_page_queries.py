@@ -86,3 +86,29 @@ def test_the_filter_selects_have_djangos_markup(patient, data):
 
         # The same tags, attributes and escaping; only the whitespace between tags differs.
         assert str(quick[name]) == re.sub(r">\s+<", "><", str(django[name]))
+
+
+@pytest.mark.django_db
+def test_your_own_actions_page_runs_as_many_queries_for_a_busy_month(patient, other_patient):
+    """"Your own actions" (issue 19): a month of many actions costs what a month of one does."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    busy, quiet = Patient.objects.get(user=patient), Patient.objects.get(user=other_patient)
+    start = timezone.now() - dt.timedelta(days=80)
+    for i in range(90):
+        clinician_view(busy, actor_type="patient", organization="", purpose="patient_request", occurred_at=start + dt.timedelta(hours=7 * i))
+    clinician_view(quiet, actor_type="patient", organization="", purpose="patient_request", occurred_at=start)
+
+    def queries(user) -> list[str]:
+        client = login_verified(Client(), user)
+        client.get("/access-log/")  # a visit before, as on the others' page
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/access-log/?show=own")
+        assert response.status_code == 200 and response.context["own"].days
+        return [q["sql"] for q in captured.captured_queries]
+
+    busy_sql, quiet_sql = queries(patient), queries(other_patient)
+    assert len(busy_sql) == len(quiet_sql), "\n".join(busy_sql)
+    assert len(busy_sql) <= MAX_QUERIES, "\n".join(busy_sql)
