@@ -9,6 +9,9 @@ Orthanc (Debian package, SQLite index), a fresh instance per client: the same fi
 one to ``/instances`` on a loopback port, first over one keep-alive connection (http.client, what
 any real client does), then with a new connection per file (like ``curl`` per file).
 Prints instances per second for each, the ratios, and the load average before each run.
+The floor: what any importer must do with these files and nothing else (read, SHA-256, write a
+copy, fsync it; no parsing, no database), in one process per core, each file's copy fsynced in
+batches as the import does; its ratio to Orthanc is the best the import could reach here.
 ``--files DIR`` keeps the generated files there (generating 3,000 slices takes about 2 minutes)
 and reuses them on the next run.
 """
@@ -16,7 +19,9 @@ and reuses them on the next run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -41,6 +46,36 @@ def post_keep_alive(base: str, blobs: list[bytes]) -> None:
                 raise SystemExit(f"Orthanc answered {response.status}")
     finally:
         conn.close()
+
+
+def _floor_chunk(job: tuple[list[str], str]) -> int:
+    paths, out_dir = job
+    written = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        hashlib.sha256(data).hexdigest()
+        fd, tmp = tempfile.mkstemp(dir=out_dir)
+        os.write(fd, data)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # writeback starts now, as in the import
+        written.append(fd)
+    for fd in written:
+        os.fsync(fd)
+        os.close(fd)
+    return len(paths)
+
+
+def floor(files: list[Path], out_dir: Path) -> float:
+    """Seconds to read, hash, write and fsync every file in one process per core (no parsing)."""
+    out_dir.mkdir()
+    names = [str(f) for f in files]
+    chunks = [(names[i:i + 16], str(out_dir)) for i in range(0, len(names), 16)]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
+        done = sum(pool.imap_unordered(_floor_chunk, chunks))
+    seconds = time.perf_counter() - t0
+    assert done == len(files)
+    return seconds
 
 
 def load() -> str:
@@ -88,12 +123,17 @@ def main() -> None:
                 post(base + "/instances", blob)
             per_file_s = time.perf_counter() - t0
 
+        print(f"load {load()}")
+        floor_s = floor(files, tmp_path / "floor")
+
     n = len(files)
     lb, ka, pf = n / lightbox_s, n / keep_alive_s, n / per_file_s
     print(f"Lightbox import_dicom (process start included): {lightbox_s:6.2f} s  {lb:7.1f} instances/s")
     print(f"Orthanc REST /instances, keep-alive client     : {keep_alive_s:6.2f} s  {ka:7.1f} instances/s")
     print(f"Orthanc REST /instances, a connection per file : {per_file_s:6.2f} s  {pf:7.1f} instances/s")
+    print(f"Floor: read + SHA-256 + write + fsync, no parsing : {floor_s:6.2f} s  {n / floor_s:7.1f} instances/s")
     print(f"ratio Lightbox/Orthanc keep-alive: {lb / ka:.2f}x (goal >= 2)")
+    print(f"ratio floor/Orthanc keep-alive: {n / floor_s / ka:.2f}x (the most any import could reach here)")
     print(f"ratio Lightbox/Orthanc per-file connection: {lb / pf:.2f}x")
 
 

@@ -303,8 +303,12 @@ def receive_bytes(data: bytes, run: IncomingRun, source: str | os.PathLike[str])
     if run.path is None:
         return Incoming(digest, None)
     tmp = None
+    storage = dicom_storage()
     try:
-        fd, tmp = _new_temp(run, dicom_storage())
+        # The final name's folders are made here, in the worker, rather than one by one in the
+        # study's commit; an empty folder of the content-addressed tree harms nothing.
+        _make_final_dirs(storage, dicom_name(digest.sha256))
+        fd, tmp = _new_temp(run, storage)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
@@ -388,10 +392,7 @@ def commit_incoming_all(items: list[tuple[Incoming, str | os.PathLike[str]]], *,
     for incoming, source, name in pending:
         full_path = storage.path(name)
         try:
-            if isinstance(storage, AtomicFileSystemStorage):
-                storage._make_dirs(os.path.dirname(full_path))  # each level with the configured mode
-            else:
-                os.makedirs(os.path.dirname(full_path), exist_ok=True)
+            _make_final_dirs(storage, name)
             # Same filesystem: an atomic rename; two importers of the same bytes both end with one object.
             os.replace(incoming.temp_path, full_path)
         except OSError as exc:
@@ -413,6 +414,16 @@ def commit_incoming_all(items: list[tuple[Incoming, str | os.PathLike[str]]], *,
 def commit_incoming(incoming: Incoming, source: str | os.PathLike[str]) -> str:
     """``commit_incoming_all`` for one file."""
     return commit_incoming_all([(incoming, source)])[0]
+
+
+def _make_final_dirs(storage: Storage, name: str) -> None:
+    directory = os.path.dirname(storage.path(name))
+    if os.path.isdir(directory):
+        return
+    if isinstance(storage, AtomicFileSystemStorage):
+        storage._make_dirs(directory)  # each level with the configured mode
+    else:
+        os.makedirs(directory, exist_ok=True)
 
 
 def _fsync_path(path: str) -> None:

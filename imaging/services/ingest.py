@@ -141,6 +141,8 @@ class _Staged:
     pixel_status: str = PixelStatus.OK
     pixel_error: str = ""
     incoming: storage.Incoming | None = None  # the copy made while hashing (pass 1)
+    row_valid: bool = False  # pass 1 validated the Instance row with ``checked_status``
+    checked_status: tuple[str, str] = ("", "")
 
     @property
     def warnings(self) -> list[str]:
@@ -293,7 +295,8 @@ def _stage_all(roots: list[Path], workdir: Path, summary: ImportSummary, run: st
             else:
                 assert prepared.parsed is not None and prepared.incoming is not None
                 results[key] = _Staged(-1, item.label, item.path, prepared.parsed, prepared.incoming.digest,
-                                       prepared.pixel_status, prepared.pixel_error, prepared.incoming)
+                                       prepared.pixel_status, prepared.pixel_error, prepared.incoming,
+                                       prepared.row_valid, (prepared.pixel_status, prepared.pixel_error))
 
     staged: list[_Staged] = []
     for key in sorted(results):
@@ -462,15 +465,14 @@ def _new_instance(item: _Staged, study: Study, series_by_uid: dict[str, Series])
         new_series.full_clean(validate_unique=False, exclude=["study"])
     elif series.study_id != study.pk:
         return _outcome(item, "rejected", "This Series Instance UID belongs to another study.")
-    instance = Instance(
-        sop_uid=p.sop_uid, sop_class=p.sop_class, transfer_syntax=p.transfer_syntax,
-        number=p.instance_number, frames=p.frames, rows=p.rows, columns=p.columns, size=item.digest.size,
-        sha256=item.digest.sha256, storage_path=storage.dicom_name(item.digest.sha256), meta=p.viewer,
-        pixel_status=item.pixel_status, pixel_error=item.pixel_error,
-    )
-    # Uniqueness of sop_uid was checked above and is enforced by the database; the series row
-    # is read or written here (re-validating the foreign key would cost a query per file).
-    instance.full_clean(validate_unique=False, exclude=["series"])
+    from imaging.services import staging
+
+    instance = staging.instance_row(p, item.digest, item.pixel_status, item.pixel_error)
+    if not (item.row_valid and (item.pixel_status, item.pixel_error) == item.checked_status):
+        # Validated here unless the worker already did with these values (staging.prepare).
+        # Uniqueness of sop_uid was checked above and is enforced by the database; the series row
+        # is read or written here (re-validating the foreign key would cost a query per file).
+        instance.full_clean(validate_unique=False, exclude=["series"])
     if new_series is not None:
         # Only once the file's own row is valid: a rejected file leaves no series behind.
         new_series.save()
