@@ -368,42 +368,30 @@ LOCK_TIMEOUT = "3s"
 GROUP_ATTEMPTS = 3
 
 
-def _lock_heads(patient_ids: list[int], give_up: float) -> dict[int, ChainHead]:
-    """Lock these heads, in patient id order (so no two groups can deadlock).
-
-    A group that queued for a head would hold the heads before it while it waits, and portal
-    writes for those patients would queue behind both. So on PostgreSQL a group first takes all
-    its heads at once or none (FOR UPDATE NOWAIT in a savepoint; a refusal releases what it took)
-    and tries again after a pause until ``give_up`` (``time.monotonic()``); a page then waits at
-    most for the one group that is writing. After that it queues (bounded by ``LOCK_TIMEOUT``),
-    so a batch is never starved. No library offers this; the loop is short.
-    """
+def _lock_heads(patient_ids: list[int], *, nowait: bool) -> dict[int, ChainHead]:
+    """Lock these heads, in patient id order (so no two groups can deadlock); with ``nowait``,
+    all at once or none (PostgreSQL refuses at once with lock_not_available: ``_commit_group``
+    then rolls the group back and tries again)."""
     heads = ChainHead.objects.filter(patient_id__in=patient_ids).order_by("patient_id")
-    if connection.vendor == "postgresql":
-        while True:
-            try:
-                with transaction.atomic():
-                    return {h.patient_id: h for h in heads.select_for_update(nowait=True)}
-            except OperationalError as exc:
-                if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
-                    raise
-            if time.monotonic() >= give_up:
-                break
-            time.sleep(random.uniform(0.005, 0.03))  # noqa: S311 - spreads retries, not a secret
-    return {h.patient_id: h for h in heads.select_for_update()}
+    return {h.patient_id: h for h in heads.select_for_update(nowait=nowait)}
 
 
 # One probe of the (source, source_event_id) unique index per id: a LATERAL subquery with LIMIT
 # cannot be flattened into a join, so the plan is a nested loop over the ids whatever the
 # table's statistics say (see recorded_source_ids).
 _RECORDED_SQL = """
-    SELECT k.id FROM unnest(%s::varchar[]) AS k(id)
+    SELECT k.source, k.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(source, id)
     CROSS JOIN LATERAL (
         SELECT 1 FROM audit_accessevent AS e
-        WHERE e.source = %s AND e.source_event_id = k.id AND e.source_event_id IS NOT NULL
+        WHERE e.source = k.source AND e.source_event_id = k.id AND e.source_event_id IS NOT NULL
         LIMIT 1
     ) AS hit
 """
+# The same look-up and ``n`` ids from the table's sequence, in one round trip (under a group's locks).
+_RECORDED_AND_IDS_SQL = f"""
+    SELECT ARRAY(SELECT k.source || '/' || k.id FROM ({_RECORDED_SQL}) AS k),
+           ARRAY(SELECT nextval(pg_get_serial_sequence('audit_accessevent', 'id')) FROM generate_series(1, %s))
+"""  # noqa: S608 - constant SQL; values are parameters
 
 
 def recorded_source_ids(source: str, ids: Iterable[str]) -> set[str]:
@@ -423,8 +411,8 @@ def recorded_source_ids(source: str, ids: Iterable[str]) -> set[str]:
         found = AccessEvent.objects.filter(source=source, source_event_id__in=wanted)
         return set(found.values_list("source_event_id", flat=True))
     with connection.cursor() as cursor:
-        cursor.execute(_RECORDED_SQL, [wanted, source])
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute(_RECORDED_SQL, [[source] * len(wanted), wanted])
+        return {row[1] for row in cursor.fetchall()}
 
 
 def _recorded(events: Iterable[AccessEvent]) -> set[tuple[str, str]]:
@@ -471,22 +459,37 @@ def append_events(events: list[AccessEvent]) -> list[AccessEvent | None]:
 
 
 def _commit_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent | None]:
-    """Chain and insert one group in a transaction of its own (a savepoint inside a caller's);
-    tried again on an IntegrityError (a concurrent batch recorded one of these ids meanwhile:
-    the look-up under the locks then finds it)."""
+    """Chain and insert one group in a transaction of its own (a savepoint inside a caller's).
+
+    A group that queued for a head would hold the heads before it while it waits, and portal
+    writes for those patients would queue behind it. So on PostgreSQL it first takes its heads
+    all at once or none (FOR UPDATE NOWAIT as the transaction's first statement: a refusal
+    rolls back a transaction that has done nothing yet) and tries again after a short random
+    pause until ``give_up`` (``time.monotonic()``); a page then waits at most for the one group
+    that is writing. After that it queues like any writer, bounded by ``LOCK_TIMEOUT``, so a
+    batch is never starved. Tried again on an IntegrityError (a concurrent batch recorded one of
+    these ids for another patient meanwhile: the look-up under the locks then finds it). No
+    library offers this; the loop is short."""
     nested = connection.in_atomic_block
-    for attempt in range(GROUP_ATTEMPTS):
+    postgresql = connection.vendor == "postgresql"
+    attempt = 0
+    while True:
+        nowait = postgresql and time.monotonic() < give_up
         try:
             with transaction.atomic():
-                previous = _set_lock_timeout(LOCK_TIMEOUT)
-                saved = _append_group(events, give_up)
+                previous = None if nowait else _set_lock_timeout(LOCK_TIMEOUT)
+                saved = _append_group(events, nowait=nowait)
                 if nested and previous is not None:
                     _set_lock_timeout(previous)
                 return saved
-        except IntegrityError:
-            if attempt == GROUP_ATTEMPTS - 1:
+        except OperationalError as exc:
+            if not (nowait and getattr(exc.__cause__, "sqlstate", None) == "55P03"):  # lock_not_available
                 raise
-    raise AssertionError("unreachable")
+            time.sleep(random.uniform(0.005, 0.03))  # noqa: S311 - spreads retries, not a secret
+        except IntegrityError:
+            attempt += 1
+            if attempt == GROUP_ATTEMPTS:
+                raise
 
 
 def _set_lock_timeout(value: str) -> str | None:
@@ -499,13 +502,22 @@ def _set_lock_timeout(value: str) -> str | None:
         return cursor.fetchone()[0]
 
 
-def _append_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent | None]:
+def _append_group(events: list[AccessEvent], *, nowait: bool) -> list[AccessEvent | None]:
     patient_ids = sorted({e.patient_id for e in events})
-    heads = _lock_heads(patient_ids, give_up)
+    heads = _lock_heads(patient_ids, nowait=nowait)
     if len(heads) < len(patient_ids):
         create_heads(pid for pid in patient_ids if pid not in heads)
-        heads = _lock_heads(patient_ids, give_up)
-    recorded = _recorded(events)
+        heads = _lock_heads(patient_ids, nowait=nowait)
+    if connection.vendor == "postgresql":
+        # Looked up again under the locks (a batch racing us with the same events has committed),
+        # with as many ids as the group could need in the same round trip.
+        with connection.cursor() as cursor:
+            cursor.execute(_RECORDED_AND_IDS_SQL,
+                           [[e.source for e in events], [e.source_event_id for e in events], len(events)])
+            found, ids = cursor.fetchone()
+        recorded = {tuple(key.split("/", 1)) for key in found}
+    else:
+        recorded, ids = _recorded(events), None
     now = timezone.now()
     fresh: list[AccessEvent] = []
     out: list[AccessEvent | None] = []
@@ -517,9 +529,8 @@ def _append_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent
         fresh.append(event)
         out.append(event)
     if fresh:
-        _insert(fresh)
-        _advance_heads([heads[pid] for pid in sorted({e.patient_id for e in fresh})])
-        _count_months(fresh)
+        _insert(fresh, ids)
+        _advance_heads_and_count([heads[pid] for pid in sorted({e.patient_id for e in fresh})], fresh)
     return out
 
 
@@ -529,7 +540,7 @@ _COPY_ATTRS = ("id", "occurred_at", "recorded_at", "patient_id", "study_id", "ac
                "ip", "user_agent", "details", "seq", "prev_hash", "hash")
 
 
-def _insert(events: list[AccessEvent]) -> None:
+def _insert(events: list[AccessEvent], ids: list[int] | None = None) -> None:
     """Insert chained events in their order, setting their ids.
 
     On PostgreSQL: the ids are taken from the table's sequence (under the heads' locks, so each
@@ -544,10 +555,12 @@ def _insert(events: list[AccessEvent]) -> None:
     table = AccessEvent._meta.db_table
     columns = ", ".join(connection.ops.quote_name(_column(a)) for a in _COPY_ATTRS)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(events)]
-        )
-        for event, pk in zip(events, sorted(row[0] for row in cursor.fetchall()), strict=True):
+        if ids is None:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(events)]
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+        for event, pk in zip(events, sorted(ids), strict=False):  # ids may outnumber the events
             event.pk = pk
         with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for event in events:
@@ -569,36 +582,36 @@ def _column(attname: str) -> str:
     return columns[attname]
 
 
-def _advance_heads(heads: list[ChainHead]) -> None:
-    if connection.vendor != "postgresql":
-        ChainHead.objects.bulk_update(heads, ["seq", "last_hash"])
-        return
-    rows = ", ".join(["(%s::bigint, %s::bigint, %s::varchar)"] * len(heads))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE audit_chainhead AS h SET seq = v.seq, last_hash = v.last_hash FROM (VALUES {rows}) "  # noqa: S608 - placeholders only
-            "AS v(patient_id, seq, last_hash) WHERE h.patient_id = v.patient_id",
-            [x for h in heads for x in (h.patient_id, h.seq, h.last_hash)],
-        )
-
-
-def _count_months(events: list[AccessEvent]) -> None:
+def _advance_heads_and_count(heads: list[ChainHead], events: list[AccessEvent]) -> None:
+    """Set the moved heads and add the events to the monthly counts: one statement on PostgreSQL
+    (the heads' UPDATE as a data-modifying CTE of the counts' upsert)."""
     counts: dict[tuple, int] = {}
     for e in events:
         key = (e.patient_id, month_of(e.occurred_at), e.actor_type, e.organization, e.purpose)
         counts[key] = counts.get(key, 0) + 1
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(counts))
-    sql = (
-        "INSERT INTO audit_monthlyaccesscount (patient_id, month, actor_type, organization, purpose, count) "  # noqa: S608 - placeholders only
-        f"VALUES {rows} ON CONFLICT (patient_id, month, actor_type, organization, purpose) "
+    if connection.vendor != "postgresql":
+        ChainHead.objects.bulk_update(heads, ["seq", "last_hash"])
+    heads_sql = (
+        "UPDATE audit_chainhead AS h SET seq = v.seq, last_hash = v.last_hash FROM (VALUES "  # noqa: S608 - placeholders only
+        + ", ".join(["(%s::bigint, %s::bigint, %s::varchar)"] * len(heads))
+        + ") AS v(patient_id, seq, last_hash) WHERE h.patient_id = v.patient_id"
+    )
+    counts_sql = (
+        "INSERT INTO audit_monthlyaccesscount (patient_id, month, actor_type, organization, purpose, count) VALUES "  # noqa: S608 - placeholders only
+        + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(counts))
+        + " ON CONFLICT (patient_id, month, actor_type, organization, purpose) "
         "DO UPDATE SET count = audit_monthlyaccesscount.count + EXCLUDED.count"
     )
     # Sorted keys: one patient's rows are only touched under its head lock, but a fixed order
     # costs nothing and keeps any two upserts from waiting on each other crosswise.
+    count_params = [x for key, n in sorted(counts.items()) for x in (*key, n)]
     with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(counts_sql, count_params)
+            return
         cursor.execute(
-            sql,
-            [x for key, n in sorted(counts.items()) for x in (*key, n)],
+            f"WITH heads AS ({heads_sql}) {counts_sql}",
+            [x for h in heads for x in (h.patient_id, h.seq, h.last_hash)] + count_params,
         )
 
 

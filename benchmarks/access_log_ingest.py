@@ -90,8 +90,8 @@ def _watch_holds() -> None:
 
     lock, commit = services._lock_heads, services._commit_group
 
-    def timed_lock(patient_ids, give_up):
-        heads = lock(patient_ids, give_up)
+    def timed_lock(patient_ids, *, nowait):
+        heads = lock(patient_ids, nowait=nowait)
         STATE["locked_at"] = time.monotonic()
         return heads
 
