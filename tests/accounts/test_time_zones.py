@@ -186,3 +186,15 @@ def test_every_template_uses_the_house_formats():
             stray += [f"{where}: bare |{m.group(1)} (name the format)" for m in BARE_FILTER.finditer(line)]
             stray += [f"{where}: {m.group(1)} (say the date)" for m in HUMANIZE.finditer(line)]
     assert not stray, "dates in other formats than the house ones:\n" + "\n".join(stray)
+
+
+@pytest.mark.parametrize("data", [None, {"time_zone": "Pacific/Auckland"}, {"time_zone": ""}, {"time_zone": '"><b>x'}])
+def test_the_zone_select_has_djangos_markup(data):
+    """accounts.forms.ZoneSelect writes the options once; the markup must be Django's own."""
+    from django import forms
+
+    quick = TimeZoneForm(data, default_label="The hospital's time (UTC)", initial={"time_zone": "Europe/London"})
+    django = TimeZoneForm(data, default_label="The hospital's time (UTC)", initial={"time_zone": "Europe/London"})
+    django.fields["time_zone"].widget = forms.Select(choices=django.fields["time_zone"].choices)
+    quick.is_valid(), django.is_valid()
+    assert str(quick["time_zone"]) == re.sub(r">\s+<", "><", str(django["time_zone"]))
