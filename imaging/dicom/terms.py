@@ -78,7 +78,7 @@ _CONTRAST_AT_END = {"W": "with contrast", "WO": "without contrast", "W/O": "with
 # Words kept in capitals: modality codes and abbreviations that are read as letters (a patient
 # knows "MRI", and "PA" is what the hospital's letter says too).
 _KEEP = {"CT", "MR", "MRI", "US", "DX", "CR", "PET", "PT", "NM", "MG", "XA", "RF", "XR", "SR", "PA", "AP", "LL",
-         "FSE", "TSE", "FLAIR", "DWI", "ADC", "SWI", "MRA", "CTA", "HRCT", "PE", "ECG", "DEXA", "IV", "II", "III"}
+         "PDF", "SPECT", "FSE", "TSE", "FLAIR", "DWI", "ADC", "SWI", "MRA", "CTA", "HRCT", "PE", "ECG", "DEXA", "IV", "II", "III"}
 
 _WORD_RE = re.compile(r"\S+")
 _UNIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(MM|CM)$")

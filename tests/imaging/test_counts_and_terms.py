@@ -153,3 +153,46 @@ def test_thumbnails_are_squares_that_cover_their_placeholder(patient_client: Cli
     series = clip_study.series.get()
     data = patient_client.get(f"/studies/{clip_study.pk}/series/{series.pk}/thumbnail.png").content
     assert Image.open(io.BytesIO(data)).size == (rendering.THUMBNAIL_SIZE, rendering.THUMBNAIL_SIZE)
+
+
+def test_viewer_data_is_the_viewers_json_audited_once_per_switch(patient_client: Client, clip_study):
+    series = clip_study.series.get()
+    url = f"/studies/{clip_study.pk}/series/{series.pk}/view.json"
+    from audit.models import AccessEvent
+
+    before = AccessEvent.objects.filter(study=clip_study, source="portal").count()
+    response = patient_client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert "no-store" in response["Cache-Control"]
+    data = response.json()
+    assert data["config"]["count"] == {"images": 2, "frames": 11}
+    assert data["url"] == f"/studies/{clip_study.pk}/series/{series.pk}/view/"
+    assert "Axial T1 cine" in data["title"] and data["headTitle"] == "Series 1 · MR head with contrast"
+    events = AccessEvent.objects.filter(study=clip_study, source="portal")
+    assert events.count() == before + 1
+    assert events.latest("pk").details == {"page": "viewer", "series": series.pk}
+    assert patient_client.post(url).status_code == 405
+
+
+@pytest.fixture
+def worker_storage(monkeypatch, settings, tmp_path):
+    """This test's storage, shared with the worker process it starts (its LIGHTBOX_DATA_DIR)."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(data))
+    options = {"location": str(data / "storage"), "file_permissions_mode": 0o640, "directory_permissions_mode": 0o750}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dicom": {"BACKEND": "imaging.storage.AtomicFileSystemStorage", "OPTIONS": options},
+        "renders": {"BACKEND": "imaging.storage.AtomicFileSystemStorage", "OPTIONS": options},
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_renders_the_thumbnails_of_an_imported_study(patient, tmp_path, worker_storage, celery_worker_process):
+    """The import queues ``imaging.thumbnails_render_study`` on commit; a real worker renders
+    each series' thumbnail into the render cache before any page asks for it."""
+    from tests.conftest import wait_for
+
+    study = import_for(patient, write_clip_study(tmp_path / "clip"))
+    series = study.series.get()
+    wait_for(lambda: rendering.thumbnail_ready(series), timeout=60, what="the thumbnail rendered by the worker")
