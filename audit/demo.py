@@ -104,12 +104,12 @@ def build_demo_access_log(patient: Patient) -> int:
         # The doctor who asked for it reads the result within a few days.
         referrer = _person(study.referring_physician)
         plan.append(event(seeded_time(rng, days_since(study) - rng.randrange(1, 4), earliest=acquired), "clinician", referrer,
-                          "Referring physician", hospital, "view", "treatment", study))
+                          "Referring physician", org, "view", "treatment", study))
         if ai_may_read(study):
             # Triage as the radiograph arrives, and once more after the vendor's model update.
             plan.append(event(acquired + dt.timedelta(minutes=rng.randrange(2, 6)), "ai_vendor", "Triage model v3",
                               "Automated analysis", AI_VENDOR, "view", "ai_inference", study))
-            plan.append(event(seeded_time(rng, days_since(study) - 24, earliest=acquired), "ai_vendor", "Triage model v3.1",
+            plan.append(event(seeded_time(rng, days_since(study) - 24, earliest=acquired), "ai_vendor", "Triage model v3",
                               "Automated analysis", AI_VENDOR, "view", "ai_inference", study))
     # Follow-up care across the year: chest studies revisited by the lung specialist, the
     # referring doctors looking back, the records office answering requests.

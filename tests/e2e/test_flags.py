@@ -144,6 +144,8 @@ def test_officer_pages_never_break_a_word_or_a_tag(page: Page, live_server, site
         for path in (f"/privacy-office/flags/{flag.pk}/", "/privacy-office/", "/privacy-office/dashboard/"):
             page.goto(base + path)
             assert page.evaluate(BROKEN_WORDS, WHOLE_WORDS) == [], f"{path} at {width}px"
+            # Nothing wider than the screen, panels open (the script above opened them).
+            assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), path
             for tag in page.locator(".badge").all():
                 box = tag.bounding_box()
                 line = float(tag.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 1.2 * parseFloat(getComputedStyle(e).fontSize)"))
