@@ -88,8 +88,10 @@ def page(browser: Browser, console: ConsoleWatch) -> Iterator[Page]:
 
 
 @pytest.fixture
-def site(live_server) -> Site:
-    """allauth's emails name the site; transactional tests may have flushed the migration's row."""
+def site(live_server, settings) -> Site:
+    """allauth's emails name the site; transactional tests may have flushed the migration's row.
+    Every link in an email comes from SITE_URL (core.links): here, the live server."""
+    settings.SITE_URL = live_server.url
     host = live_server.url.split("://", 1)[1]
     site, _ = Site.objects.update_or_create(id=settings.SITE_ID, defaults={"domain": host, "name": settings.SITE_NAME})
     return site
