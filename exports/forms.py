@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 
@@ -26,7 +27,7 @@ class ExportRequestForm(forms.Form):
 
     @staticmethod
     def _label(study) -> str:
-        date = study.study_date.strftime("%d %b %Y") if study.study_date else _("Undated")
+        date = date_format(study.study_date, "DATE_FORMAT") if study.study_date else _("Undated")
         return f"{date} · {study.modalities or '?'} · {study.description or _('Study')}"
 
     def clean(self):

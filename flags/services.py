@@ -40,6 +40,7 @@ from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from audit.models import AccessEvent
@@ -257,7 +258,7 @@ def flag_create(
     _notify_flag(
         flag,
         _("We have received your report. The privacy office will look into it and reply by %(due)s.")
-        % {"due": timezone.localtime(flag.due_at).strftime("%-d %B %Y")},
+        % {"due": date_format(timezone.localtime(flag.due_at), "DATE_FORMAT")},
     )
     access_log.record(
         actor=actor, patient=patient, study=target.shown_study, action=AccessEvent.Action.MODIFY,
