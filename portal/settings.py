@@ -364,7 +364,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 # started by `make run` and the tests takes both queues.
 # OCR of newly imported images has its own queue: it loads the pixel stack (numpy, Pillow,
 # Tesseract runs) that a worker packaging originals never needs, and can take minutes a study.
-CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}, "imaging.pixel_text_check_study": {"queue": "pixels"}}
+# Tasks that decode pixels (OCR, thumbnails) go to "pixels": the export worker stays free of the
+# pixel stack (pydicom, numpy, Pillow; tests/exports/test_worker.py).
+CELERY_TASK_ROUTES = {"exports.package": {"queue": "exports"}, "imaging.pixel_text_check_study": {"queue": "pixels"},
+                      "imaging.thumbnails_render_study": {"queue": "pixels"}}
 CELERY_BEAT_SCHEDULE = {
     # Re-hash every stored DICOM file nightly: silent corruption or
     # tampering is found within a day, and 03:15 keeps the disk reads away from clinic hours.

@@ -101,7 +101,7 @@ def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.2, what: s
 class WorkerProcess:
     """A real ``celery worker`` process on the test broker (Redis) and the test database."""
 
-    def __init__(self, log_path) -> None:
+    def __init__(self, log_path, queues: str = "celery,exports") -> None:
         import os
         import subprocess
         import sys
@@ -120,7 +120,7 @@ class WorkerProcess:
         # A session (process group) of its own: a SIGKILL reaches anything the worker started
         # (Tesseract, 7-Zip), and a Ctrl-C at the terminal reaches only pytest.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portal.worker", "--pool=solo", "--loglevel=INFO", "-Q", "celery,exports",
+            [sys.executable, "-m", "portal.worker", "--pool=solo", "--loglevel=INFO", "-Q", queues,
              "--hostname=test@%h"],
             cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -187,10 +187,24 @@ def worker_storage(monkeypatch, settings, tmp_path):
     }
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_renders_the_thumbnails_of_an_imported_study(patient, tmp_path, worker_storage, celery_worker_process):
-    """The import queues ``imaging.thumbnails_render_study`` on commit; a real worker renders
-    each series' thumbnail into the render cache before any page asks for it."""
+@pytest.fixture
+def pixels_worker(transactional_db, tmp_path, worker_storage):
+    """A real worker on the "pixels" queue only (where thumbnails are routed), on an empty broker."""
+    from tests.conftest import WorkerProcess, purge_test_broker
+
+    purge_test_broker()
+    worker = WorkerProcess(tmp_path / "worker.log", queues="pixels")
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+def test_a_pixels_worker_renders_the_thumbnails_of_an_imported_study(patient, tmp_path, pixels_worker):
+    """The import queues ``imaging.thumbnails_render_study`` on commit (routed to "pixels", away
+    from the export worker); a real worker renders each series' thumbnail into the render cache
+    before any page asks for it."""
     from tests.conftest import wait_for
 
     study = import_for(patient, write_clip_study(tmp_path / "clip"))
