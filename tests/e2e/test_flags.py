@@ -150,3 +150,29 @@ def test_officer_pages_never_break_a_word_or_a_tag(page: Page, live_server, site
                 box = tag.bounding_box()
                 line = float(tag.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || 1.2 * parseFloat(getComputedStyle(e).fontSize)"))
                 assert box is not None and box["height"] < 1.6 * line + 8, f"{tag.inner_text()!r} wraps on {path} at {width}px"
+
+
+def test_the_flag_page_context_panels_open_from_the_keyboard(page: Page, live_server, site, patient, officer):
+    """Issue 19 item 5: the context sits in panels; each opens with the keyboard alone."""
+    from flags.demo import build_demo_flag
+
+    study = make_study(patient.patient, description="XR chest 2 views")
+    flag = build_demo_flag(patient.patient, officer)
+    base = live_server.url
+    sign_in(page, base, officer)
+    page.goto(f"{base}/privacy-office/flags/{flag.pk}/")
+    # The task comes first: the report, the conversation and the reply box precede the context.
+    order = page.evaluate("""() => ['desc-heading', 'timeline-heading', 'reply-form', 'panel-consent', 'panel-study']
+        .map(id => document.getElementById(id).getBoundingClientRect().top)""")
+    assert order == sorted(order)
+    panel = page.locator("#panel-study")
+    expect(panel).not_to_have_attribute("open", "")
+    expect(panel.get_by_role("button", name="Re-check integrity now")).to_be_hidden()
+    panel.locator("summary").focus()
+    assert page.evaluate("document.activeElement.closest('details').id") == "panel-study"
+    page.keyboard.press("Enter")
+    expect(panel).to_have_attribute("open", "")
+    expect(panel.get_by_role("button", name="Re-check integrity now")).to_be_visible()
+    expect(panel).to_contain_text(study.study_uid)
+    page.keyboard.press("Space")
+    expect(panel).not_to_have_attribute("open", "")
