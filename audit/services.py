@@ -146,6 +146,15 @@ def _locked_chain_head(patient: Patient) -> ChainHead:
     return head
 
 
+_PATIENT = AccessEvent._meta.get_field("patient")
+_STUDY = AccessEvent._meta.get_field("study")
+
+
+@functools.cache
+def _attnames() -> tuple[str, ...]:
+    return tuple(f.attname for f in AccessEvent._meta.concrete_fields)
+
+
 # Not checked by build_event: set later (seq, hashes) or passed as loaded rows (patient, study).
 _UNCHECKED = ("seq", "prev_hash", "hash", "patient", "study")
 _PLAIN_VALIDATORS = (MaxLengthValidator, ProhibitNullCharactersValidator)
@@ -219,25 +228,35 @@ def build_event(
     if study is not None and study.patient_id != patient.pk:
         raise ValidationError({"study": "The study belongs to another patient."})
     now = timezone.now()
-    event = AccessEvent(
-        occurred_at=occurred_at or now,
-        recorded_at=now,
-        patient=patient,
-        study=study,
-        actor_type=actor_type,
-        actor_name=actor_name,
-        actor_ref=actor_ref,
-        organization=organization,
-        role=role,
-        purpose=purpose,
-        action=action,
-        outcome=outcome,
-        source=source,
-        source_event_id=source_event_id or None,
-        ip=ip or None,
-        user_agent=(user_agent or "")[:USER_AGENT_MAX],
-        details=_normalise_details(details),
-    )
+    values = {
+        "id": None,
+        "occurred_at": occurred_at or now,
+        "recorded_at": now,
+        "patient_id": patient.pk,
+        "study_id": None if study is None else study.pk,
+        "actor_type": actor_type,
+        "actor_name": actor_name,
+        "actor_ref": actor_ref,
+        "organization": organization,
+        "role": role,
+        "purpose": purpose,
+        "action": action,
+        "outcome": outcome,
+        "source": source,
+        "source_event_id": source_event_id or None,
+        "ip": ip or None,
+        "user_agent": (user_agent or "")[:USER_AGENT_MAX],
+        "details": _normalise_details(details),
+        "seq": 0,
+        "prev_hash": "",
+        "hash": "",
+    }
+    # Positional values and the loaded rows put in the relations' caches: Django's keyword path
+    # runs the related descriptors and router checks, a third of building an event (about 35 us
+    # of 100; 500 per batch on the ingest path).
+    event = AccessEvent(*[values[attname] for attname in _attnames()])
+    _PATIENT.set_cached_value(event, patient)
+    _STUDY.set_cached_value(event, study)
     # seq, prev_hash and hash come from the chain head later. Uniqueness is left to the
     # database: a pre-check query would be one more round trip and still racy.
     # patient and study arrive as loaded rows (the study checked against the patient above), so
