@@ -36,9 +36,10 @@ def navigation(request: HttpRequest) -> dict:
     (``notices.selectors.unread_count``), runs only where the bell is shown."""
 
     @cache
-    def count() -> int:
+    def count() -> int | None:
+        """None for an account without a patient record: it has no notices, and no bell."""
         actor = getattr(request, "actor", None)
-        return unread_count(actor=actor) if actor is not None and actor.patient_id is not None else 0
+        return unread_count(actor=actor) if actor is not None and actor.patient_id is not None else None
 
     return {
         "NAV_ROLE": cache(lambda: role_of(request)),

@@ -173,3 +173,14 @@ def test_the_pages_need_a_verified_session_and_post(patient_client, patient, unv
 def test_an_empty_centre_says_what_will_appear(patient_client):
     page = patient_client.get(reverse("notices-list")).content.decode()
     assert "Nothing new" in page
+
+
+def test_no_bell_for_an_account_without_a_patient_record(db):
+    from tests.factories import AuthenticatorAppFactory, UserFactory
+
+    user = UserFactory()  # a patient account whose record is not linked (yet)
+    AuthenticatorAppFactory(user=user)
+    client = login_verified(Client(), user)
+    html = client.get("/").content.decode()
+    assert 'class="bell' not in html  # its page would be a 404
+    assert client.get(reverse("notices-list")).status_code == 404
