@@ -236,14 +236,23 @@ def consent_policy_publish(*, version: int, text: str, changes: str = "", title:
         policy.title = title
     policy.full_clean()
     policy.save()
-    with_accounts = Patient.objects.for_actor(Actor.system("Consent policy notice")).filter(user__isnull=False)
-    notices_add(
-        patient_ids=with_accounts.values_list("pk", flat=True), kind=Notice.Kind.CONSENT_POLICY, key=f"policy:{policy.version}",
+    consent_policy_notices_send(policy=policy)
+    return policy
+
+
+def consent_policy_notices_send(*, policy: ConsentPolicy, patient_ids: list[int] | None = None) -> int:
+    """Tell patients (``patient_ids``, or every patient with an account) about ``policy`` in
+    their notification centre, once per version, dated when it took effect if that was earlier.
+    Callers: ``consent_policy_publish`` and the demo. Reads no patient data; records nothing."""
+    if patient_ids is None:
+        with_accounts = Patient.objects.for_actor(Actor.system("Consent policy notice")).filter(user__isnull=False)
+        patient_ids = list(with_accounts.values_list("pk", flat=True))
+    return notices_add(
+        patient_ids=patient_ids, kind=Notice.Kind.CONSENT_POLICY, key=f"policy:{policy.version}",
         subject=gettext("A new version of the consent policy"),
         body=gettext("Read what changed, and confirm or change your choices about your scans."),
-        link=reverse("consent-policy"),
+        link=reverse("consent-policy"), created_at=min(policy.effective_from, timezone.now()),
     )
-    return policy
 
 
 # --- Answers for downstream systems --------------------------------------------------------

@@ -9,6 +9,7 @@ no patient data and records nothing either.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -47,9 +48,13 @@ def notice_add(*, patient_id: int, kind: str, key: str, subject: str, link: str,
     return notice
 
 
-def notices_add(*, patient_ids: Iterable[int], kind: str, key: str, subject: str, link: str, body: str = "") -> int:
+def notices_add(
+    *, patient_ids: Iterable[int], kind: str, key: str, subject: str, link: str, body: str = "",
+    created_at: dt.datetime | None = None,
+) -> int:
     """The same news for many patients at once (a new consent policy, an incident), each told
-    once. Returns how many notices were written. Callers: other apps' services."""
+    once. Returns how many notices were written. Callers: other apps' services; ``created_at``
+    (default now) only for news that happened earlier (the demo's policy of two months ago)."""
     if kind == Notice.Kind.REPORT_UPDATE:
         raise ValueError("Report updates are added one at a time.")
     told = set(Notice.objects.filter(kind=kind, key=key).values_list("patient_id", flat=True))
@@ -57,6 +62,9 @@ def notices_add(*, patient_ids: Iterable[int], kind: str, key: str, subject: str
         _build(patient_id=pid, kind=kind, key=key, subject=subject, link=link, body=body)
         for pid in dict.fromkeys(patient_ids) if pid not in told
     ]
+    if created_at is not None:
+        for row in rows:
+            row.created_at = created_at
     Notice.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
     return len(rows)
 

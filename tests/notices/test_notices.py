@@ -184,3 +184,18 @@ def test_no_bell_for_an_account_without_a_patient_record(db):
     html = client.get("/").content.decode()
     assert 'class="bell' not in html  # its page would be a 404
     assert client.get(reverse("notices-list")).status_code == 404
+
+
+def test_the_demo_patient_has_the_policy_notice_from_when_it_took_effect(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from consent.models import ConsentPolicy
+    from portal import demo
+
+    call_command("make_demo_data", stdout=StringIO())
+    policy = ConsentPolicy.objects.order_by("-version").first()
+    notices = Notice.objects.filter(patient__mrn=demo.PATIENT["mrn"])
+    assert set(notices.values_list("kind", flat=True)) == {Notice.Kind.REPORT_UPDATE, Notice.Kind.CONSENT_POLICY}
+    assert notices.get(kind=Notice.Kind.CONSENT_POLICY).created_at == policy.effective_from

@@ -9,6 +9,8 @@ from accounts.models import AuthenticatorApp, User
 from accounts.services import activation_code_issue, recovery_codes_generate
 from audit.demo import OFFICER_NAME, build_demo_access_log
 from consent.demo import build_demo_consent
+from consent.models import ConsentPolicy
+from consent.services import consent_policy_notices_send
 from core.actor import Actor
 from flags.demo import build_demo_flag
 from imaging.demo import build_demo_studies
@@ -51,6 +53,11 @@ class Command(BaseCommand):
             # one report the privacy office is working on.
             build_demo_access_log(patient)
             build_demo_consent(patient)
+            # The second policy version the patient is asked to confirm, in their notices as
+            # publishing it would have put it (build_demo_consent writes the versions directly).
+            latest = ConsentPolicy.objects.order_by("-version").first()
+            if latest is not None and latest.version > 1:
+                consent_policy_notices_send(policy=latest, patient_ids=[patient.pk])
             # The story's notice would email an example.com address (and, on the console
             # backend, bury the logins printed below): it waits in the portal only.
             build_demo_flag(patient, officer, email=False)
