@@ -67,3 +67,16 @@ def test_a_repeated_source_event_still_leaves_the_callers_transaction_usable():
 
     assert list(AccessEvent.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
     assert chain_verify(patient).ok
+
+
+def test_every_column_round_trips_and_the_hash_verifies():
+    patient = PatientFactory()
+    with transaction.atomic():
+        event = _view(patient, ip="203.0.113.9", user_agent="Firefox", organization="St. Example", role="Self",
+                      details={"page": "study", "nested": {"list": [1, "two", None]}})
+
+    stored = AccessEvent.objects.get(pk=event.pk)
+    assert (stored.ip, stored.user_agent, stored.organization, stored.role) == ("203.0.113.9", "Firefox", "St. Example", "Self")
+    assert stored.details == {"page": "study", "nested": {"list": [1, "two", None]}}
+    assert stored.recorded_at == event.recorded_at and stored.occurred_at == event.occurred_at
+    assert chain_verify(patient).ok
