@@ -8,7 +8,10 @@ DATABASE_URL is set; a PostgreSQL database named there is used as is, so give on
 Orthanc (Debian package, SQLite index), a fresh instance per client: the same files POSTed one by
 one to ``/instances`` on a loopback port, first over one keep-alive connection (http.client, what
 any real client does), then with a new connection per file (like ``curl`` per file).
-Prints instances per second for each, the ratios, and the load average before each run.
+Prints instances per second for each, the ratios, and the load average before each run, and the
+CPU seconds each side used (Lightbox's command with its workers; Orthanc's server and its
+keep-alive client): on a machine other work keeps busy, wall-clock ratios follow the CPU shares
+the scheduler hands out, and CPU per instance is the steadier comparison.
 The floor: what any importer must do with these files and nothing else (read, SHA-256, write a
 copy, fsync it; no parsing, no database), in one process per core, each file's copy fsynced in
 batches as the import does; its ratio to Orthanc is the best the import could reach here.
@@ -23,6 +26,7 @@ import hashlib
 import http.client
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -78,6 +82,12 @@ def floor(files: list[Path], out_dir: Path) -> float:
     return seconds
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -102,17 +112,22 @@ def main() -> None:
         print(f"{len(files)} files, {size_mb:.0f} MB; cores: {os.cpu_count()}")
         blobs = [f.read_bytes() for f in files]  # Orthanc's clients read from memory: no disk for them
 
+        cpu0, client0 = children_cpu(), time.process_time()
         with orthanc() as base:
             print(f"load {load()}")
             t0 = time.perf_counter()
             post_keep_alive(base, blobs)
             keep_alive_s = time.perf_counter() - t0
+        # Orthanc's own CPU (counted once it has exited) and the client's.
+        keep_alive_cpu = children_cpu() - cpu0 + time.process_time() - client0
 
         print(f"load {load()}")
+        cpu0 = children_cpu()
         t0 = time.perf_counter()
         run = subprocess.run([sys.executable, "manage.py", "import_dicom", str(study)], cwd=ROOT,  # noqa: S603
                              env=os.environ, capture_output=True, text=True)
         lightbox_s = time.perf_counter() - t0
+        lightbox_cpu = children_cpu() - cpu0  # the command and its worker processes
         if run.returncode != 0 or f"Imported {len(files)}," not in run.stdout:
             raise SystemExit(f"import failed: {run.stdout[-500:]} {run.stderr[-2000:]}")
 
@@ -132,6 +147,8 @@ def main() -> None:
     print(f"Orthanc REST /instances, keep-alive client     : {keep_alive_s:6.2f} s  {ka:7.1f} instances/s")
     print(f"Orthanc REST /instances, a connection per file : {per_file_s:6.2f} s  {pf:7.1f} instances/s")
     print(f"Floor: read + SHA-256 + write + fsync, no parsing : {floor_s:6.2f} s  {n / floor_s:7.1f} instances/s")
+    print(f"CPU seconds: Lightbox {lightbox_cpu:.1f}, Orthanc keep-alive (server + client) {keep_alive_cpu:.1f}: "
+          f"{keep_alive_cpu / lightbox_cpu:.2f}x less CPU per instance for Lightbox (the shares a loaded machine gives out)")
     print(f"ratio Lightbox/Orthanc keep-alive: {lb / ka:.2f}x (goal >= 2)")
     print(f"ratio floor/Orthanc keep-alive: {n / floor_s / ka:.2f}x (the most any import could reach here)")
     print(f"ratio Lightbox/Orthanc per-file connection: {lb / pf:.2f}x")
