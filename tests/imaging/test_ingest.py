@@ -545,16 +545,17 @@ def test_demo_studies_look_like_a_real_record():
     patient = PatientFactory(name="Alex Morgan", issuer="STEXAMPLE", mrn="DEMO0001")
     studies = build_demo_studies(patient)
 
-    assert [s.modalities for s in studies] == ["CT", "MR", "DX", "US"]
+    # The CT comes with its report: a Structured Report and its PDF copy (issue 19 item 15).
+    assert [s.modalities for s in studies] == ["CT,DOC,SR", "MR", "DX", "US"]
     today = timezone.localdate()
     assert all(today - dt.timedelta(days=731) <= s.study_date <= today for s in studies)
     assert all(s.patient == patient and s.description and s.institution and s.referring_physician for s in studies)
-    ct = studies[0].series.get()
+    ct = studies[0].series.get(modality="CT")
     assert ct.instances.count() == 40
     slice_meta = ct.instances.first().meta
     assert slice_meta["rescale_intercept"] == -1024.0 and slice_meta["pixel_spacing"]
     assert Patient.objects.count() == 1
     assert AccessEvent.objects.filter(action="ingest", patient=patient).count() == 4
     for study in studies:
-        for series in study.series.all():
+        for series in study.series.exclude(modality__in=["SR", "DOC"]):
             assert_png(render_thumbnail(series))
