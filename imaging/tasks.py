@@ -7,6 +7,7 @@ import logging
 from celery import Task, shared_task
 
 from core.actor import Actor
+from imaging import storage
 from imaging.models import Study
 from imaging.pacs import sync
 from imaging.pacs.client import pacs_configured
@@ -37,8 +38,11 @@ def verify_integrity() -> None:
     """Re-hash every stored DICOM file; mismatches and missing files become IntegrityAlerts.
 
     Scheduled nightly by ``CELERY_BEAT_SCHEDULE``. Idempotent: a second run re-checks and raises
-    no duplicate alerts, so a redelivery after a lost worker (acks_late) is harmless.
+    no duplicate alerts, so a redelivery after a lost worker (acks_late) is harmless. Also
+    sweeps ``.incoming/`` (``storage.purge_incoming``), so a killed import's copies go within a
+    day even when no import runs after it.
     """
+    storage.purge_incoming()
     result = instances_verify()
     logger.info(
         "integrity check: %s checked, %s ok, %s mismatched, %s missing, %s new alerts",

@@ -113,3 +113,16 @@ def test_the_sweep_removes_only_dead_runs_and_old_loose_copies(dicom_storage):
     assert (Path(alive.path) / ".tmp-alive").exists()
     alive.close()
     assert sorted(p.name for p in root.iterdir()) == [".tmp-recent"]
+
+
+def test_the_nightly_integrity_task_sweeps_too(dicom_storage):
+    """A killed import's folder does not wait for the next import: the nightly task removes it."""
+    from imaging.tasks import verify_integrity
+
+    root = dicom_storage / ".incoming"
+    root.mkdir(parents=True)
+    (root / "run-dead").mkdir()
+    (root / "run-dead" / ".tmp-dead").write_bytes(b"x")
+    (root / "run-dead.lock").write_bytes(b"")
+    verify_integrity()
+    assert list(root.iterdir()) == []
