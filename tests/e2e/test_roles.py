@@ -50,6 +50,8 @@ def test_an_officer_lands_on_the_queue_with_the_office_menu(page: Page, live_ser
     menu.get_by_role("link", name="Paper consent").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it's you")
     expect(page.locator("#reauth-purpose")).to_contain_text("Before you record a patient's paper consent form")
+    # The username field there is for password managers only: not shown.
+    expect(page.locator("main input[autocomplete=username]")).to_be_hidden()
 
 
 def test_an_administrator_lands_on_a_page_that_leads_to_the_admin(page: Page, live_server, screenshot):
