@@ -251,7 +251,7 @@ VISITS: list[Visit] = [
         for i, kind in ((0, "CT"), (3, "US"))
     ],
     # The demo CT's report: a Structured Report as text and its PDF copy inline.
-    Visit("imaging-report", PATIENT, lambda w: f"/studies/{w.studies[0].pk}/report/", "CT"),
+    Visit("imaging-report", PATIENT, lambda w: f"/studies/{w.studies[0].pk}/report/", "CT", shot="report"),
     Visit("imaging-verify", PATIENT, "/verify/"),
     Visit("imaging-verify", PATIENT, "/verify/", "results", act=_verify_copy),
     Visit("audit-log", PATIENT, "/access-log/"),
