@@ -3,6 +3,9 @@
 - ``parse``: defensive reading of one file into plain metadata (ingest).
 - ``render``: decoding one frame to an 8-bit PNG/WebP (viewer, thumbnails).
 - ``synth``: generated phantoms and identity rewriting for demo data and benchmarks.
+- ``terms``: descriptions in plain case, modality codes' meanings (pydicom's CID 33/29).
+- ``sr``: a report (Structured Report, Encapsulated PDF) read for the patient; ``report_synth``
+  generates both for tests and the demo.
 
 Nothing from pydicom leaks out of this package: callers get dataclasses, dicts, bytes and
 exceptions with a human-readable reason.
