@@ -30,7 +30,7 @@ PIXEL_ERROR_CHARS = Instance._meta.get_field("pixel_error").max_length
 # a 300-slice CT takes about 3 s in one process.
 POOL_MIN_FILES = 64
 # Files up to this size are read into memory whole (one read for parsing, hashing, copying and
-# the decode check); bigger ones are streamed. Three workers hold at most three such files.
+# the decode check); bigger ones are streamed. A worker holds one such file at a time.
 IN_MEMORY_BYTES = 64 * 1024**2
 # Threads fsyncing the copies as they arrive (fsync waits on the disk, not the CPU).
 SYNC_THREADS = 2
@@ -56,7 +56,7 @@ class Prepared:
 def prepare(path: Path, run: storage.IncomingRun) -> Prepared:
     """Pass 1 for one file. A file up to ``IN_MEMORY_BYTES`` is read once: parsed, hashed,
     copied into ``run``'s folder and decode-checked from the same bytes and the same parsed
-    dataset (it was read three times and parsed three times). Raises
+    dataset (it was opened four times and its header parsed three times). Raises
     ``storage.StorageWriteError`` when the copy cannot be written: the import stops."""
     from imaging.dicom import parse, render
 
