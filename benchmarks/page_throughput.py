@@ -7,7 +7,10 @@ with ``--workers`` sync workers on a loopback port. ``--clients`` threads, each 
 own patient (password and second factor, a session made by Django's test client in that tree),
 GET that patient's study page (``/studies/<id>/``: the audited read records a chained access
 event) as fast as the server answers, for ``--seconds`` after a warm-up. Sides alternate for
-``--rounds`` rounds; the load average is printed with each run.
+``--rounds`` rounds; the load average is printed with each run, and the CPU time gunicorn's
+workers spent per answered request (from /proc; PostgreSQL's own CPU is not in it): on a machine
+that other work keeps busy, requests/s follow the CPU share the scheduler hands out, and CPU per
+request is the steadier comparison.
 
 Configurations: the peer with its production default (``DB_CONN_MAX_AGE`` 0: a connection per
 request), the peer with ``DB_CONN_MAX_AGE=60`` (the part persistent connections alone give), and
@@ -73,6 +76,21 @@ print(json.dumps([settings.SESSION_COOKIE_NAME, out]))
 """
 
 
+def _cpu_seconds(master: int) -> float:
+    """User + system CPU of gunicorn's workers (the master's children), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for pid in children:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,7 +139,7 @@ class Side:
                 answered += status == 200
                 if status is None:
                     time.sleep(0.2)
-            yield port
+            yield port, proc.pid
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -142,8 +160,10 @@ def _get(port: int, cookie_name: str, cookie: str, study_id: int) -> int | None:
         return None
 
 
-def load(port: int, cookie_name: str, sessions: list, *, warmup: float, seconds: float) -> tuple[float, int]:
-    """Requests per second over ``seconds`` after ``warmup``, and the number of non-200 answers."""
+def load(port: int, cookie_name: str, sessions: list, *, warmup: float, seconds: float,
+         master: int = 0) -> tuple[float, int, float]:
+    """Requests per second over ``seconds`` after ``warmup``, the number of non-200 answers, and
+    the workers' CPU milliseconds per answered request over the same window."""
     start = time.monotonic()
     begin, end = start + warmup, start + warmup + seconds
     done: list[int] = []
@@ -172,9 +192,21 @@ def load(port: int, cookie_name: str, sessions: list, *, warmup: float, seconds:
     threads = [threading.Thread(target=client, args=(c, s)) for c, s in sessions]
     for t in threads:
         t.start()
+    cpu = [0.0, 0.0]
+
+    def sample() -> None:
+        time.sleep(max(0.0, begin - time.monotonic()))
+        cpu[0] = _cpu_seconds(master)
+        time.sleep(max(0.0, end - time.monotonic()))
+        cpu[1] = _cpu_seconds(master)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     for t in threads:
         t.join()
-    return sum(done) / seconds, sum(errors)
+    sampler.join()
+    answered = sum(done)
+    return answered / seconds, sum(errors), (cpu[1] - cpu[0]) * 1000 / max(answered, 1)
 
 
 def main() -> None:
@@ -204,20 +236,26 @@ def main() -> None:
                  args.clients, args.workers),
         ]
         results: dict[str, list[float]] = {s.label: [] for s in sides}
+        cpu: dict[str, list[float]] = {s.label: [] for s in sides}
         for round_ in range(args.rounds):
             for side in sides:
-                with side.server() as port:
-                    rate, errors = load(port, side.cookie_name, side.sessions, warmup=args.warmup, seconds=args.seconds)
+                with side.server() as (port, master):
+                    rate, errors, ms = load(port, side.cookie_name, side.sessions, warmup=args.warmup,
+                                            seconds=args.seconds, master=master)
                 results[side.label].append(rate)
+                cpu[side.label].append(ms)
                 print(f"  round {round_ + 1}: {side.label}: {rate:.1f} req/s, {errors} errors, "
-                      f"load average {os.getloadavg()[0]:.2f}", flush=True)
+                      f"workers' CPU {ms:.1f} ms/request, load average {os.getloadavg()[0]:.2f}", flush=True)
         peer = statistics.median(results[sides[0].label])
+        peer_cpu = statistics.median(cpu[sides[0].label])
         print()
-        print(f"| Study page, {args.clients} clients, {args.workers} workers (median of {args.rounds}) | req/s | ratio |")
-        print("| --- | --- | --- |")
+        print(f"| Study page, {args.clients} clients, {args.workers} workers (median of {args.rounds}) | req/s | ratio "
+              "| workers' CPU per request | requests per CPU second, ratio |")
+        print("| --- | --- | --- | --- | --- |")
         for side in sides:
             rate = statistics.median(results[side.label])
-            print(f"| {side.label} | {rate:.1f} | {rate / peer:.2f}x |")
+            ms = statistics.median(cpu[side.label])
+            print(f"| {side.label} | {rate:.1f} | {rate / peer:.2f}x | {ms:.1f} ms | {peer_cpu / ms:.2f}x |")
     finally:
         for side in sides:
             side.drop()
