@@ -203,14 +203,18 @@ class IncomingRun:
     def __init__(self) -> None:
         self.path: str | None = None
         self._lock_fd: int | None = None
-        root = _incoming_dir(dicom_storage())
-        if root is None:
-            return
-        with _sweep_lock(root):
-            _purge_dead_runs(root)
-            path = tempfile.mkdtemp(prefix="run-", dir=root)
-            fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        storage = dicom_storage()
+        try:
+            root = _incoming_dir(storage)
+            if root is None:
+                return
+            with _sweep_lock(root):
+                _purge_dead_runs(root)
+                path = tempfile.mkdtemp(prefix="run-", dir=root)
+                fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a full disk has no room for the folder itself
+            raise _write_error(storage.path(".incoming"), exc) from exc
         self.path, self._lock_fd = path, fd
 
     def close(self) -> None:

@@ -183,13 +183,13 @@ def dicom_import(*, actor: Actor, paths: list[str | Path], issuer: str | None = 
     summary = ImportSummary()
     # Closing the run removes the copies that were not put in place (duplicates, rejections,
     # failed studies, a run stopped by a storage error).
-    with storage.IncomingRun() as run, tempfile.TemporaryDirectory(prefix="lightbox-import-") as tmp:
-        try:
+    try:
+        with storage.IncomingRun() as run, tempfile.TemporaryDirectory(prefix="lightbox-import-") as tmp:
             staged = _stage_all(roots, Path(tmp), summary, run)
             _import_staged(actor, staged, issuer, summary)
-        except storage.StorageWriteError as exc:
-            logger.error("import stopped: %s", exc)
-            raise ImportStorageError(exc, summary) from exc
+    except storage.StorageWriteError as exc:  # the run's own folder too, on a disk already full
+        logger.error("import stopped: %s", exc)
+        raise ImportStorageError(exc, summary) from exc
     return summary
 
 

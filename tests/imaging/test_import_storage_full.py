@@ -66,6 +66,17 @@ def test_a_full_disk_stops_the_command_naming_the_file_and_records_nothing(tmp_p
     assert incoming_left(stored) == []  # the run's copies are gone: the space is free again
     assert not (stored / "dicom").exists() or not any((stored / "dicom").rglob("*.dcm"))
 
+    # A disk already full when the import starts: no room even for the run's own folder.
+    with open(stored / "filler", "wb") as filler, pytest.raises(OSError) as full:
+        while True:
+            filler.write(bytes(64 * 1024))
+    assert full.value.errno == errno.ENOSPC
+    again = subprocess.run([sys.executable, "manage.py", "import_dicom", str(inputs)], cwd=ROOT, env=env,  # noqa: S603
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0, again.stdout
+    assert "The storage is full (No space left on device)" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr
+
 
 class FullAfterTwo(ObjectStorage):
     """Object storage that takes two objects and then answers as a full disk (or quota) does."""
