@@ -703,6 +703,13 @@ def record_for_actor(
         fields = {"actor_type": AccessEvent.ActorType.SYSTEM, "actor_name": actor.name,
                   "organization": actor.organization, "role": actor.role,
                   "purpose": purpose or AccessEvent.Purpose.OPERATIONS}
+    elif kind == Kind.SHARE_RECIPIENT:
+        # A clinician the patient shared studies with (docs/security.md §27), named as the patient
+        # named them; the details say which share it came through.
+        fields = {"actor_type": AccessEvent.ActorType.CLINICIAN, "actor_name": actor.name,
+                  "organization": actor.organization, "role": actor.role,
+                  "purpose": purpose or AccessEvent.Purpose.TREATMENT}
+        details = {**(details or {}), "via": "share", "share": actor.share_id}
     else:
         raise PermissionDenied("This account may not access patients' records.")
     return record_access(

@@ -42,6 +42,8 @@ class Kind(enum.StrEnum):
     SERVICE = "service"
     SYSTEM = "system"
     ANONYMOUS = "anonymous"
+    # A clinician who opened a patient's share link with both codes (sharing.links).
+    SHARE_RECIPIENT = "share_recipient"
 
 
 # People sign in; a person's sensitive actions need a recent password. Systems never do.
@@ -75,6 +77,10 @@ class Actor:
     ip: str | None = None
     user_agent: str = ""
     reauthenticated_at: dt.datetime | None = field(default=None, compare=False)
+    # A share recipient: the share it came through and the only studies it may reach
+    # (core.querysets narrows to them); None for every other kind, which reaches whole records.
+    share_id: int | None = None
+    study_ids: frozenset[int] | None = None
 
     # --- Constructors for the actors that are not a signed-in person (those: portal.actors) ------
 
@@ -116,6 +122,8 @@ class Actor:
             return f"user:{self.user_id}"
         if self.service_account_id is not None:
             return f"service:{self.service_account_id}"
+        if self.share_id is not None:
+            return f"share:{self.share_id}"
         return f"system:{self.name}" if self.kind == Kind.SYSTEM else ""
 
     @property

@@ -14,6 +14,11 @@ from django.db import models
 
 from core.actor import Actor
 
+# What an actor narrowed to some studies (a share recipient, ``Actor.study_ids``) may read, and
+# the path from each table to its study: the viewer's tables only. Every other patient-owned
+# table (the access log, consents, exports, ...) is empty to it (docs/security.md §27).
+STUDY_KEYS = {"imaging.Study": "pk", "imaging.Series": "study_id", "imaging.Instance": "series__study_id"}
+
 
 class PatientOwnedQuerySet(models.QuerySet):
     # Lookup from the model to its patient's primary key, e.g. "patient_id" or
@@ -22,6 +27,11 @@ class PatientOwnedQuerySet(models.QuerySet):
 
     def for_actor(self, actor: Actor) -> Self:
         """The rows of the patients ``actor`` may reach; none for anyone else."""
+        if actor.study_ids is not None:
+            key = STUDY_KEYS.get(self.model._meta.label)
+            if key is None or not actor.study_ids or len(actor.patient_ids) != 1:
+                return self.none()
+            return self.filter(**{self.patient_key: next(iter(actor.patient_ids)), f"{key}__in": sorted(actor.study_ids)})
         if actor.all_patients:
             return self.all()
         ids = sorted(actor.patient_ids)

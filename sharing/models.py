@@ -105,3 +105,67 @@ class PushedInstance(models.Model):
 
     def __str__(self) -> str:
         return f"Push {self.push_id}: instance {self.instance_id}"
+
+
+class Share(models.Model):
+    """A link and an access code the patient gives a clinician, valid for some of their studies
+    until ``expires_at`` or until revoked (docs/security.md §27).
+
+    Only keyed hashes of the token and the code are stored (``sharing.links``): a database dump
+    does not open a share. The patient sees the link and the code once, when they make it.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        EXPIRED = "expired", _("Expired")
+        REVOKED = "revoked", _("Revoked")
+
+    patient = models.ForeignKey("imaging.Patient", on_delete=models.PROTECT, related_name="shares")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    studies = models.ManyToManyField("imaging.Study", related_name="+")
+    recipient_name = models.CharField(max_length=120)
+    recipient_organization = models.CharField(max_length=160)
+    recipient_email = models.EmailField()
+    allow_download = models.BooleanField(default=False)
+    token_hash = models.CharField(max_length=64, unique=True)
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Who revoked it, in a word the list shows ("you", "the privacy office"), and the office's reason.
+    revoked_by = models.CharField(max_length=40, blank=True)
+    revoked_reason = models.CharField(max_length=300, blank=True)
+
+    objects = patient_owned("patient_id").as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Share {self.pk} with {self.recipient_name}"
+
+    def status_at(self, now) -> str:
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        return self.Status.ACTIVE if now < self.expires_at else self.Status.EXPIRED
+
+
+class ShareVisit(models.Model):
+    """One browser's opening of a share: after the access code, a one-time code emailed to the
+    recipient; ``verified_at`` once it was entered. The browser holds the visit's secret in its
+    session; only a keyed hash of it and of the one-time code are stored."""
+
+    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="visits")
+    secret_hash = models.CharField(max_length=64, unique=True)
+    otp_hash = models.CharField(max_length=64)
+    otp_sent_at = models.DateTimeField()
+    otp_tries = models.PositiveSmallIntegerField(default=0)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = patient_owned("share__patient_id").as_manager()
+
+    def __str__(self) -> str:
+        return f"Visit {self.pk} of share {self.share_id}"
