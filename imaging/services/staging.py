@@ -8,9 +8,12 @@ processes for big runs (one per core) and in this process for small ones, result
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ POOL_MIN_FILES = 64
 # Files up to this size are read into memory whole (one read for parsing, hashing, copying and
 # the decode check); bigger ones are streamed. A worker holds one such file at a time.
 IN_MEMORY_BYTES = 64 * 1024**2
+PR_SET_PDEATHSIG = 1  # prctl(2), linux/prctl.h
 # Threads fsyncing the copies as they arrive (fsync waits on the disk, not the CPU).
 SYNC_THREADS = 2
 # Files handed to a worker at a time: few enough round trips, small enough that both cores
@@ -140,6 +144,16 @@ def workers_for(count: int) -> int:
     return max(1, min(os.cpu_count() or 1, count // POOL_MIN_FILES))
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the worker is killed when the import that forked it dies, SIGKILL
+    included. Otherwise it sleeps on the pool's queue for good, holding the run's ``.incoming``
+    lock, and the run's folder is never swept (seen with ``import_dicom`` killed mid-run)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the import died before the line above
+        os._exit(1)
+
+
 def prepare_all(paths: list[Path], run: storage.IncomingRun) -> Iterator[Prepared]:
     """``prepare`` for every path, in order. Workers are forked (they inherit Django's settings
     and never touch the database, whose connection stays the parent's).
@@ -174,7 +188,8 @@ def _prepare_each(work: Callable[[Path], Prepared], paths: list[Path], workers: 
     from imaging.dicom import parse, render  # noqa: F401
 
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
     try:
         yield from pool.map(work, paths, chunksize=POOL_CHUNK)
     finally:

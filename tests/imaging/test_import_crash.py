@@ -4,6 +4,7 @@ next import's sweep removes them, and never the folder of an import that is stil
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from imaging import storage
 from imaging.dicom import synth
 from imaging.models import Instance
+from imaging.services import staging
 from imaging.services.ingest import dicom_import
 from tests.imaging.helpers import importer
 from tests.imaging.test_import_batches import ROOT, _url_of_test_database, incoming_left, write_study
@@ -26,6 +28,17 @@ pytestmark = pytest.mark.django_db
 
 def run_folders(stored: Path) -> list[Path]:
     return sorted(p for p in (stored / ".incoming").iterdir() if p.is_dir())
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its import workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 def wait_until_unlocked(lock_file: Path, timeout: float = 60) -> bool:
@@ -41,13 +54,13 @@ def wait_until_unlocked(lock_file: Path, timeout: float = 60) -> bool:
     return True
 
 
-@pytest.mark.parametrize("count", [5, 80], ids=["in-process", "worker-processes"])
+@pytest.mark.parametrize("count", [5, 2 * staging.POOL_MIN_FILES], ids=["in-process", "worker-processes"])
 def test_a_killed_import_leaves_copies_that_the_next_import_removes_but_never_a_running_ones(tmp_path, count):
     # The child's storage is LIGHTBOX_DATA_DIR/storage: the same folder as this test's own
     # (conftest's dicom_storage is tmp_path/"storage").
     stored = tmp_path / "storage"
     inputs = tmp_path / "inputs"
-    write_study(inputs, count)  # 80 is above POOL_MIN_FILES: copies made in worker processes
+    write_study(inputs, count)  # 2 x POOL_MIN_FILES: two worker processes make the copies
     # A named pipe given after the folder: the import stops on it, reading, once the files
     # before it are copied, and this test knows the moment without waiting on a clock.
     fifo = tmp_path / "zz-pipe.dcm"
@@ -70,15 +83,21 @@ def test_a_killed_import_leaves_copies_that_the_next_import_removes_but_never_a_
         assert storage.purge_incoming() == 0
         assert all(p.exists() for p in copies)
 
+        workers = _children(child.pid)
+        assert len(workers) == (staging.workers_for(count) if count >= staging.POOL_MIN_FILES else 0)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
         writer.close()
-        # The lock is free once the import and its worker processes (which share it) are gone.
+        # The lock is free once the import and its worker processes (which share it) are gone:
+        # the workers die with it (they slept on the pool's queue for good, holding it).
         assert wait_until_unlocked(Path(f"{folder}.lock")), "a worker of the killed import is still alive"
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+        for pid in locals().get("workers", []):  # a failed run leaves no orphan behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert not Instance.objects.exists()
 
     # The next import removes what the killed one left and imports normally.
