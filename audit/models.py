@@ -31,6 +31,8 @@ class AccessEvent(models.Model):
         RESEARCHER = "researcher", _("Researcher")
         SERVICE = "service", _("Connected system")
         SYSTEM = "system", _("Lightbox")
+        # A parent, guardian or caregiver acting for the patient under a proxy grant (proxies/).
+        PROXY = "proxy", _("Family member or carer")
 
     class Purpose(models.TextChoices):
         # Modelled on HL7 v3 PurposeOfUse (TREAT, HPAYMT, HOPERAT, HRESCH, ETREAT, HLEGAL, ...).

@@ -678,7 +678,8 @@ def record_for_actor(
     - a privacy officer: their display name (``User.public_name``, never an email), role and the hospital's name, purpose
       ``privacy_investigation`` unless given;
     - a service account: its name, organisation and type, source ``api``;
-    - a command or task (``Actor.system``): its name and the hospital's name.
+    - a command or task (``Actor.system``): its name and the hospital's name;
+    - a proxy: their own display name, role "parent acting on behalf of the patient".
 
     Anyone else (an administrator, an anonymous request), and any actor whose ``for_actor`` rule
     does not reach ``patient``, raises ``PermissionDenied``: reaching here is a bug and the action
@@ -699,6 +700,11 @@ def record_for_actor(
         fields = {"actor_type": actor.service_type or AccessEvent.ActorType.SERVICE, "actor_name": actor.name,
                   "organization": actor.organization, "purpose": purpose or AccessEvent.Purpose.OPERATIONS}
         source = source or AccessEvent.Source.API
+    elif kind == Kind.PROXY:
+        # The proxy's own name "on behalf of" the patient (docs/security.md §29): never "Patient (self)".
+        fields = {"actor_type": AccessEvent.ActorType.PROXY, "actor_name": actor.name,
+                  "role": f"{actor.proxy_relationship or 'proxy'} acting on behalf of the patient",
+                  "purpose": purpose or AccessEvent.Purpose.PATIENT_REQUEST}
     elif kind == Kind.SYSTEM:
         fields = {"actor_type": AccessEvent.ActorType.SYSTEM, "actor_name": actor.name,
                   "organization": actor.organization, "role": actor.role,

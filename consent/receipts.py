@@ -89,9 +89,11 @@ def build(
     channel: str,
     recorded_by: str,
     kind: str,
+    proxy: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The unsigned receipt body for one decision."""
-    return {
+    """The unsigned receipt body for one decision. ``proxy`` ({"name", "relationship"}): the
+    person who decided on the subject's behalf (docs/security.md §29): the receipt names both."""
+    body = {
         "schema": SCHEMA,
         "receipt_id": receipt_id,
         "issued_at": _utc(decided_at),
@@ -111,6 +113,9 @@ def build(
         "recorded_by": recorded_by,
         "public_key_url": settings.SITE_URL.rstrip("/") + reverse("portal-signing-key"),
     }
+    if proxy is not None:
+        body["proxy"] = {"name": proxy["name"], "relationship": proxy["relationship"], "on_behalf_of": "subject"}
+    return body
 
 
 def sign(body: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,7 @@ def _write_decision(
     actor: User | None = None,
     note: str = "",
     decided_at: dt.datetime | None = None,
+    proxy: dict[str, str] | None = None,
 ) -> ConsentDecision:
     """Insert one decision with its signed receipt. The caller holds the patient's row lock.
 
@@ -94,7 +95,7 @@ def _write_decision(
         receipts.build(
             receipt_id=str(receipt_id), decided_at=decided_at, patient_id=patient.pk, scope=scope, decision=decision,
             study_uid=study.study_uid if study else None, policy_version=policy.version, policy_sha256=policy.sha256,
-            channel=channel, recorded_by=recorded_by, kind=kind,
+            channel=channel, recorded_by=recorded_by, kind=kind, proxy=proxy,
         )
     )
     row.save(force_insert=True)
@@ -142,14 +143,17 @@ def consent_decision_record(*, actor: Actor, scope: str, decision: str, study_id
     """
     actor.require_recent_reauthentication()
     patient = patient_get(actor=actor)
-    if patient is None:
+    # A proxy only when the grant's scope (and the patient's age) allows consent (docs/security.md §29).
+    if patient is None or not actor.allows("consent"):
         raise PermissionDenied("Only a patient can change their own consent.")
     _check_choice(scope, decision)
     study = study_get(actor=actor, study_id=study_id) if study_id is not None else None
     patient = _locked_patient(actor, patient)
     row = _write_decision(
         patient=patient, scope=scope, decision=decision, study=study, policy=_policy_or_fail(), actor_id=actor.user_id,
-        channel=ConsentDecision.Channel.PORTAL, kind=ConsentDecision.Kind.CHANGE, recorded_by="patient",
+        channel=ConsentDecision.Channel.PORTAL, kind=ConsentDecision.Kind.CHANGE,
+        recorded_by="proxy" if actor.is_proxy else "patient",
+        proxy={"name": actor.name, "relationship": actor.proxy_relationship} if actor.is_proxy else None,
     )
     access_log.record(actor=actor, patient=patient, study=study, action=AccessEvent.Action.MODIFY,
                       purpose=AccessEvent.Purpose.PATIENT_REQUEST, details=_audit_details(row))
@@ -200,7 +204,7 @@ def consent_policy_confirm(*, actor: Actor) -> list[ConsentDecision]:
     """
     actor.require_recent_reauthentication()
     patient = patient_get(actor=actor)
-    if patient is None:
+    if patient is None or not actor.allows("consent"):  # a proxy: as consent_decision_record
         raise PermissionDenied("Only a patient can confirm their own consent.")
     patient = _locked_patient(actor, patient)
     policy, stale = selectors.pending_policy(actor=actor, patient=patient)
@@ -209,7 +213,9 @@ def consent_policy_confirm(*, actor: Actor) -> list[ConsentDecision]:
     rows = [
         _write_decision(
             patient=patient, scope=old.scope, decision=old.decision, study=old.study, policy=policy, actor_id=actor.user_id,
-            channel=ConsentDecision.Channel.PORTAL, kind=ConsentDecision.Kind.RECONFIRMATION, recorded_by="patient",
+            channel=ConsentDecision.Channel.PORTAL, kind=ConsentDecision.Kind.RECONFIRMATION,
+            recorded_by="proxy" if actor.is_proxy else "patient",
+            proxy={"name": actor.name, "relationship": actor.proxy_relationship} if actor.is_proxy else None,
         )
         for old in stale
     ]

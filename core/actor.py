@@ -12,8 +12,10 @@ touches a patient's records takes it as ``actor=`` (keyword-only), never a ``req
   a recent password itself (docs/security.md §6) without seeing the request.
 
 Who builds it: ``portal.actors`` for signed-in requests (a middleware sets ``request.actor``),
-``core.api`` for API tokens, ``Actor.system`` for commands and Celery tasks. Share recipients and
-proxies will be further kinds, each with its own ``patient_ids`` rule.
+``core.api`` for API tokens, ``Actor.system`` for commands and Celery tasks. A proxy (a parent,
+guardian or caregiver, ``proxies``) is a person acting for one patient under a grant: its
+``patient_ids`` is that patient only, ``proxy_allows`` what the grant's scope allows, and the log
+names the proxy "on behalf of" the patient.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Kind(enum.StrEnum):
     PRIVACY_OFFICER = "privacy_officer"
     ADMINISTRATOR = "administrator"
     SERVICE = "service"
+    # A person acting for one patient under a proxy grant (proxies.ProxyGrant).
+    PROXY = "proxy"
     SYSTEM = "system"
     ANONYMOUS = "anonymous"
     # A clinician who opened a patient's share link with both codes (sharing.links).
@@ -47,7 +51,7 @@ class Kind(enum.StrEnum):
 
 
 # People sign in; a person's sensitive actions need a recent password. Systems never do.
-HUMAN_KINDS = frozenset({Kind.PATIENT, Kind.PRIVACY_OFFICER, Kind.ADMINISTRATOR})
+HUMAN_KINDS = frozenset({Kind.PATIENT, Kind.PRIVACY_OFFICER, Kind.ADMINISTRATOR, Kind.PROXY})
 
 
 def request_origin(request: HttpRequest) -> dict[str, str | None]:
@@ -77,6 +81,11 @@ class Actor:
     ip: str | None = None
     user_agent: str = ""
     reauthenticated_at: dt.datetime | None = field(default=None, compare=False)
+    # A proxy only: the grant, how the proxy is related ("parent"), and what its scope and the
+    # patient's age allow beyond seeing scans ("log", "consent", "full"; proxies.services.grant_allows).
+    proxy_grant_id: int | None = None
+    proxy_relationship: str = ""
+    proxy_allows: frozenset[str] = frozenset()
     # A share recipient: the share it came through and the only studies it may reach
     # (core.querysets narrows to them); None for every other kind, which reaches whole records.
     share_id: int | None = None
@@ -128,10 +137,19 @@ class Actor:
 
     @property
     def patient_id(self) -> int | None:
-        """The one record a patient actor owns (their own); None for everyone else."""
-        if self.kind == Kind.PATIENT and len(self.patient_ids) == 1:
+        """The one record a patient actor owns (their own), or a proxy acts for; None for everyone else."""
+        if self.kind in (Kind.PATIENT, Kind.PROXY) and len(self.patient_ids) == 1:
             return next(iter(self.patient_ids))
         return None
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.kind == Kind.PROXY
+
+    def allows(self, capability: str) -> bool:
+        """Whether a proxy's grant allows ``capability`` ("log", "consent", "full"); everyone
+        else is limited by their kind and ``patient_ids`` instead (docs/security.md §29)."""
+        return self.kind != Kind.PROXY or capability in self.proxy_allows
 
     @property
     def is_officer(self) -> bool:

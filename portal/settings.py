@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "exports",
     "flags",
     "sharing",
+    "proxies",
 ]
 
 MIDDLEWARE = [
@@ -112,6 +113,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "accounts.middleware.SecondFactorGateMiddleware",
     "portal.middleware.ActorMiddleware",
+    # What a proxy's grant lets it open, page by page (docs/security.md §29).
+    "proxies.middleware.ProxyScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -137,6 +140,7 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "portal.context_processors.site",
                 "portal.context_processors.navigation",
+                "proxies.context_processors.switcher",
             ],
         },
     },
@@ -255,6 +259,12 @@ LIGHTBOX_DEFAULT_ISSUER = envstr("LIGHTBOX_DEFAULT_ISSUER", "LOCAL")
 
 # Activation codes expire: a letter sits in a drawer; two weeks is long enough to use it.
 ACTIVATION_CODE_TTL_DAYS = envint("ACTIVATION_CODE_TTL_DAYS", 14)
+# Growing up (proxies.services.grant_allows): from PROXY_AGE_RESTRICTED a parent's or guardian's
+# grant no longer shows the access log or consent unless the young person agrees; at
+# PROXY_AGE_END it ends. Announced PROXY_AGE_NOTICE_DAYS before each change.
+PROXY_AGE_RESTRICTED = envint("PROXY_AGE_RESTRICTED", 12)
+PROXY_AGE_END = envint("PROXY_AGE_END", 18)
+PROXY_AGE_NOTICE_DAYS = envint("PROXY_AGE_NOTICE_DAYS", 30)
 
 OTP_TOTP_ISSUER = SITE_NAME
 # Recovery codes: 10 single-use codes is the common convention (GitHub, Google).

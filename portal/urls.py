@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("flags.urls")),
     path("", include("notices.urls")),
     path("", include("sharing.urls")),
+    path("", include("proxies.urls")),
     path("start/", views.start, name="portal-start"),
     path("api/v1/openapi.json", views.openapi_json, name="portal-openapi"),
     path("healthz", views.healthz, name="portal-healthz"),

@@ -30,7 +30,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("core", "imaging", "audit", "accounts", "consent", "exports", "flags", "sharing", "notices", "portal")
+APPS = ("core", "imaging", "audit", "accounts", "consent", "exports", "flags", "sharing", "proxies", "notices", "portal")
 WRITES = frozenset({"save", "create", "update", "delete", "bulk_create"})
 SHOWN = 3  # cycles, and imports per edge, named in a failure (the rest are counted)
 

@@ -1,0 +1,33 @@
+"""Reads for proxies: the grants a person holds, and the proxies a patient has."""
+
+from __future__ import annotations
+
+from core.actor import Actor, Kind
+from proxies.models import ProxyGrant
+from proxies.services import grant_allows
+
+# The session key holding the grant a person acts under (proxies.views.switch; portal.actors).
+SESSION_KEY = "proxy_grant_id"
+
+
+def grants_held(*, user_id: int) -> list[ProxyGrant]:
+    """The grants ``user_id`` may act under now (the header switcher), with the patient."""
+    grants = ProxyGrant.objects.active().filter(proxy_id=user_id).select_related("patient").order_by("since")
+    return [g for g in grants if grant_allows(g) is not None]
+
+
+def grant_in_force(*, user_id: int, grant_id: int) -> tuple[ProxyGrant, frozenset[str]] | None:
+    """The grant ``user_id`` chose in the switcher, and what it allows, if it is still in force
+    (checked on every request by ``portal.actors``: never cached past its end)."""
+    grant = ProxyGrant.objects.active().filter(pk=grant_id, proxy_id=user_id).select_related("patient").first()
+    if grant is None:
+        return None
+    allows = grant_allows(grant)
+    return None if allows is None else (grant, allows)
+
+
+def proxies_of(*, actor: Actor) -> list[ProxyGrant]:
+    """Every proxy the patient has or had (newest first), for "People who can act for me"."""
+    if actor.kind != Kind.PATIENT or actor.patient_id is None:
+        return []
+    return list(ProxyGrant.objects.filter(patient_id=actor.patient_id).select_related("proxy").order_by("-since"))

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from proxies import views
+
+urlpatterns = [
+    path("proxy/code/", views.redeem, name="proxies-redeem"),
+    path("proxy/switch/", views.switch, name="proxies-switch"),
+    path("people/", views.people, name="proxies-people"),
+    path("people/<int:grant_id>/end/", views.end, name="proxies-end"),
+]

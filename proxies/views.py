@@ -1,0 +1,78 @@
+"""Proxy pages: using a proxy code, the header switcher, and the patient's "People who can act
+for me" (docs/security.md §29). Views validate, call one service or selector, and render."""
+
+from __future__ import annotations
+
+from allauth.core.exceptions import RateLimited
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from core.actor import Kind
+from proxies import selectors, services
+from proxies.forms import CODE_MISMATCH, EndForm, RedeemForm, SwitchForm
+from proxies.models import ProxyGrant
+
+
+@require_http_methods(["GET", "POST"])
+def redeem(request: HttpRequest) -> HttpResponse:
+    """A signed-in person (own password and second factor) enters a proxy code."""
+    form = RedeemForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            grant = services.proxy_code_redeem(actor=request.actor, **form.cleaned_data)
+        except services.ProxyCodeError:
+            form.add_error("code", CODE_MISMATCH)
+        except RateLimited:
+            form.add_error(None, _("Too many attempts. Try again later."))
+        else:
+            request.session[selectors.SESSION_KEY] = grant.pk
+            messages.success(request, _("You can now see %(name)s's records.") % {"name": grant.patient.name})
+            return redirect("home")
+    return render(request, "proxies/redeem.html", {"form": form})
+
+
+@require_POST
+def switch(request: HttpRequest) -> HttpResponse:
+    """Choose whose records this browser shows (kept in the session, checked on every request)."""
+    form = SwitchForm(request.POST)
+    grant_id = form.cleaned_data["grant"] if form.is_valid() else None
+    try:
+        grant = services.proxy_switch(actor=request.actor, grant_id=grant_id)
+    except PermissionDenied:
+        grant = None
+        messages.error(request, _("That access has ended."))
+    if grant is None:
+        request.session.pop(selectors.SESSION_KEY, None)
+    else:
+        request.session[selectors.SESSION_KEY] = grant.pk
+    return redirect("home")
+
+
+def _patient_only(request: HttpRequest) -> None:
+    # Only the patient manages their proxies; a proxy acting for them never does (§29).
+    if request.actor.kind != Kind.PATIENT or request.actor.patient_id is None:
+        raise Http404("No record.")
+
+
+@require_http_methods(["GET"])
+def people(request: HttpRequest) -> HttpResponse:
+    _patient_only(request)
+    grants = selectors.proxies_of(actor=request.actor)
+    return render(request, "proxies/people.html", {"grants": grants, "end_form": EndForm()})
+
+
+@require_POST
+def end(request: HttpRequest, grant_id: int) -> HttpResponse:
+    _patient_only(request)
+    form = EndForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        grant = services.proxy_end(actor=request.actor, grant_id=grant_id, reason=reason)
+    except ProxyGrant.DoesNotExist:
+        raise Http404("No such proxy.") from None
+    messages.success(request, _("%(name)s can no longer see your records.") % {"name": grant.proxy_name})
+    return redirect("proxies-people")

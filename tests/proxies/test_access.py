@@ -1,0 +1,140 @@
+"""What a proxy reaches (docs/security.md §29): exactly the granted patient, within the grant's
+scope, never after the grant ends; everything recorded under the proxy's name on behalf of the
+patient; only the patient manages proxies."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from audit.models import AccessEvent
+from consent.models import ConsentDecision
+from proxies.models import ProxyGrant
+from tests.conftest import login_verified, reauthenticate
+from tests.consent.conftest import make_study
+
+from .conftest import acting_client, make_grant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def child_study(child):
+    return make_study(child, "MR knee")
+
+
+def test_proxy_sees_the_child_and_only_the_child(client, child, parent, child_study, other_patient):
+    other_study = make_study(other_patient.patient, "XR hand")
+    grant = make_grant(child, parent)
+    acting_client(client, parent, grant)
+    page = client.get("/")
+    assert "Viewing: Sam Doe" in page.content.decode()
+    assert client.get(f"/studies/{child_study.pk}/").status_code == 200
+    assert client.get(f"/studies/{other_study.pk}/").status_code == 404
+
+
+def test_the_log_names_the_proxy_on_behalf_of_the_patient(client, child, parent, child_study):
+    acting_client(client, parent, make_grant(child, parent))
+    client.get(f"/studies/{child_study.pk}/")
+    event = AccessEvent.objects.get(patient=child, action="view")
+    assert (event.actor_type, event.actor_name) == ("proxy", "Alex Doe")
+    assert "on behalf of the patient" in event.role
+    assert event.actor_ref == f"user:{parent.pk}"
+    log = client.get("/access-log/").content.decode()
+    assert "Alex Doe, parent acting on behalf of the patient" in log
+
+
+def test_own_records_one_click_away(client, child, parent, child_study):
+    grant = make_grant(child, parent)
+    acting_client(client, parent, grant)
+    client.post("/proxy/switch/", {"grant": ""})
+    assert client.get(f"/studies/{child_study.pk}/").status_code == 404
+
+
+def test_ended_grant_refuses_the_next_request(client, child, parent, child_study):
+    grant = make_grant(child, parent)
+    acting_client(client, parent, grant)
+    assert client.get(f"/studies/{child_study.pk}/").status_code == 200
+    call_command("end_proxy", str(grant.pk), "--reason", "Court order")
+    ended = client.get(f"/studies/{child_study.pk}/")
+    assert ended.status_code == 403
+    assert "You can no longer see Sam Doe" in ended.content.decode()
+    # Afterwards this browser is the parent's own: the child's study is as missing as any other.
+    assert client.get(f"/studies/{child_study.pk}/").status_code == 404
+    assert client.post("/proxy/switch/", {"grant": grant.pk}).status_code == 302
+    assert client.get(f"/studies/{child_study.pk}/").status_code == 404
+
+
+def test_past_end_date_reaches_nothing(client, child, parent, child_study):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    grant = make_grant(child, parent)
+    acting_client(client, parent, grant)
+    ProxyGrant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() - dt.timedelta(seconds=1))
+    assert client.get(f"/studies/{child_study.pk}/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("scope", "log", "consent", "full"),
+    [("view", 200, 403, 403), ("view+consent", 200, 200, 403), ("full", 200, 200, 200)],
+)
+def test_each_scope_opens_its_pages(client, child, parent, scope, log, consent, full):
+    acting_client(client, parent, make_grant(child, parent, scope=scope))
+    assert client.get("/access-log/").status_code == log
+    assert client.get("/consent/").status_code == consent
+    assert client.get(reverse("exports-list")).status_code == full
+    assert client.get(reverse("flags-mine")).status_code == full
+
+
+def test_view_scope_cannot_change_consent_even_by_post(client, child, parent, policy):
+    acting_client(client, parent, make_grant(child, parent, scope="view"))
+    reauthenticate(client)
+    response = client.post("/consent/change/research/", {"decision": "granted"})
+    assert response.status_code == 403
+    assert "lets you" in response.content.decode()
+    assert not ConsentDecision.objects.exists()
+
+
+def test_consent_by_a_proxy_names_both(client, child, parent, policy):
+    acting_client(client, parent, make_grant(child, parent, scope="view+consent"))
+    reauthenticate(client)
+    assert client.post("/consent/change/research/", {"decision": "granted"}).status_code == 302
+    row = ConsentDecision.objects.get(patient=child)
+    assert row.actor_id == parent.pk
+    assert row.receipt["receipt"]["recorded_by"] == "proxy"
+    assert row.receipt["receipt"]["proxy"] == {"name": "Alex Doe", "relationship": "parent", "on_behalf_of": "subject"}
+    assert "Alex Doe (parent) on behalf of you" in client.get("/consent/history/").content.decode()
+    event = AccessEvent.objects.get(patient=child, action="modify")
+    assert (event.actor_type, event.actor_name) == ("proxy", "Alex Doe")
+
+
+def test_a_proxy_cannot_manage_proxies_or_the_patients_sign_in(client, child, parent):
+    grant = make_grant(child, parent, scope="full")
+    acting_client(client, parent, grant)
+    assert client.get("/people/").status_code == 403
+    assert client.post(f"/people/{grant.pk}/end/").status_code == 403
+    assert client.get("/access-log/notifications/").status_code == 403
+    # Account pages are the proxy's own account, never the patient's.
+    assert client.get("/account/security/").status_code == 200
+    page = client.get("/accounts/email/")
+    assert page.status_code == 200 and parent.email in page.content.decode()
+
+
+def test_patient_sees_and_ends_their_proxies(client, patient, parent, other_patient):
+    grant = make_grant(patient.patient, parent, scope="full")
+    login_verified(client, patient)
+    page = client.get("/people/").content.decode()
+    assert "Alex Doe" in page and "Parent" in page
+    assert client.post(f"/people/{grant.pk}/end/").status_code == 302
+    grant.refresh_from_db()
+    assert grant.ended_at is not None and grant.ended_by == "You"
+
+
+def test_another_patients_grant_is_a_404(client, patient, parent, other_patient):
+    grant = make_grant(other_patient.patient, parent)
+    login_verified(client, patient)
+    assert client.post(f"/people/{grant.pk}/end/").status_code == 404
+    assert ProxyGrant.objects.get(pk=grant.pk).ended_at is None
