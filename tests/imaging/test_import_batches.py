@@ -168,7 +168,8 @@ def test_three_overlapping_imports_of_the_same_files_store_each_once_without_err
     assert connection.vendor == "postgresql", "concurrent writers need the suite's PostgreSQL"
     inputs = tmp_path / "inputs"
     study_uid = synth.new_uid()
-    write_study(inputs, 80, study_uid=study_uid)  # above POOL_MIN_FILES: workers too
+    count = 2 * staging.POOL_MIN_FILES  # worker processes too (one per POOL_MIN_FILES files, up to the cores)
+    write_study(inputs, count, study_uid=study_uid)
     env = {**os.environ, "LIGHTBOX_DATA_DIR": str(tmp_path / "data"),
            "DATABASE_URL": _url_of_test_database()}
     command = [sys.executable, "manage.py", "import_dicom", "--json", str(inputs)]
@@ -182,9 +183,9 @@ def test_three_overlapping_imports_of_the_same_files_store_each_once_without_err
         report = json.loads(out)
         assert report["rejected"] == 0 and report["conflict"] == 0, report["files"][:3]
         outcomes.append((report["imported"], report["duplicate"]))
-    assert sorted(outcomes) == [(0, 80), (0, 80), (80, 0)]
+    assert sorted(outcomes) == [(0, count), (0, count), (count, 0)]
     rows = Instance.objects.filter(series__study__study_uid=study_uid)
-    assert rows.count() == 80
+    assert rows.count() == count
     assert Study.objects.filter(study_uid=study_uid).count() == 1
     assert AccessEvent.objects.filter(study_id=rows.first().series.study_id, action="ingest").count() == 1
     stored = tmp_path / "data" / "storage"
