@@ -54,6 +54,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.backends.cached_db import SessionStore
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django.test import Client, override_settings
@@ -76,7 +77,8 @@ from flags import services as flag_services
 from flags.models import Flag
 from imaging.models import Instance, PacsPatientSync, PacsSyncRun, Patient, Series, Study
 from notices.models import Notice
-from sharing.models import Partner, Push
+from sharing import links as share_links
+from sharing.models import Partner, Push, Share, ShareVisit
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.exports.conftest import make_study
 from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory, actor_of
@@ -86,7 +88,11 @@ from tests.routes import Route, all_routes
 
 ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN = "anonymous", "password_only", "patient_a", "patient_b", "officer", "administrator"
 AUDIT_TOKEN, CONSENT_TOKEN = "token_audit_write", "token_consent_read"
-PRINCIPALS = (ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN, AUDIT_TOKEN, CONSENT_TOKEN)
+# A clinician with no account who opened A's share link with both codes (sharing.links): their
+# session holds open visits of A's share, of another share of A's later revoked and of one
+# later expired. Everywhere but the share's own pages they are a visitor.
+RECIPIENT = "share_recipient"
+PRINCIPALS = (ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN, AUDIT_TOKEN, CONSENT_TOKEN, RECIPIENT)
 VERIFIED = (A, B, OFFICER, ADMIN)
 TOKENS = (AUDIT_TOKEN, CONSENT_TOKEN)
 # Whose objects a patient owns: A's ids are the variant "a", B's are "b". On the office's side the
@@ -137,7 +143,7 @@ def who(*, visitor: Expect, password_only: Expect, verified: Rule | Expect) -> R
     rule = verified if callable(verified) else everyone(verified)
 
     def decide(principal: str, variant: str) -> Expect:
-        if principal in (ANON, *TOKENS):
+        if principal in (ANON, RECIPIENT, *TOKENS):
             return visitor
         if principal == PASSWORD_ONLY:
             return password_only
@@ -204,6 +210,26 @@ def api(ok: Rule | Expect, *, scope: str) -> Rule:
         if principal != scope:
             return FORBIDDEN
         return rule(principal, variant)
+
+    return decide
+
+
+TO_CODE = Expect(302, "/s/", unchanged=True)  # a share's page without an open visit: the code form
+
+
+def recipient(ok: Expect, *, refused: Expect = TO_CODE) -> Rule:
+    """A page of a share link (no account, no gate). Only the recipient with an open visit of A's
+    share gets ``ok``, for what that share holds; anything else they ask for under it (a missing
+    id, another patient's or another share's study) is a 404 like a missing one. A revoked or
+    expired share, a share they never opened (B's), and anyone without a visit (signed-in
+    patients too: an account opens no share) get ``refused``: the code form (an image: a 404)."""
+
+    def decide(principal: str, variant: str) -> Expect:
+        if principal != RECIPIENT or variant in ("b", "revoked", "expired"):
+            return refused
+        if variant == "a":
+            return ok
+        return NOT_FOUND if variant == "missing" else HIDDEN
 
     return decide
 
@@ -330,6 +356,36 @@ TABLE: dict[str, Entry] = {
         body=lambda w, v: {"studies": w.value(v, "share_study"), "partner": str(Partner.objects.get(name=MATRIX_PARTNER).pk)},
     ),
     "sharing-push-status": Entry(gate(owned(OK)), ids="push"),
+    # Share links (issue 20), the patient's side: only a patient makes one, of their own studies
+    # (the link and code shown once, 200); only the share's patient revokes it.
+    "sharing-new": Entry(
+        gate(by_role(patient=OK, officer=NOT_FOUND)),
+        post=gate(owned(OK, missing=Expect(400, unchanged=True), others=Expect(400, like_missing=True, unchanged=True),
+                        officer=NOT_FOUND)),
+        ids="share_study",
+        body=lambda w, v: {"studies": w.value(v, "share_study"), "recipient_name": "Dr Matrix",
+                           "recipient_organization": "Matrix Clinic", "recipient_email": "dr@matrix.example",
+                           "days": "7", "access": "view"},
+    ),
+    "sharing-revoke": Entry(POST_ONLY, post=gate(owned(to("/sharing/"))), ids="share"),
+    # The recipient's side: public pages. The code form looks the same for every token, and a
+    # wrong code the same whatever the token (docs/security.md §27).
+    "sharing-open": Entry(
+        lambda p, v: Expect(200, like_missing=v != "missing"),
+        post=lambda p, v: Expect(400, like_missing=v != "missing", unchanged=True),
+        ids="share_token", body=lambda w, v: {"code": "AAAAA-AAAAA"},
+    ),
+    # The emailed code's form: for a browser that entered the access code (the recipient's visits);
+    # their visits are already open, so a code is refused without counting a try.
+    "sharing-open-verify": Entry(
+        lambda p, v: OK if p == RECIPIENT and v in ("a", "revoked", "expired") else TO_CODE,
+        post=lambda p, v: BAD_REQUEST if p == RECIPIENT and v in ("a", "revoked", "expired") else TO_CODE,
+        ids="share_token", body=lambda w, v: {"otp": "000000"},
+    ),
+    "sharing-open-studies": Entry(lambda p, v: OK if p == RECIPIENT and v == "a" else TO_CODE, ids="share_token",
+                                  sees={RECIPIENT: {"a"}}),
+    "sharing-open-viewer": Entry(recipient(OK), ids="share_series", sees={RECIPIENT: {"a"}}),
+    "sharing-open-frame": Entry(recipient(OK, refused=NOT_FOUND), ids="share_frame", sees={RECIPIENT: {"a"}}),
     # Reports, the patient's side. "Flag this access" takes the access-log entry in the query.
     "flags-mine": Entry(gate(OK)),
     "flags-new": Entry(
@@ -559,6 +615,8 @@ class Owned:
     device: AuthenticatorApp
     account_secrets: list[str] = field(default_factory=list)  # who the account is
     record_secrets: list[str] = field(default_factory=list)  # the patient's data
+    share: Share | None = None  # a share link of the study, and its token
+    share_token: str = ""
 
 
 MISSING = "987654321"  # a well-formed id no row has
@@ -575,6 +633,9 @@ class World:
     sessions: dict[str, str]
     built_at: float
     admin_rows: dict[type, str] = field(default_factory=dict)  # model -> a row's pk, as first looked up
+    # The recipient's other shares of A: "other_share" (of A's second study, never opened by
+    # them), "revoked" and "expired" (opened, then ended): name -> (token, study).
+    shares: dict[str, tuple[str, Study]] = field(default_factory=dict)
 
     def owned(self, variant: str) -> Owned:
         return {"a": self.a, "b": self.b}[variant]
@@ -600,6 +661,10 @@ class World:
             return {"push_id": self._pk(variant, lambda o: Push.objects.filter(patient=o.record).order_by("pk").first().pk)}, {}
         if kind == "share_study":
             return {}, {}
+        if kind == "share":
+            return {"share_id": self._pk(variant, lambda o: o.share.pk)}, {}
+        if kind in ("share_token", "share_series", "share_frame"):
+            return self._share_ids(kind, variant, route), {}
         if kind == "flag":
             return {"flag_id": self._pk(variant, lambda o: o.flag.pk)}, {}
         if kind == "notice":
@@ -649,6 +714,35 @@ class World:
         if kind == "admin":
             return self._admin_ids(route), {}
         raise AssertionError(f"unknown id kind {kind}")
+
+    def _share_ids(self, kind: str, variant: str, route: Route) -> dict[str, str]:
+        """A share link's token, and for its viewer and frames a study, series and image: the
+        share's own (a, b, revoked, expired), another patient's (mixed) or another share's
+        (other_share) under A's token, missing or too big (malformed) under A's token."""
+        study = self.a.study
+        if variant in ("a", "missing", "mixed", "other_share", "malformed"):
+            token = self.a.share_token
+        elif variant == "b":
+            token, study = self.b.share_token, self.b.study
+        else:
+            token = self.shares[variant][0]
+        if kind == "share_token":
+            return {"token": {"missing": "n0-such-share-token-" + "x" * 23, "malformed": "%00" + "!" * 300}.get(variant, token)}
+        if variant == "mixed":
+            study = self.b.study
+        elif variant == "other_share":
+            study = self.shares["other_share"][1]
+        if variant in ("missing", "malformed"):
+            values = [{"missing": MISSING, "malformed": OVERFLOW}[variant]] * 3
+        else:
+            series = study.series.get()
+            values = [study.pk, series.pk, series.instances.get().pk]
+        kwargs = {"token": token, **{n: str(v) for n, v in zip(["study_id", "series_id", "instance_id"], values, strict=True)}}
+        if kind == "share_series":
+            del kwargs["instance_id"]
+        else:
+            kwargs["frame"] = "0"
+        return kwargs
 
     def _pk(self, variant: str, pick: Callable[[Owned], int]) -> str:
         if variant in ("a", "b"):
@@ -721,6 +815,10 @@ VARIANTS = {
     "export_study": ("missing", "a", "b", "malformed"),
     "push": ("missing", "a", "b", "malformed"),
     "share_study": ("missing", "a", "b", "malformed"),
+    "share": ("missing", "a", "b", "malformed"),
+    "share_token": ("missing", "a", "b", "malformed", "revoked", "expired"),
+    "share_series": ("missing", "a", "b", "mixed", "other_share", "malformed", "revoked", "expired"),
+    "share_frame": ("missing", "a", "b", "mixed", "other_share", "malformed", "revoked", "expired"),
     "reset_key": ("missing", "a", "malformed"),
     "email_key": ("missing", "malformed"),
     "api_check": ("missing", "a", "b", "mixed", "malformed"),
@@ -734,7 +832,8 @@ KIND_PARAMS = {
     "study": ["study_id"], "series": ["study_id", "series_id"], "instance": ["study_id", "series_id", "instance_id"],
     "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "push": ["push_id"], "flag": ["flag_id"], "notice": ["notice_id"],
     "receipt": ["receipt_id"], "device": ["device_id"], "user_session": ["session_id"], "consent_study": ["scope"], "reset_key": ["uidb36", "key"],
-    "email_key": ["key"], "admin": None,
+    "email_key": ["key"], "admin": None, "share": ["share_id"], "share_token": ["token"],
+    "share_series": ["token", "study_id", "series_id"], "share_frame": ["token", "study_id", "series_id", "instance_id", "frame"],
 }
 
 
@@ -763,6 +862,9 @@ def _patient(tag: str, root: Path, officer: User, policy) -> Owned:
     partner, _ = Partner.objects.get_or_create(name=MATRIX_PARTNER, defaults={"stow_url": "https://pacs.matrix.example/dicom-web"})
     push = Push.objects.create(patient=record, partner=partner, total=1)
     push.studies.set([study])
+    share = share_links.share_create(actor=actor_of(user), study_ids=[study.pk], recipient_name=f"Dr Matrix {tag}",
+                                     recipient_organization="Matrix Clinic", recipient_email=f"dr-{tag}@matrix.example",
+                                     days=7, allow_download=False)
     decision = _write_decision(patient=record, scope="research", decision="granted", study=None, policy=policy, actor=user,
                                channel="portal", kind="change", recorded_by="patient")
     flag.refresh_from_db()
@@ -770,7 +872,29 @@ def _patient(tag: str, root: Path, officer: User, policy) -> Owned:
         user, record, study, series, instance, event, flag, export, decision, device,
         account_secrets=[user.email],
         record_secrets=[record.name, record.mrn, study.study_uid, study.accession, str(decision.receipt_id), organization, description],
+        share=share.share, share_token=share.token,
     )
+
+
+def _recipient_session(a: Owned, root: Path) -> tuple[str, dict[str, tuple[str, Study]]]:
+    """The recipient's browser: open visits of A's share and of two more shares of A's study, one
+    then revoked and one then expired; and a share of A's second study they never opened."""
+    second = make_study(a.user, root / "a-second", slices=1, size=32)
+    made = {name: share_links.share_create(
+        actor=actor_of(a.user), study_ids=[study.pk], recipient_name="Dr Matrix", recipient_organization="Matrix Clinic",
+        recipient_email="dr@matrix.example", days=7, allow_download=False,
+    ) for name, study in (("revoked", a.study), ("expired", a.study), ("other_share", second))}
+    store = SessionStore()
+    for share, token in ((a.share, a.share_token), (made["revoked"].share, made["revoked"].token),
+                         (made["expired"].share, made["expired"].token)):
+        secret = uuid.uuid4().hex
+        ShareVisit.objects.create(share=share, secret_hash=share_links._hash("visit", secret), otp_hash="-",
+                                  otp_sent_at=timezone.now(), verified_at=timezone.now())
+        store[share_links.session_key(token)] = secret
+    store.create()
+    share_links.share_revoke(actor=actor_of(a.user), share_id=made["revoked"].share.pk)
+    Share.objects.filter(pk=made["expired"].share.pk).update(expires_at=timezone.now() - dt.timedelta(minutes=1))
+    return store.session_key, {name: (m.token, m.share.studies.get()) for name, m in made.items()}
 
 
 def _admin_rows(world_a: Owned, officer: User) -> None:
@@ -823,7 +947,10 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
     }
     fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # as tests/conftest.py does per test
     with (
-        override_settings(STORAGES=storages, EXPORTS_DIR=root / "exports", PASSWORD_HASHERS=fast_hashing),
+        # Every share-link case guesses a code from the same address: no rate limit here
+        # (tests/sharing/test_links.py tests it).
+        override_settings(STORAGES=storages, EXPORTS_DIR=root / "exports", PASSWORD_HASHERS=fast_hashing,
+                          SHARE_CODE_RATE=10**6),
         django_db_blocker.unblock(),
         transaction.atomic(),
     ):
@@ -841,14 +968,16 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             AUDIT_TOKEN: service_account_create(name="matrix-ehr", organization="Matrix EHR", scopes=["audit:write"])[1],
             CONSENT_TOKEN: service_account_create(name="matrix-broker", organization="Matrix Broker", scopes=["consent:read"])[1],
         }
+        recipient_session, shares = _recipient_session(a, root)
         sessions = {
+            RECIPIENT: recipient_session,
             PASSWORD_ONLY: _session(a.user, verified=False),
             A: _session(a.user, verified=True),
             B: _session(b.user, verified=True),
             OFFICER: _session(officer, verified=True),
             ADMIN: _session(administrator, verified=True),
         }
-        yield World(a, b, officer, tokens, sessions, time.monotonic())
+        yield World(a, b, officer, tokens, sessions, time.monotonic(), shares=shares)
         transaction.set_rollback(True)
 
 

@@ -31,6 +31,13 @@ PUBLIC = {
     "portal-signing-key",
     "portal-webauthn-jsi18n",
     "portal-openapi",
+    # A share link's pages: the recipient has no account; the access code and the emailed code
+    # open them (sharing.links, docs/security.md §27; tests/portal/test_authz_matrix.py's recipient).
+    "sharing-open",
+    "sharing-open-verify",
+    "sharing-open-studies",
+    "sharing-open-viewer",
+    "sharing-open-frame",
 }
 # The second-factor steps: a password-only session may open these and nothing else.
 SECOND_FACTOR_STEPS = {
