@@ -98,7 +98,6 @@ def actor_for_request(request: HttpRequest) -> Actor:
         proxy = proxy_actor_for_user(user, grant_id, **origin, reauthenticated_at=reauthenticated_at)
         if proxy is not None:
             return proxy
-        # The grant ended: the request acts as the person themselves; the proxy middleware
-        # explains the end in plain words (proxies.middleware).
-        request.proxy_grant_ended = grant_id
+        # The grant ended: the request acts as the person themselves (proxies.middleware has
+        # already explained the end in plain words and forgotten the grant).
     return actor_for_user(user, **origin, reauthenticated_at=reauthenticated_at)

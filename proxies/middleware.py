@@ -17,8 +17,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.models import User
 from proxies.models import ProxyGrant
-from proxies.selectors import SESSION_KEY
+from proxies.selectors import SESSION_KEY, grant_in_force
 from proxies.services import GROWING_UP, SCOPE_ALLOWS
 
 # URL name prefix -> the capability it needs ("" = any scope). Checked longest prefix first.
@@ -57,29 +58,28 @@ class ProxyScopeMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
-        actor = getattr(request, "actor", None)
-        if actor is None or not request.user.is_authenticated:
+        # Decided from the session and the grant, not from ``request.actor``: the Actor is built
+        # lazily when a view first uses it (after a password re-entry resumes a POST), and
+        # building it here would fix it before that.
+        grant_id = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
+        if grant_id is None or not request.user.is_authenticated or request.user.role != User.Role.PATIENT:
             return None
-        if not actor.is_proxy:
-            ended = getattr(request, "proxy_grant_ended", None)
-            if ended is not None:
-                # The grant chosen in the switcher ended since the last request: say so once, then
-                # this browser shows the person's own records again.
-                request.session.pop(SESSION_KEY, None)
-                grant = ProxyGrant.objects.filter(pk=ended, proxy_id=request.user.pk).select_related("patient").first()
-                return render(request, "proxies/ended.html", {"grant": grant}, status=403)
-            return None
+        found = grant_in_force(user_id=request.user.pk, grant_id=grant_id)
+        if found is None:
+            # The grant chosen in the switcher ended since the last request: say so once, then
+            # this browser shows the person's own records again.
+            request.session.pop(SESSION_KEY, None)
+            grant = ProxyGrant.objects.filter(pk=grant_id, proxy_id=request.user.pk).select_related("patient").first()
+            return render(request, "proxies/ended.html", {"grant": grant}, status=403)
+        grant, allows = found
         name = request.resolver_match.url_name if request.resolver_match else None
         if name and request.resolver_match.namespace:
             name = None  # namespaced apps (the admin) are never a proxy's
         needed = required_capability(name)
-        if needed is not None and (needed == "" or actor.allows(needed)):
+        if needed is not None and (needed == "" or needed in allows):
             return None
-        grant = ProxyGrant.objects.select_related("patient").get(pk=actor.proxy_grant_id)
         # Not allowed because the young person grew up (their scope would allow it), or by scope.
-        grown_up = (
-            needed in SCOPE_ALLOWS[grant.scope] and grant.relationship in GROWING_UP
-        )
+        grown_up = needed in SCOPE_ALLOWS[grant.scope] and grant.relationship in GROWING_UP
         return render(
             request, "proxies/not_allowed.html",
             {"needed": needed, "grant": grant, "grown_up": grown_up, "age": settings.PROXY_AGE_RESTRICTED},

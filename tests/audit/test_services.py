@@ -167,7 +167,7 @@ def test_every_documented_choice_is_accepted(record):
     for outcome in AccessEvent.Outcome.values:
         clinician_view(record, outcome=outcome)
 
-    assert AccessEvent.objects.count() == 8 + 10 + 10 + 3
+    assert AccessEvent.objects.count() == 9 + 10 + 10 + 3  # 9 actor types: proxy added by issue 21
     assert chain_verify(record).ok
 
 
