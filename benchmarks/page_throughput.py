@@ -28,6 +28,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -146,6 +147,7 @@ class Side:
 
     def drop(self) -> None:
         _psql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 def _get(port: int, cookie_name: str, cookie: str, study_id: int) -> int | None:
