@@ -45,3 +45,39 @@ def test_a_patient_with_no_shares(patient):
 def test_an_unknown_mrn_is_an_error(db):
     with pytest.raises(CommandError, match="No patient"):
         _run("--mrn", "NO-SUCH-MRN")
+
+
+def test_lists_share_links_with_their_looks_and_revokes_one(patient, other_patient, tmp_path, django_capture_on_commit_callbacks):
+    from django.test import Client
+
+    from sharing import links
+    from tests.exports.conftest import make_study
+    from tests.factories import actor_of
+    from tests.sharing.test_links import open_share
+
+    study = make_study(patient, tmp_path / "s", slices=1)
+    created = links.share_create(actor=actor_of(patient), study_ids=[study.pk], recipient_name="Dr Ada Lowe",
+                                 recipient_organization="Northbrook Clinic", recipient_email="ada@northbrook.example",
+                                 days=7, allow_download=False)
+    theirs = links.share_create(actor=actor_of(other_patient), study_ids=[make_study(other_patient, tmp_path / "o", slices=1).pk],
+                                recipient_name="Dr Hidden", recipient_organization="Hidden Vale", recipient_email="h@vale.example",
+                                days=7, allow_download=False)
+    client = open_share(Client(), created, django_capture_on_commit_callbacks)
+    series = study.series.get()
+    assert client.get(f"{created.path}studies/{study.pk}/series/{series.pk}/").status_code == 200
+    out = _run("--mrn", patient.patient.mrn)
+    line = next(ln for ln in out.splitlines() if "\tlink\t" in ln)
+    assert line.startswith(f"{created.share.pk}\tlink\t")
+    assert "Dr Ada Lowe at Northbrook Clinic <ada@northbrook.example>\tactive\t1 views, 0 downloads\t" + study.study_uid in line
+    assert "Dr Hidden" not in out
+
+    with pytest.raises(CommandError, match="reason"):
+        _run("--revoke", str(created.share.pk))
+    with pytest.raises(CommandError, match="cannot be revoked"):
+        _run("--revoke", str(created.share.pk), "--kind", "push", "--reason", "x")
+    with pytest.raises(CommandError, match="No share link"):
+        _run("--revoke", "987654", "--reason", "x")
+    assert "revoked" in _run("--revoke", str(theirs.share.pk), "--reason", "Reported lost by the patient")
+    out = _run("--mrn", other_patient.patient.mrn)
+    assert "\trevoked\t" in out and "revoked by the privacy office" in out and "Reported lost by the patient" in out
+    assert client.get(f"{created.path}studies/").status_code == 200  # the other patient's revoke left this one open
