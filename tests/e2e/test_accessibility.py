@@ -28,6 +28,7 @@ from allauth.account.models import EmailAddress, EmailConfirmationHMAC
 from allauth.account.utils import user_pk_to_url_str
 from allauth.core.internal.ratelimit import respond_429
 from django.conf import settings
+from django.contrib.sessions.backends.cached_db import SessionStore
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.test import Client
 from django.urls import path, resolve
@@ -40,7 +41,7 @@ from audit.demo import build_demo_access_log
 from audit.models import AccessEvent
 from consent.demo import build_demo_consent
 from consent.models import ConsentDecision
-from core.actor import Actor
+from core.actor import Actor, Kind
 from core.service_activity import Miss, service_request_count, service_request_miss_note
 from exports.models import ExportRequest
 from flags.demo import build_demo_flag
@@ -48,12 +49,14 @@ from flags.models import Flag
 from imaging.demo import build_demo_studies
 from imaging.models import Instance, Study
 from imaging.services.integrity import instances_verify
+from imaging.services.viewing import series_open
 from portal import urls as portal_urls
-from sharing.models import Partner, Push
+from sharing import links
+from sharing.models import Partner, Push, Share, ShareVisit
 from tests.conftest import login_password_only, login_verified, reauthenticate
 from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, MOBILE, ConsoleWatch, Screenshots
 from tests.e2e.test_signup_journey import totp_code
-from tests.factories import AuthenticatorAppFactory, UserFactory
+from tests.factories import AuthenticatorAppFactory, UserFactory, actor_of
 from tests.imaging.conftest import dicom_storage  # noqa: F401 - autouse: DICOM files in this test's tmp dir
 from tests.routes import all_routes
 
@@ -110,6 +113,12 @@ class World:
     reset_path: str
     confirm_path: str
     instance_file: Path
+    # Share links (sharing.links): one the recipient's browser opened with both codes, one whose
+    # access code it entered (the emailed code's form), and its session with both.
+    share_token: str = ""
+    share_pending_token: str = ""
+    recipient_session: str = ""
+    share_series: tuple[int, int] = (0, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +213,21 @@ def _export_errors(page: Page, w: World) -> None:
     _expect_errors(page)
 
 
+def _share_make(page: Page, w: World) -> None:
+    page.locator("input[name=studies]").first.check()
+    page.get_by_label("Doctor's name").fill("Dr Ada Lowe")
+    page.get_by_label("Hospital or practice").fill("Northbrook Clinic")
+    page.get_by_label("Doctor's email").fill("ada@northbrook.example")
+    _submit(page, "Make the link")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your share link")
+
+
+def _share_wrong_code(page: Page, w: World) -> None:
+    page.get_by_label("Access code").fill("AAAAA-AAAAA")
+    _submit(page, "Continue")
+    _expect_errors(page)
+
+
 def _submit_empty(page: Page, w: World) -> None:
     page.locator("main form[method=post] button[type=submit]").last.click()
     page.wait_for_load_state()
@@ -219,6 +243,7 @@ def _csrf_failure(page: Page, w: World) -> None:
 
 NEW_USER_EMAIL = "new-patient@example.org"
 ANON, HALF, NEW, PATIENT, OFFICER = "visitor", "password-only", "new patient", "patient", "privacy officer"
+RECIPIENT = "share recipient"  # no account: a browser that opened a share link with its codes
 
 VISITS: list[Visit] = [
     # Public pages.
@@ -242,6 +267,13 @@ VISITS: list[Visit] = [
     Visit("accounts-2fa-verify", HALF, "/account/2fa/", "wrong code", act=_wrong_code),
     Visit("accounts-2fa-enrol", NEW, "/account/2fa/setup/", "wrong code", act=_wrong_code),
     Visit("accounts-2fa-enrol", NEW, "/account/2fa/setup/", "recovery codes", act=_enrol_confirm),
+    # A share link's recipient (no account).
+    Visit("sharing-open", ANON, "/s/some-token/"),
+    Visit("sharing-open", ANON, "/s/some-token/", "wrong code", act=_share_wrong_code, status=400),
+    Visit("sharing-open-verify", RECIPIENT, lambda w: f"/s/{w.share_pending_token}/code/"),
+    Visit("sharing-open-studies", RECIPIENT, lambda w: f"/s/{w.share_token}/studies/"),
+    Visit("sharing-open-viewer", RECIPIENT, lambda w: "/s/{}/studies/{}/series/{}/".format(w.share_token, *w.share_series),
+          shot="share-recipient-viewer"),
     # The patient.
     Visit("home", PATIENT, "/"),
     # The demo's CT (several series, a stack to scroll) and ultrasound (one multi-frame image).
@@ -284,6 +316,9 @@ VISITS: list[Visit] = [
     Visit("consent-change", PATIENT, "/consent/change/research/?decision=granted", "confirm yes"),
     Visit("sharing-send", PATIENT, lambda w: f"/sharing/send/?study={w.studies[0].pk}"),
     Visit("sharing-send", PATIENT, "/sharing/send/", "errors", act=lambda page, w: _submit(page, "Send the scans"), status=400),
+    Visit("sharing-new", PATIENT, "/sharing/new/"),
+    Visit("sharing-new", PATIENT, "/sharing/new/", "errors", act=lambda page, w: _submit(page, "Make the link"), status=400),
+    Visit("sharing-new", PATIENT, "/sharing/new/", "link, code and QR shown once", act=_share_make, shot="share-created"),
     Visit("exports-new", PATIENT, "/exports/new/"),
     Visit("exports-new", PATIENT, "/exports/new/", "errors", act=_export_errors, status=400),
     Visit("exports-new", PATIENT, "/exports/new/", "passphrase shown once", act=_export_request),
@@ -322,6 +357,8 @@ NOT_PAGES = {
     "consent-receipt-json": "file download (signed JSON)",
     "exports-status": "JSON polled by exports.js",
     "sharing-push-status": "JSON polled by sharing.js",
+    "sharing-revoke": "POST-only; redirects to the sharing page (its buttons are checked there)",
+    "sharing-open-frame": "PNG image, fetched by the share link's viewer",
     "exports-download": "POST-only; file download",
     "exports-cancel": "POST-only; redirects to the export page",
     "exports-revoke": "POST-only; redirects to the export page",
@@ -428,12 +465,32 @@ def build_world(patient: User, officer: User) -> World:
     unconfirmed = UserFactory(verified_email=False)
     confirm_path = f"/accounts/confirm-email/{EmailConfirmationHMAC(EmailAddress.objects.get(user=unconfirmed)).key}/"
     instance = Instance.objects.filter(series__study=studies[0]).first()
+    # Share links on the sharing page (one opened and viewed, one revoked, one expired), and the
+    # recipient's browser session.
+    made = {name: links.share_create(
+        actor=actor_of(patient), study_ids=[studies[0].pk], recipient_name=f"Dr {name.title()} Lowe",
+        recipient_organization="Northbrook Clinic", recipient_email="ada@northbrook.example", days=7, allow_download=False,
+    ) for name in ("open", "pending", "revoked", "expired")}
+    links.share_revoke(actor=actor_of(patient), share_id=made["revoked"].share.pk)
+    Share.objects.filter(pk=made["expired"].share.pk).update(expires_at=timezone.now() - dt.timedelta(days=1))
+    store = SessionStore()
+    for name, verified in (("open", True), ("pending", False)):
+        secret = f"a11y-{name}-visit-secret"
+        ShareVisit.objects.create(share=made[name].share, secret_hash=links._hash("visit", secret), otp_hash="-",
+                                  otp_sent_at=timezone.now(), verified_at=timezone.now() if verified else None)
+        store[links.session_key(made[name].token)] = secret
+    store.create()
+    recipient = Actor(kind=Kind.SHARE_RECIPIENT, name="Dr Open Lowe", organization="Northbrook Clinic",
+                      patient_ids=frozenset({record.pk}), share_id=made["open"].share.pk, study_ids=frozenset({studies[0].pk}))
+    series_open(actor=recipient, study_id=viewer_series[0][0], series_id=viewer_series[0][1])
     return World(
         studies=studies, viewer_series=viewer_series,
         receipt_id=str(ConsentDecision.objects.filter(patient=record).latest("decided_at").receipt_id),
         flag_id=flag.pk, resolved_flag_id=resolved.pk, event_id=event.pk, exports=exports,
         reset_path=reset_path, confirm_path=confirm_path,
         instance_file=Path(settings.STORAGES["dicom"]["OPTIONS"]["location"]) / instance.storage_path,
+        share_token=made["open"].token, share_pending_token=made["pending"].token, recipient_session=store.session_key,
+        share_series=viewer_series[0],
     )
 
 
@@ -516,7 +573,9 @@ def test_every_page_has_no_serious_accessibility_violation(browser: Browser, liv
         NEW: login_password_only(Client(), new),
         PATIENT: login_verified(Client(), patient),
         OFFICER: login_verified(Client(), officer),
+        RECIPIENT: Client(),
     }
+    clients[RECIPIENT].cookies[settings.SESSION_COOKIE_NAME] = world.recipient_session
     problems: list[str] = []
     for who, client in clients.items():
         context = _open_context(browser, live_server.url, client)
