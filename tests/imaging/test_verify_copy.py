@@ -249,7 +249,7 @@ def test_a_file_from_my_own_deidentified_copy_is_recognised(patient_client: Clie
     assert result.pixels_match is True
     html = response.content.decode()
     assert "From your de-identified copy." in html
-    assert "This is from your de-identified copy of “CT chest” made on 20 November 2026" in html
+    assert "This is from your de-identified copy of “CT chest” made on 20 Nov 2026" in html
     assert "Its pixels match the original." in html
     assert "Not found in your records" not in html
 
