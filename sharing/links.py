@@ -36,6 +36,8 @@ from audit.models import AccessEvent
 from core import access_log
 from core.actor import Actor, Kind
 from core.links import site_url
+from exports.models import ExportRequest
+from exports.services import archive_path, export_request
 from imaging.models import Study
 from imaging.selectors import patient_get, study_list
 from notices.models import Notice
@@ -101,6 +103,7 @@ class Created:
     share: Share
     token: str  # shown once: only its hash is kept
     code: str  # "XXXXX-XXXXX", shown once
+    passphrase: str = ""  # the download archive's, shown once (view and download only)
 
     @property
     def path(self) -> str:
@@ -138,10 +141,16 @@ def share_create(
         allow_download=allow_download, token_hash=_hash("token", token), code_hash=_hash("code", code),
         expires_at=timezone.now() + dt.timedelta(days=days),
     )
+    passphrase = ""
+    if allow_download:
+        # The same encrypted archive as the patient's own exports (the patient's export, in their
+        # log as theirs): the doctor downloads it through the link with the passphrase.
+        requested = export_request(actor=actor, study_ids=[s.pk for s in studies], deidentify=False)
+        share.export, passphrase = requested.export, requested.passphrase
     share.full_clean()
     share.save()
     share.studies.set(studies)
-    return Created(share, token, format_code(code))
+    return Created(share, token, format_code(code), passphrase)
 
 
 @transaction.atomic
@@ -308,3 +317,38 @@ def shared_studies_open(*, recipient: Recipient) -> list[Study]:
     access_log.record(actor=recipient.actor, patient=recipient.share.patient, action="query",
                       details={"page": "shared_studies", "studies": len(studies)})
     return studies
+
+
+class DownloadUnavailable(Exception):  # noqa: N818 - a plain refusal for the recipient
+    """The share allows downloads but the archive is not (or no longer) there."""
+
+
+@dataclass(frozen=True)
+class ShareDownload:
+    name: str
+    size: int
+    file: object  # an open binary file; the response closes it
+
+
+@transaction.atomic
+def share_download(*, recipient: Recipient) -> ShareDownload:
+    """The recipient downloads the share's encrypted archive (the patient's export of the shared
+    studies). ``ShareRefused`` when the share is view-only; ``DownloadUnavailable`` while the
+    archive is being prepared or after it expired. Audited: one ``download`` event as the
+    recipient (``{"format": "zip", "export": id}``, plus the share's own details). The share is
+    the authorization: the export is read through it, and it is the share's own."""
+    share = recipient.share
+    if not share.allow_download or share.export_id is None:
+        raise ShareRefused
+    export = ExportRequest.objects.filter(pk=share.export_id, patient_id=share.patient_id).first()
+    now = timezone.now()
+    if export is None or export.status != ExportRequest.Status.READY or (export.expires_at and export.expires_at <= now):
+        raise DownloadUnavailable("The archive is not available: it is still being prepared, or it has expired.")
+    try:
+        fh = open(archive_path(export), "rb")  # noqa: SIM115 - closed by the response
+    except FileNotFoundError as exc:
+        raise DownloadUnavailable("The archive is no longer available.") from exc
+    studies = list(share.studies.all())
+    access_log.record(actor=recipient.actor, patient=share.patient, study=studies[0] if len(studies) == 1 else None,
+                      action="download", details={"format": "zip", "export": export.pk})
+    return ShareDownload(archive_path(export).name, archive_path(export).stat().st_size, fh)

@@ -129,6 +129,9 @@ class Share(models.Model):
     recipient_organization = models.CharField(max_length=160)
     recipient_email = models.EmailField()
     allow_download = models.BooleanField(default=False)
+    # View and download: the encrypted archive (an ``exports`` job of the shared studies, asked for
+    # by the patient when they made the share); its passphrase goes to the doctor from the patient.
+    export = models.ForeignKey("exports.ExportRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     token_hash = models.CharField(max_length=64, unique=True)
     code_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)

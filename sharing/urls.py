@@ -15,6 +15,7 @@ urlpatterns = [
     path("s/<str:token>/", views.share_open, name="sharing-open"),
     path("s/<str:token>/code/", views.share_open_verify, name="sharing-open-verify"),
     path("s/<str:token>/studies/", views.share_open_studies, name="sharing-open-studies"),
+    path("s/<str:token>/download/", views.share_open_download, name="sharing-open-download"),
     path("s/<str:token>/studies/<int:study_id>/series/<int:series_id>/", views.share_open_viewer, name="sharing-open-viewer"),
     path(
         "s/<str:token>/studies/<int:study_id>/series/<int:series_id>/instances/<int:instance_id>/frames/<int:frame>.png",

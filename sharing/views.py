@@ -15,7 +15,7 @@ from allauth.core.internal.ratelimit import Rate
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -96,6 +96,7 @@ def share_new(request: HttpRequest) -> HttpResponse:
         else:
             return render(request, "sharing/share_created.html", {
                 "share": created.share, "url": created.url, "code": created.code, "qr_svg": links.qr_svg(created.url),
+                "passphrase": created.passphrase,
             })
     return render(request, "sharing/share_new.html", {"form": form, "has_studies": bool(studies)},
                   status=400 if request.method == "POST" else 200)
@@ -246,3 +247,22 @@ def share_open_frame(request: HttpRequest, token: str, study_id: int, series_id:
     except RenderError as exc:
         return _cannot_render(exc)
     return _image_response(data)
+
+
+@login_not_required
+@require_POST
+@never_cache
+def share_open_download(request: HttpRequest, token: str) -> HttpResponse:
+    """The share's encrypted archive, when the patient allowed downloads (a POST: it is recorded)."""
+    recipient = _recipient(request, token)
+    if recipient is None:
+        return redirect("sharing-open", token=token)
+    try:
+        download = links.share_download(recipient=recipient)
+    except links.ShareRefused:
+        raise Http404("No download here.") from None
+    except links.DownloadUnavailable as exc:
+        return render(request, "sharing/recipient_refused.html", {"message": str(exc), "token": token}, status=409)
+    response = FileResponse(download.file, as_attachment=True, filename=download.name, content_type="application/zip")
+    response["Content-Length"] = str(download.size)
+    return response

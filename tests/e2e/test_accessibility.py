@@ -359,6 +359,7 @@ NOT_PAGES = {
     "sharing-push-status": "JSON polled by sharing.js",
     "sharing-revoke": "POST-only; redirects to the sharing page (its buttons are checked there)",
     "sharing-open-frame": "PNG image, fetched by the share link's viewer",
+    "sharing-open-download": "POST-only; file download (the encrypted ZIP)",
     "exports-download": "POST-only; file download",
     "exports-cancel": "POST-only; redirects to the export page",
     "exports-revoke": "POST-only; redirects to the export page",

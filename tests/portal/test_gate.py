@@ -36,6 +36,7 @@ PUBLIC = {
     "sharing-open",
     "sharing-open-verify",
     "sharing-open-studies",
+    "sharing-open-download",
     "sharing-open-viewer",
     "sharing-open-frame",
 }

@@ -265,3 +265,49 @@ def test_anonymous_and_password_only_are_sent_away(client: Client, patient, meth
     login_password_only(client, patient)
     response = getattr(client, method)(url)
     assert response.status_code == 302 and response["Location"].startswith("/account/2fa/")
+
+
+# --- View and download: the encrypted export archive -------------------------------------------
+
+
+@pytest.fixture
+def downloads_dir(settings, tmp_path):
+    settings.EXPORTS_DIR = tmp_path / "exports"
+    return settings.EXPORTS_DIR
+
+
+def test_the_recipient_downloads_the_encrypted_archive_and_it_is_logged(
+        client: Client, patient, study, downloads_dir, django_capture_on_commit_callbacks):
+    from exports.services import archive_path, export_package
+
+    with django_capture_on_commit_callbacks(execute=False):
+        created = links.share_create(
+            actor=actor_of(patient), study_ids=[study.pk], recipient_name="Dr Ada Lowe", recipient_organization="Northbrook Clinic",
+            recipient_email="ada@northbrook.example", days=7, allow_download=True)
+    share = created.share
+    assert created.passphrase and share.export is not None and list(share.export.studies.all()) == [study]
+    open_share(client, created, django_capture_on_commit_callbacks)
+    assert b"Download the scans" in client.get(created.path + "studies/").content
+    # Still being packaged: said plainly, nothing recorded.
+    assert client.post(created.path + "download/").status_code == 409
+    assert export_package(export_id=share.export.pk) == "ready"
+    response = client.post(created.path + "download/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert "attachment" in response["Content-Disposition"]
+    share.export.refresh_from_db()
+    assert b"".join(response.streaming_content) == archive_path(share.export).read_bytes()
+    event = AccessEvent.objects.get(patient=patient.patient, action="download")
+    assert (event.actor_type, event.actor_name, event.organization, event.details["via"], event.details["export"]) == (
+        "clinician", "Dr Ada Lowe", "Northbrook Clinic", "share", share.export.pk)
+    assert client.get(created.path + "download/").status_code == 405
+    links.share_revoke(actor=actor_of(patient), share_id=share.pk)
+    assert client.post(created.path + "download/")["Location"] == created.path
+
+
+def test_a_view_only_share_has_no_download(client: Client, patient, study, django_capture_on_commit_callbacks):
+    created = make_share(patient, [study])
+    assert not created.passphrase and created.share.export is None
+    open_share(client, created, django_capture_on_commit_callbacks)
+    assert b"Download the scans" not in client.get(created.path + "studies/").content
+    assert client.post(created.path + "download/").status_code == 404
+    assert not AccessEvent.objects.filter(action="download").exists()
