@@ -30,9 +30,14 @@ def is_head(*texts: str) -> bool:
     return any(_HEAD.search(t.replace("_", " ")) for t in texts if t)
 
 
+def is_head_volume(modality: str, images: int, body_part: str, description: str, study_description: str) -> bool:
+    """The rule for one series: CT, MR or PET of the head with at least MIN_SLICES images."""
+    return modality in VOLUME_MODALITIES and images >= MIN_SLICES and is_head(body_part, description, study_description)
+
+
 def face_series(series: Iterable[Series]) -> list[Series]:
     """The series, among ``series`` (already narrowed to one patient by the caller), that are
-    head volumes: CT, MR or PET of the head with at least MIN_SLICES images."""
+    head volumes (:func:`is_head_volume`), with ``n`` (their instance count) annotated."""
     ids = [s.pk for s in series]
     rows = (
         Series.objects.filter(pk__in=ids, modality__in=VOLUME_MODALITIES)
@@ -40,4 +45,4 @@ def face_series(series: Iterable[Series]) -> list[Series]:
         .filter(n__gte=MIN_SLICES)
         .select_related("study")
     )
-    return [s for s in rows if is_head(s.body_part, s.description, s.study.description)]
+    return [s for s in rows if is_head_volume(s.modality, s.n, s.body_part, s.description, s.study.description)]

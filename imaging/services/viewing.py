@@ -47,10 +47,11 @@ def study_open(*, actor: Actor, study_id: int) -> OpenedStudy:
     the header values themselves). ``Http404`` for a study outside the actor's reach, with no
     event. An officer must be narrowed first (``actor.investigating``)."""
     study = selectors.study_get(actor=actor, study_id=study_id)
-    report, groups = selectors.header_report_for_study(study)
+    cards = selectors.series_cards(study)
+    report, groups = selectors.header_report_for_study(study, series=[card.series for card in cards])
     access_log.record(actor=actor, patient=study.patient, study=study, action="view",
                       details={"page": "study", "header_report": True})
-    return OpenedStudy(study, report, groups, selectors.series_cards(study), selectors.integrity_for_study(study))
+    return OpenedStudy(study, report, groups, cards, selectors.integrity_for_study(study))
 
 
 @dataclass
