@@ -701,7 +701,7 @@ def record_for_actor(
                   "organization": actor.organization, "purpose": purpose or AccessEvent.Purpose.OPERATIONS}
         source = source or AccessEvent.Source.API
     elif kind == Kind.PROXY:
-        # The proxy's own name "on behalf of" the patient (docs/security.md §29): never "Patient (self)".
+        # The proxy's own name "on behalf of" the patient (docs/security.md §28): never "Patient (self)".
         fields = {"actor_type": AccessEvent.ActorType.PROXY, "actor_name": actor.name,
                   "role": f"{actor.proxy_relationship or 'proxy'} acting on behalf of the patient",
                   "purpose": purpose or AccessEvent.Purpose.PATIENT_REQUEST}

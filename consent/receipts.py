@@ -92,7 +92,7 @@ def build(
     proxy: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The unsigned receipt body for one decision. ``proxy`` ({"name", "relationship"}): the
-    person who decided on the subject's behalf (docs/security.md §29): the receipt names both."""
+    person who decided on the subject's behalf (docs/security.md §28): the receipt names both."""
     body = {
         "schema": SCHEMA,
         "receipt_id": receipt_id,

@@ -143,7 +143,7 @@ def consent_decision_record(*, actor: Actor, scope: str, decision: str, study_id
     """
     actor.require_recent_reauthentication()
     patient = patient_get(actor=actor)
-    # A proxy only when the grant's scope (and the patient's age) allows consent (docs/security.md §29).
+    # A proxy only when the grant's scope (and the patient's age) allows consent (docs/security.md §28).
     if patient is None or not actor.allows("consent"):
         raise PermissionDenied("Only a patient can change their own consent.")
     _check_choice(scope, decision)

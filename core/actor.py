@@ -148,7 +148,7 @@ class Actor:
 
     def allows(self, capability: str) -> bool:
         """Whether a proxy's grant allows ``capability`` ("log", "consent", "full"); everyone
-        else is limited by their kind and ``patient_ids`` instead (docs/security.md §29)."""
+        else is limited by their kind and ``patient_ids`` instead (docs/security.md §28)."""
         return self.kind != Kind.PROXY or capability in self.proxy_allows
 
     @property

@@ -28,6 +28,8 @@ class Notice(models.Model):
         # calls notice_add(kind=SHARE_OPENED, key=f"share-open:{id}", link=<the share's page>).
         SHARE_OPENED = "share_opened", _("Share opened")
         CONSENT_POLICY = "consent_policy", _("New consent policy")
+        # A parent's or guardian's access changing as the patient grows up (proxies.services).
+        PROXY_ACCESS = "proxy_access", _("Family access")
 
     # Shown on "My reports" as its messages (the privacy office's news).
     REPORT_KINDS = (Kind.REPORT_UPDATE, Kind.INCIDENT)

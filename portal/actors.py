@@ -7,7 +7,7 @@ tests and commands that act as a person call ``actor_for_user``.
 A person who chose, in the header switcher, to act for someone under a proxy grant (the grant's
 id kept in the session as ``PROXY_SESSION_KEY``) gets a proxy Actor instead: that patient's
 record only, what the grant allows, named as themselves. The grant is looked up again on every
-request, so an ended grant stops the very next request (docs/security.md §29).
+request, so an ended grant stops the very next request (docs/security.md §28).
 """
 
 from __future__ import annotations

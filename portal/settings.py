@@ -113,7 +113,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "accounts.middleware.SecondFactorGateMiddleware",
     "portal.middleware.ActorMiddleware",
-    # What a proxy's grant lets it open, page by page (docs/security.md §29).
+    # What a proxy's grant lets it open, page by page (docs/security.md §28).
     "proxies.middleware.ProxyScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

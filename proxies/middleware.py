@@ -1,10 +1,10 @@
 """What a proxy may open, by page, and a plain explanation instead of a bare "Access denied"
-(docs/security.md §29).
+(docs/security.md §28).
 
 A proxy Actor reaches one patient's record (``portal.actors``); this decides which of that
 record's pages its grant allows. Pages are allowed by name (an allow-list: a page added later is
 closed to proxies until it is listed here): scans and notices for every scope; the access log
-with "log"; consent with "consent"; exports, flags and sharing with "full". The services check
+with "log"; consent with "consent"; exports and flags with "full"; sharing is the patient's alone. The services check
 the same capability themselves (``Actor.allows``), so no other caller skips it. Nothing about the
 patient's own account (sign-in, proxies, notification settings) is ever a proxy's.
 """
@@ -36,7 +36,8 @@ PROXY_PAGES: dict[str, str] = {
     "consent-": "consent",
     "exports-": "full",
     "flags-": "full",
-    "sharing-": "full",
+    # Sharing (links for doctors, sends to other hospitals) stays the patient's own decision:
+    # sharing's services act for the patient only, so no proxy page is listed for it.
 }
 
 

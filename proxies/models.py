@@ -25,7 +25,7 @@ class Scope(models.TextChoices):
     # view: studies and the access log; view+consent: also consent choices; full: also exports and flags.
     VIEW = "view", _("See scans and the access log")
     VIEW_CONSENT = "view+consent", _("See scans and change consent choices")
-    FULL = "full", _("Everything the patient can do, except sign-in details and proxies")
+    FULL = "full", _("See scans, change consent choices, download copies and send reports")
 
 
 class ProxyCode(models.Model):

@@ -1,5 +1,5 @@
 """Writes for proxies: codes, grants, switching whose record a proxy sees, ending a grant
-(docs/security.md §29).
+(docs/security.md §28).
 
 A code has the same format and storage rules as an activation code (``accounts.services``): 12
 Crockford base32 symbols, only a keyed hash stored, single-use, expiring, checked with the
@@ -15,14 +15,19 @@ import secrets
 from allauth.core.exceptions import RateLimited
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from accounts import ratelimit
 from accounts.services import normalize_activation_code
 from core import crypto
 from core.actor import Actor, Kind
 from imaging.models import Patient
+from notices.models import Notice
+from notices.services import notice_add
 from proxies.models import ProxyCode, ProxyGrant, Relationship, Scope
 
 _CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -154,3 +159,82 @@ def proxy_end_by_office(*, grant_id: int, reason: str) -> ProxyGrant:
     """The privacy office ends a grant (``end_proxy``)."""
     grant = ProxyGrant.objects.select_for_update().get(pk=grant_id, ended_at__isnull=True)
     return _end(grant, by="The privacy office", reason=reason)
+
+
+# --- Growing up ---------------------------------------------------------------------------------
+
+
+def _birthday(birth_date: dt.date, age: int) -> dt.date:
+    """The day ``birth_date`` turns ``age`` (29 February: 1 March in a common year)."""
+    try:
+        return birth_date.replace(year=birth_date.year + age)
+    except ValueError:
+        return dt.date(birth_date.year + age, 3, 1)
+
+
+def _announce(grant: ProxyGrant, *, key: str, subject: str, body: str) -> bool:
+    """Tell both: a notice on the patient's record and an email to the patient's account (if any)
+    and to the proxy. Once per ``key`` (the notice is the record of having told)."""
+    if notice_add(patient_id=grant.patient_id, kind=Notice.Kind.PROXY_ACCESS, key=key, subject=subject,
+                  link=reverse("proxies-people"), body=body) is None:
+        return False
+    recipients = [grant.proxy.email]
+    if grant.patient.user_id is not None:
+        recipients.append(grant.patient.user.email)
+    for to in recipients:
+        send_mail(subject, body, None, [to], fail_silently=True)
+    return True
+
+
+def _texts(grant: ProxyGrant, age: int, when: dt.date, *, ending: bool) -> tuple[str, str]:
+    name, proxy = grant.patient.name, grant.proxy_name
+    day = date_format(when, "DATE_FORMAT")
+    if ending:
+        return (
+            f"{proxy}'s access to {name}'s records ends on {day}",
+            f"On {day} {name} turns {age}. From that day {name}'s scans, access log and consent choices are "
+            f"{name}'s alone, and {proxy} (their {grant.get_relationship_display()}) can no longer see them in "
+            f"{settings.SITE_NAME}. {name} can give access again by asking the hospital for a new proxy code.",
+        )
+    return (
+        f"From {day}, {name}'s access log and consent choices are {name}'s own",
+        f"On {day} {name} turns {age}. From that day {proxy} (their {grant.get_relationship_display()}) can still "
+        f"see {name}'s scans, but no longer who has seen them or {name}'s consent choices, unless {name} agrees. "
+        f"{name} can agree on the page \"People who can act for me\".",
+    )
+
+
+@transaction.atomic
+def proxy_ages_apply(*, today: dt.date | None = None) -> dict[str, int]:
+    """The daily run of the growing-up rules (``apply_proxy_ages``): announce each change
+    ``PROXY_AGE_NOTICE_DAYS`` ahead to both, and end for good the grants of a patient who reached
+    ``PROXY_AGE_END`` (``grant_allows`` already stops them that very day, whether or not this ran).
+    Returns counts: announced, ended."""
+    today = today or timezone.localdate()
+    ahead = dt.timedelta(days=settings.PROXY_AGE_NOTICE_DAYS)
+    counts = {"announced": 0, "ended": 0}
+    grants = ProxyGrant.objects.active().filter(relationship__in=GROWING_UP, patient__birth_date__isnull=False)
+    for grant in grants.select_related("patient", "patient__user", "proxy").select_for_update(of=("self",)):
+        birth = grant.patient.birth_date
+        for age, ending in ((settings.PROXY_AGE_RESTRICTED, False), (settings.PROXY_AGE_END, True)):
+            when = _birthday(birth, age)
+            if today <= when <= today + ahead:
+                subject, body = _texts(grant, age, when, ending=ending)
+                counts["announced"] += _announce(grant, key=f"proxy:{grant.pk}:age:{age}", subject=subject, body=body)
+        if age_on(birth, today) >= settings.PROXY_AGE_END:
+            _end(grant, by=f"{settings.SITE_NAME}: {grant.patient.name} turned {settings.PROXY_AGE_END}",
+                 reason="age")
+            counts["ended"] += 1
+    return counts
+
+
+@transaction.atomic
+def proxy_young_person_agree(*, actor: Actor, grant_id: int, agree: bool = True) -> ProxyGrant:
+    """The young person (the patient, signed in themselves) lets their parent or guardian keep
+    seeing the access log and consent choices, or takes that back."""
+    if actor.kind != Kind.PATIENT or actor.patient_id is None:
+        raise PermissionDenied("Only the patient decides this.")
+    grant = ProxyGrant.objects.select_for_update().get(pk=grant_id, patient_id=actor.patient_id, ended_at__isnull=True)
+    grant.young_person_agreed_at = timezone.now() if agree else None
+    grant.save(update_fields=["young_person_agreed_at"])
+    return grant

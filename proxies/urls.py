@@ -9,4 +9,5 @@ urlpatterns = [
     path("proxy/switch/", views.switch, name="proxies-switch"),
     path("people/", views.people, name="proxies-people"),
     path("people/<int:grant_id>/end/", views.end, name="proxies-end"),
+    path("people/<int:grant_id>/agree/", views.agree, name="proxies-agree"),
 ]

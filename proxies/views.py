@@ -1,9 +1,10 @@
 """Proxy pages: using a proxy code, the header switcher, and the patient's "People who can act
-for me" (docs/security.md §29). Views validate, call one service or selector, and render."""
+for me" (docs/security.md §28). Views validate, call one service or selector, and render."""
 
 from __future__ import annotations
 
 from allauth.core.exceptions import RateLimited
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -53,16 +54,21 @@ def switch(request: HttpRequest) -> HttpResponse:
 
 
 def _patient_only(request: HttpRequest) -> None:
-    # Only the patient manages their proxies; a proxy acting for them never does (§29).
+    # Only the patient manages their proxies; a proxy acting for them never does (docs/security.md §28).
     if request.actor.kind != Kind.PATIENT or request.actor.patient_id is None:
         raise Http404("No record.")
 
 
 @require_http_methods(["GET"])
 def people(request: HttpRequest) -> HttpResponse:
-    _patient_only(request)
+    # A person with an account but no record of their own (a parent) sees the way to use a code.
+    if request.actor.kind != Kind.PATIENT:
+        raise Http404("No record.")
     grants = selectors.proxies_of(actor=request.actor)
-    return render(request, "proxies/people.html", {"grants": grants, "end_form": EndForm()})
+    return render(request, "proxies/people.html", {
+        "grants": grants, "end_form": EndForm(), "growing_up": services.GROWING_UP,
+        "age_restricted": settings.PROXY_AGE_RESTRICTED, "age_end": settings.PROXY_AGE_END,
+    })
 
 
 @require_POST
@@ -75,4 +81,15 @@ def end(request: HttpRequest, grant_id: int) -> HttpResponse:
     except ProxyGrant.DoesNotExist:
         raise Http404("No such proxy.") from None
     messages.success(request, _("%(name)s can no longer see your records.") % {"name": grant.proxy_name})
+    return redirect("proxies-people")
+
+
+@require_POST
+def agree(request: HttpRequest, grant_id: int) -> HttpResponse:
+    """The young person lets their parent or guardian keep seeing the log and consent (or not)."""
+    _patient_only(request)
+    try:
+        services.proxy_young_person_agree(actor=request.actor, grant_id=grant_id, agree=request.POST.get("agree") == "1")
+    except ProxyGrant.DoesNotExist:
+        raise Http404("No such proxy.") from None
     return redirect("proxies-people")

@@ -77,6 +77,10 @@ from flags import services as flag_services
 from flags.models import Flag
 from imaging.models import Instance, PacsPatientSync, PacsSyncRun, Patient, Series, Study
 from notices.models import Notice
+from proxies.middleware import required_capability
+from proxies.models import ProxyGrant
+from proxies.selectors import SESSION_KEY as PROXY_SESSION_KEY
+from proxies.services import SCOPE_ALLOWS, proxy_code_issue, proxy_code_redeem
 from sharing import links as share_links
 from sharing.models import Partner, Push, Share, ShareVisit
 from tests.conftest import login_password_only, login_verified, reauthenticate
@@ -92,8 +96,13 @@ AUDIT_TOKEN, CONSENT_TOKEN = "token_audit_write", "token_consent_read"
 # session holds open visits of A's share, of another share of A's later revoked and of one
 # later expired. Everywhere but the share's own pages they are a visitor.
 RECIPIENT = "share_recipient"
-PRINCIPALS = (ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN, AUDIT_TOKEN, CONSENT_TOKEN, RECIPIENT)
-VERIFIED = (A, B, OFFICER, ADMIN)
+# People with their own account acting for A under a proxy grant of each scope (proxies/,
+# docs/security.md §28): they get what A gets on the pages their scope opens, a 403 that says why
+# on every other page; on account pages they are themselves (A's objects are another's).
+PROXY_VIEW, PROXY_CONSENT, PROXY_FULL = "proxy_view", "proxy_consent", "proxy_full"
+PROXIES = {PROXY_VIEW: "view", PROXY_CONSENT: "view+consent", PROXY_FULL: "full"}
+PRINCIPALS = (ANON, PASSWORD_ONLY, A, B, OFFICER, ADMIN, AUDIT_TOKEN, CONSENT_TOKEN, RECIPIENT, *PROXIES)
+VERIFIED = (A, B, OFFICER, ADMIN, *PROXIES)
 TOKENS = (AUDIT_TOKEN, CONSENT_TOKEN)
 # Whose objects a patient owns: A's ids are the variant "a", B's are "b". On the office's side the
 # officer holds A's flag, and another officer holds B's.
@@ -368,6 +377,13 @@ TABLE: dict[str, Entry] = {
                            "days": "7", "access": "view"},
     ),
     "sharing-revoke": Entry(POST_ONLY, post=gate(owned(to("/sharing/"))), ids="share"),
+    # Proxies: using a code and switching are anyone's with an account (an empty form is
+    # refused, switching to nobody shows one's own records); only the patient sees and ends theirs.
+    "proxies-redeem": Entry(gate(OK), post=gate(OK)),
+    "proxies-switch": Entry(POST_ONLY, post=gate(to("/"))),
+    "proxies-people": Entry(gate(by_role(patient=OK, officer=NOT_FOUND))),
+    "proxies-end": Entry(POST_ONLY, post=gate(owned(to("/people/"), officer=NOT_FOUND)), ids="grant"),
+    "proxies-agree": Entry(POST_ONLY, post=gate(owned(to("/people/"), officer=NOT_FOUND)), ids="grant"),
     # The recipient's side: public pages. The code form looks the same for every token, and a
     # wrong code the same whatever the token (docs/security.md §27).
     "sharing-open": Entry(
@@ -667,6 +683,8 @@ class World:
             return {}, {}
         if kind == "share":
             return {"share_id": self._pk(variant, lambda o: o.share.pk)}, {}
+        if kind == "grant":
+            return {"grant_id": self._pk(variant, lambda o: ProxyGrant.objects.filter(patient=o.record).order_by("pk").first().pk)}, {}
         if kind in ("share_token", "share_series", "share_frame"):
             return self._share_ids(kind, variant, route), {}
         if kind == "flag":
@@ -820,6 +838,7 @@ VARIANTS = {
     "push": ("missing", "a", "b", "malformed"),
     "share_study": ("missing", "a", "b", "malformed"),
     "share": ("missing", "a", "b", "malformed"),
+    "grant": ("missing", "a", "b", "malformed"),
     "share_token": ("missing", "a", "b", "malformed", "revoked", "expired"),
     "share_series": ("missing", "a", "b", "mixed", "other_share", "malformed", "revoked", "expired"),
     "share_frame": ("missing", "a", "b", "mixed", "other_share", "malformed", "revoked", "expired"),
@@ -836,7 +855,7 @@ KIND_PARAMS = {
     "study": ["study_id"], "series": ["study_id", "series_id"], "instance": ["study_id", "series_id", "instance_id"],
     "frame": ["study_id", "series_id", "instance_id", "frame"], "export": ["export_id"], "push": ["push_id"], "flag": ["flag_id"], "notice": ["notice_id"],
     "receipt": ["receipt_id"], "device": ["device_id"], "user_session": ["session_id"], "consent_study": ["scope"], "reset_key": ["uidb36", "key"],
-    "email_key": ["key"], "admin": None, "share": ["share_id"], "share_token": ["token"],
+    "email_key": ["key"], "admin": None, "share": ["share_id"], "grant": ["grant_id"], "share_token": ["token"],
     "share_series": ["token", "study_id", "series_id"], "share_frame": ["token", "study_id", "series_id", "instance_id", "frame"],
 }
 
@@ -899,6 +918,25 @@ def _recipient_session(a: Owned, root: Path) -> tuple[str, dict[str, tuple[str, 
     share_links.share_revoke(actor=actor_of(a.user), share_id=made["revoked"].share.pk)
     Share.objects.filter(pk=made["expired"].share.pk).update(expires_at=timezone.now() - dt.timedelta(minutes=1))
     return store.session_key, {name: (m.token, m.share.studies.get()) for name, m in made.items()}
+
+
+def _proxy_sessions(a: Owned, b: Owned) -> dict[str, str]:
+    """A proxy of A for each scope, each in the switcher acting for A; and a proxy of B (whose
+    grant is B's object for ``proxies-end``)."""
+    sessions = {}
+    for principal, scope in PROXIES.items():
+        user = UserFactory(email=f"matrix-{principal.replace('_', '-')}@example.org")
+        AuthenticatorAppFactory(user=user)
+        # A caregiver: A is an adult, so a parent's grant would have ended (the growing-up rules).
+        code = proxy_code_issue(patient=a.record, relationship="caregiver", scope=scope)
+        grant = proxy_code_redeem(actor=actor_of(user), code=code, birth_date=a.record.birth_date, name=f"Matrix {principal}")
+        store = SessionStore(session_key=_session(user, verified=True))
+        store[PROXY_SESSION_KEY] = grant.pk
+        store.save()
+        sessions[principal] = store.session_key
+    code = proxy_code_issue(patient=b.record, relationship="caregiver")
+    proxy_code_redeem(actor=actor_of(UserFactory()), code=code, birth_date=b.record.birth_date, name="Matrix carer of B")
+    return sessions
 
 
 def _admin_rows(world_a: Owned, officer: User) -> None:
@@ -973,6 +1011,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             CONSENT_TOKEN: service_account_create(name="matrix-broker", organization="Matrix Broker", scopes=["consent:read"])[1],
         }
         recipient_session, shares = _recipient_session(a, root)
+        proxy_sessions = _proxy_sessions(a, b)
         sessions = {
             RECIPIENT: recipient_session,
             PASSWORD_ONLY: _session(a.user, verified=False),
@@ -980,6 +1019,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             B: _session(b.user, verified=True),
             OFFICER: _session(officer, verified=True),
             ADMIN: _session(administrator, verified=True),
+            **proxy_sessions,
         }
         yield World(a, b, officer, tokens, sessions, time.monotonic(), shares=shares)
         transaction.set_rollback(True)
@@ -1118,7 +1158,7 @@ def test_matrix(world, route, principal, variant):
         case = f"{method.upper()} {route.key} as {principal} with {variant} id"
         path = route.fill(world.ids(entry.ids, variant, route)[0] if entry.ids else {})
         # An id the URL pattern does not match is a 404 for everyone.
-        expect = rule(principal, variant) if _routable(path, route) else NOT_FOUND
+        expect = _expect(route, rule, principal, variant) if _routable(path, route) else NOT_FOUND
         before = _writes() if method == "post" and expect.unchanged else None
         path, response = _request(world, route, entry, principal, variant, method)
         assert response.status_code == expect.status, f"{case}: {path} answered {response.status_code}, expected {expect}"
@@ -1138,6 +1178,18 @@ def test_matrix(world, route, principal, variant):
             assert after == before, f"{case}: a refused POST wrote to {sorted(t for t in after if after[t] != before.get(t))}"
 
 
+def _expect(route: Route, rule: Rule, principal: str, variant: str) -> Expect:
+    """The table's rule; for a proxy, derived from A's (proxies.middleware has the pages per scope)."""
+    if principal not in PROXIES:
+        return rule(principal, variant)
+    needed = required_capability(route.name if route.name and ":" not in route.name else None)
+    if needed is None or (needed and needed not in SCOPE_ALLOWS[PROXIES[principal]]):
+        return FORBIDDEN
+    if needed == "" and route.key.startswith(("accounts-", "account_")) and variant in ("a", "b"):
+        return rule(A, "b")  # their own account: A's objects are another's
+    return rule(A, variant)
+
+
 # What a missing id got, per (route, principal, method): its case runs first.
 _MISSING_ANSWERS: dict[tuple[str, str, str], tuple[int, str | None, bytes]] = {}
 
@@ -1152,6 +1204,11 @@ def _assert_no_leak(world: World, entry: Entry, principal: str, case: str, body:
     allowed = {OWNS[principal]} if principal in (A, B) else set()
     allowed |= entry.sees.get(principal, set())
     for tag, owned in (("a", world.a), ("b", world.b)):
+        if principal in PROXIES and tag == "a":
+            # Acting for A: A's record is what they came for; A's account (email) never.
+            leaked = [s for s in owned.account_secrets if s.encode() in body]
+            assert not leaked, f"{case}: the response shows patient A's account to a proxy: {leaked}"
+            continue
         if tag in allowed:
             continue
         secrets = list(owned.record_secrets)

@@ -1,4 +1,4 @@
-"""What a proxy reaches (docs/security.md §29): exactly the granted patient, within the grant's
+"""What a proxy reaches (docs/security.md §28): exactly the granted patient, within the grant's
 scope, never after the grant ends; everything recorded under the proxy's name on behalf of the
 patient; only the patient manages proxies."""
 

@@ -1,4 +1,4 @@
-"""Proxy codes (docs/security.md §29): stored hashed, single-use, expiring, rate limited, and a
+"""Proxy codes (docs/security.md §28): stored hashed, single-use, expiring, rate limited, and a
 wrong code and a wrong date of birth answer the same way."""
 
 from __future__ import annotations
