@@ -51,6 +51,8 @@ from imaging.models import Instance, Study
 from imaging.services.integrity import instances_verify
 from imaging.services.viewing import series_open
 from portal import urls as portal_urls
+from proxies.selectors import SESSION_KEY as PROXY_SESSION_KEY
+from proxies.services import proxy_code_issue, proxy_code_redeem
 from sharing import links
 from sharing.models import Partner, Push, Share, ShareVisit
 from tests.conftest import login_password_only, login_verified, reauthenticate
@@ -244,6 +246,7 @@ def _csrf_failure(page: Page, w: World) -> None:
 NEW_USER_EMAIL = "new-patient@example.org"
 ANON, HALF, NEW, PATIENT, OFFICER = "visitor", "password-only", "new patient", "patient", "privacy officer"
 RECIPIENT = "share recipient"  # no account: a browser that opened a share link with its codes
+PROXY = "proxy"  # their own account, acting for the patient under a "view" grant (proxies/)
 
 VISITS: list[Visit] = [
     # Public pages.
@@ -305,6 +308,9 @@ VISITS: list[Visit] = [
     Visit("flags-new", PATIENT, lambda w: f"/flags/new/?event={w.event_id}", "an access, errors", act=_submit_empty, status=400),
     Visit("exports-list", PATIENT, "/exports/"),
     Visit("sharing-list", PATIENT, "/sharing/"),
+    Visit("proxies-people", PATIENT, "/people/", shot="proxies-people"),
+    Visit("proxies-redeem", PATIENT, "/proxy/code/"),
+    Visit("proxies-redeem", PATIENT, "/proxy/code/", "errors", act=lambda page, w: _submit(page, "Use the code")),
     Visit("accounts-security", PATIENT, "/account/security/"),
     Visit("usersessions_list", PATIENT, "/accounts/sessions/"),
     Visit("account_logout", PATIENT, "/accounts/logout/"),
@@ -331,6 +337,9 @@ VISITS: list[Visit] = [
     Visit("account_email", PATIENT, "/accounts/email/"),
     Visit("account_change_password", PATIENT, "/accounts/password/change/"),
     Visit("accounts-recovery-regenerate", PATIENT, "/account/security/", "new codes", act=_regenerate_codes),
+    # A proxy acting for the patient: the switcher, and a page outside a "view" grant (403, why).
+    Visit("home", PROXY, "/", "acting for the patient"),
+    Visit("flags-mine", PROXY, "/flags/", "outside the grant's scope", status=403),
     # The privacy office.
     Visit("flags-queue", OFFICER, "/privacy-office/", shot="flags-queue"),
     Visit("flags-queue", OFFICER, "/privacy-office/?status=resolved&category=other", "nothing found"),
@@ -358,6 +367,9 @@ NOT_PAGES = {
     "exports-status": "JSON polled by exports.js",
     "sharing-push-status": "JSON polled by sharing.js",
     "sharing-revoke": "POST-only; redirects to the sharing page (its buttons are checked there)",
+    "proxies-switch": "POST-only; redirects home (the switcher is checked on the proxy's home page)",
+    "proxies-end": "POST-only; redirects to the people page (its buttons are checked there)",
+    "proxies-agree": "POST-only; redirects to the people page (its buttons are checked there)",
     "sharing-open-frame": "PNG image, fetched by the share link's viewer",
     "sharing-open-download": "POST-only; file download (the encrypted ZIP)",
     "exports-download": "POST-only; file download",
@@ -495,6 +507,20 @@ def build_world(patient: User, officer: User) -> World:
     )
 
 
+def _proxy_client(patient: User) -> Client:
+    """A carer with their own account acting for ``patient`` under a "view" grant; the patient's
+    people page then lists them (with its buttons)."""
+    carer = UserFactory()
+    AuthenticatorAppFactory(user=carer)
+    code = proxy_code_issue(patient=patient.patient, relationship="caregiver", scope="view")
+    grant = proxy_code_redeem(actor=actor_of(carer), code=code, birth_date=patient.patient.birth_date, name="Robin Carer")
+    client = login_verified(Client(), carer)
+    session = client.session
+    session[PROXY_SESSION_KEY] = grant.pk
+    session.save()
+    return client
+
+
 # --- Running axe ---------------------------------------------------------------------------------
 
 # Collapsed <details> would hide their content (filters, tables, help) from axe: open them first.
@@ -575,6 +601,7 @@ def test_every_page_has_no_serious_accessibility_violation(browser: Browser, liv
         PATIENT: login_verified(Client(), patient),
         OFFICER: login_verified(Client(), officer),
         RECIPIENT: Client(),
+        PROXY: _proxy_client(patient),
     }
     clients[RECIPIENT].cookies[settings.SESSION_COOKIE_NAME] = world.recipient_session
     problems: list[str] = []
