@@ -298,6 +298,8 @@ def describe(event: AccessEvent) -> str:
     sentence = _("%(who)s %(verb)s %(what)s %(why)s.") % {
         "who": who, "verb": verb, "what": _what(event), "why": _purpose_phrase(event.purpose)
     }
+    if (event.details or {}).get("via") == "share":  # a share link's recipient (sharing.links)
+        sentence = sentence[:-1] + " " + _("— through a link you shared.")
     if event.outcome == AccessEvent.Outcome.DENIED:
         sentence += " " + _("The request was refused.")
     elif event.outcome == AccessEvent.Outcome.FAILURE:

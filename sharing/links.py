@@ -302,7 +302,7 @@ def recipient_get(*, token: str, secret: str | None, ip: str | None = None, user
         raise ShareRefused
     actor = Actor(
         kind=Kind.SHARE_RECIPIENT, name=share.recipient_name, organization=share.recipient_organization,
-        role="shared by the patient", patient_ids=frozenset({share.patient_id}), share_id=share.pk,
+        patient_ids=frozenset({share.patient_id}), share_id=share.pk,
         study_ids=frozenset(share.studies.values_list("pk", flat=True)), ip=ip, user_agent=user_agent,
     )
     return Recipient(actor, share)

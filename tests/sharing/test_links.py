@@ -137,6 +137,11 @@ def test_the_recipient_sees_only_the_shared_study_and_each_look_is_logged(
         "clinician", "Dr Ada Lowe", "Northbrook Clinic", "treatment", study.pk, f"share:{created.share.pk}")
     assert event.details["via"] == "share" and event.details["share"] == created.share.pk
     assert event.details["page"] == "viewer"
+    # The patient's log says who, where, and that it came through their link.
+    login_verified(patient_client := Client(), patient)
+    log = patient_client.get("/access-log/").content.decode()
+    assert "Dr Ada Lowe at Northbrook Clinic viewed your CT CHEST" in log.replace("\n", " ")
+    assert "through a link you shared" in log
 
 
 def test_the_patient_is_told_once_a_day_per_share(client: Client, patient, study, django_capture_on_commit_callbacks):
