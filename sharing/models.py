@@ -1,7 +1,7 @@
 """Sharing a patient's studies with someone outside the hospital.
 
-Today: a push of studies to a partner organisation's archive over STOW-RS (``Push``). The share
-link for a clinician (issue 20, second part) will be a further model here; ``/sharing/`` lists
+A push of studies to a partner organisation's archive over STOW-RS (``Push``), and a share link
+for a clinician (``Share``, opened in ``ShareVisit``s; ``sharing.links``); ``/sharing/`` lists
 both.
 """
 
