@@ -316,3 +316,12 @@ def test_a_view_only_share_has_no_download(client: Client, patient, study, djang
     assert b"Download the scans" not in client.get(created.path + "studies/").content
     assert client.post(created.path + "download/").status_code == 404
     assert not AccessEvent.objects.filter(action="download").exists()
+
+
+def test_a_study_page_offers_sharing_it_and_the_form_starts_from_it(client: Client, patient, study):
+    login_verified(client, patient)
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    assert f'href="/sharing/new/?study={study.pk}"' in page and 'href="/sharing/"' in page  # the button and the menu
+    reauthenticate(client)
+    form = client.get(f"/sharing/new/?study={study.pk}").content.decode()
+    assert re.search(rf'value="{study.pk}"[^>]*checked|checked[^>]*value="{study.pk}"', form)
