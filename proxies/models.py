@@ -36,7 +36,10 @@ class ProxyCode(models.Model):
     code_hash = models.CharField(max_length=64, unique=True)
     relationship = models.CharField(max_length=16, choices=Relationship.choices)
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.VIEW)
-    ends_on = models.DateField(null=True, blank=True, help_text="The grant made from this code ends on this day.")
+    ends_on = models.DateField(null=True, blank=True, help_text="The grant made from this code ends after this day.")
+    # Set when the patient invited someone by email ("People who can act for me"); empty for a
+    # code the hospital printed.
+    invited_email = models.EmailField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from core.actor import Actor, Kind
-from proxies.models import ProxyGrant
+from proxies.models import ProxyCode, ProxyGrant
 from proxies.services import grant_allows
 
 # The session key holding the grant a person acts under (proxies.views.switch; portal.actors).
@@ -31,3 +33,13 @@ def proxies_of(*, actor: Actor) -> list[ProxyGrant]:
     if actor.kind != Kind.PATIENT or actor.patient_id is None:
         return []
     return list(ProxyGrant.objects.filter(patient_id=actor.patient_id).select_related("proxy").order_by("-since"))
+
+
+def invites_pending(*, actor: Actor) -> list[ProxyCode]:
+    """The patient's email invitations not yet used and not expired."""
+    if actor.kind != Kind.PATIENT or actor.patient_id is None:
+        return []
+    return list(
+        ProxyCode.objects.filter(patient_id=actor.patient_id, used_at__isnull=True, revoked_at__isnull=True,
+                                 expires_at__gt=timezone.now()).exclude(invited_email="").order_by("-created_at")
+    )

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -72,7 +73,7 @@ def grant_allows(grant: ProxyGrant, *, today: dt.date | None = None) -> frozense
 
 def proxy_code_issue(
     *, patient: Patient, relationship: str, scope: str = Scope.VIEW, expires_days: int | None = None,
-    ends_on: dt.date | None = None,
+    ends_on: dt.date | None = None, invited_email: str = "",
 ) -> str:
     """Create a proxy code for ``patient`` and return it in clear, once. Callers: hospital staff
     (``issue_proxy_code``) and ``proxy_invite`` (an adult patient)."""
@@ -80,12 +81,46 @@ def proxy_code_issue(
     now = timezone.now()
     days = expires_days if expires_days is not None else settings.ACTIVATION_CODE_TTL_DAYS
     row = ProxyCode(
-        patient=patient, relationship=relationship, scope=scope, ends_on=ends_on,
+        patient=patient, relationship=relationship, scope=scope, ends_on=ends_on, invited_email=invited_email,
         code_hash=crypto.keyed_hash(code, purpose=_PURPOSE), expires_at=now + dt.timedelta(days=days),
     )
     row.full_clean()
     row.save()
     return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+
+class InviteRefused(Exception):
+    """Only an adult patient invites a proxy (a child's proxies come from the hospital)."""
+
+
+@transaction.atomic
+def proxy_invite(
+    *, actor: Actor, email: str, relationship: str, scope: str, ends_on: dt.date | None = None,
+    today: dt.date | None = None,
+) -> ProxyCode:
+    """An adult patient invites someone to act for them: a proxy code emailed to ``email``, for
+    ``scope`` until ``ends_on``. Needs the patient themselves (never a proxy: a proxy cannot add
+    proxies) and a recent password (docs/security.md §6, §28). The invitee still needs their own
+    account, the code and the patient's date of birth."""
+    if actor.kind != Kind.PATIENT or actor.patient_id is None:
+        raise PermissionDenied("Only the patient invites people to act for them.")
+    actor.require_recent_reauthentication()
+    patient = Patient.objects.for_actor(actor).get(pk=actor.patient_id)
+    age = age_on(patient.birth_date, today or timezone.localdate())
+    if age is not None and age < settings.PROXY_AGE_END:
+        raise InviteRefused
+    code = proxy_code_issue(patient=patient, relationship=relationship, scope=scope, ends_on=ends_on, invited_email=email)
+    row = ProxyCode.objects.get(code_hash=crypto.keyed_hash(normalize_activation_code(code), purpose=_PURPOSE))
+    context = {
+        "name": patient.name, "code": code, "scope": row.get_scope_display(), "site_name": settings.SITE_NAME,
+        "url": settings.SITE_URL.rstrip("/") + reverse("proxies-redeem"),
+        "expires": date_format(timezone.localtime(row.expires_at), "DATE_FORMAT"),
+        "ends": date_format(ends_on, "DATE_FORMAT") if ends_on else "",
+    }
+    subject = render_to_string("proxies/email/invite_subject.txt", context).strip()
+    body = render_to_string("proxies/email/invite_body.txt", context)
+    transaction.on_commit(lambda: send_mail(subject, body, None, [email], fail_silently=True))
+    return row
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@ for me" (docs/security.md §28). Views validate, call one service or selector, a
 
 from __future__ import annotations
 
+from allauth.account.decorators import reauthentication_required
 from allauth.core.exceptions import RateLimited
 from django.conf import settings
 from django.contrib import messages
@@ -10,18 +11,19 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.actor import Kind
 from proxies import selectors, services
-from proxies.forms import CODE_MISMATCH, EndForm, RedeemForm, SwitchForm
+from proxies.forms import CODE_MISMATCH, EndForm, InviteForm, RedeemForm, SwitchForm
 from proxies.models import ProxyGrant
 
 
 @require_http_methods(["GET", "POST"])
 def redeem(request: HttpRequest) -> HttpResponse:
     """A signed-in person (own password and second factor) enters a proxy code."""
-    form = RedeemForm(request.POST or None)
+    form = RedeemForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             grant = services.proxy_code_redeem(actor=request.actor, **form.cleaned_data)
@@ -33,7 +35,7 @@ def redeem(request: HttpRequest) -> HttpResponse:
             request.session[selectors.SESSION_KEY] = grant.pk
             messages.success(request, _("You can now see %(name)s's records.") % {"name": grant.patient.name})
             return redirect("home")
-    return render(request, "proxies/redeem.html", {"form": form})
+    return render(request, "proxies/redeem.html", {"form": form}, status=400 if form.errors else 200)
 
 
 @require_POST
@@ -66,7 +68,8 @@ def people(request: HttpRequest) -> HttpResponse:
         raise Http404("No record.")
     grants = selectors.proxies_of(actor=request.actor)
     return render(request, "proxies/people.html", {
-        "grants": grants, "end_form": EndForm(), "growing_up": services.GROWING_UP,
+        "grants": grants, "invites": selectors.invites_pending(actor=request.actor),
+        "has_record": request.actor.patient_id is not None, "end_form": EndForm(), "growing_up": services.GROWING_UP,
         "age_restricted": settings.PROXY_AGE_RESTRICTED, "age_end": settings.PROXY_AGE_END,
     })
 
@@ -93,3 +96,23 @@ def agree(request: HttpRequest, grant_id: int) -> HttpResponse:
     except ProxyGrant.DoesNotExist:
         raise Http404("No such proxy.") from None
     return redirect("proxies-people")
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@reauthentication_required(allow_get=True)
+def invite(request: HttpRequest) -> HttpResponse:
+    """An adult patient invites someone by email (the password again before it is sent, §6)."""
+    _patient_only(request)
+    form = InviteForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.proxy_invite(actor=request.actor, **form.cleaned_data)
+        except services.InviteRefused:
+            form.add_error(None, _(
+                "Only adults invite people here. A parent or guardian of a young person gets a code from the hospital."
+            ))
+        else:
+            messages.success(request, _("We emailed a code to %(email)s.") % {"email": form.cleaned_data["email"]})
+            return redirect("proxies-people")
+    return render(request, "proxies/invite.html", {"form": form}, status=400 if form.errors else 200)

@@ -310,7 +310,8 @@ VISITS: list[Visit] = [
     Visit("sharing-list", PATIENT, "/sharing/"),
     Visit("proxies-people", PATIENT, "/people/", shot="proxies-people"),
     Visit("proxies-redeem", PATIENT, "/proxy/code/"),
-    Visit("proxies-redeem", PATIENT, "/proxy/code/", "errors", act=lambda page, w: _submit(page, "Use the code")),
+    Visit("proxies-invite", PATIENT, "/people/invite/"),
+    Visit("proxies-redeem", PATIENT, "/proxy/code/", "errors", act=lambda page, w: _submit(page, "Use the code"), status=400),
     Visit("accounts-security", PATIENT, "/account/security/"),
     Visit("usersessions_list", PATIENT, "/accounts/sessions/"),
     Visit("account_logout", PATIENT, "/accounts/logout/"),
@@ -319,6 +320,8 @@ VISITS: list[Visit] = [
     Visit("account_reauthenticate", PATIENT, "/accounts/reauthenticate/"),
     # From here on the patient has re-entered the password (see ``REAUTHENTICATE_BEFORE``).
     Visit("consent-change", PATIENT, "/consent/change/ai_training/"),
+    Visit("proxies-invite", PATIENT, "/people/invite/", "errors", act=lambda page, w: _submit(page, "Send the invitation"),
+          status=400),
     Visit("consent-change", PATIENT, "/consent/change/research/?decision=granted", "confirm yes"),
     Visit("sharing-send", PATIENT, lambda w: f"/sharing/send/?study={w.studies[0].pk}"),
     Visit("sharing-send", PATIENT, "/sharing/send/", "errors", act=lambda page, w: _submit(page, "Send the scans"), status=400),

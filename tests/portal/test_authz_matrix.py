@@ -379,9 +379,11 @@ TABLE: dict[str, Entry] = {
     "sharing-revoke": Entry(POST_ONLY, post=gate(owned(to("/sharing/"))), ids="share"),
     # Proxies: using a code and switching are anyone's with an account (an empty form is
     # refused, switching to nobody shows one's own records); only the patient sees and ends theirs.
-    "proxies-redeem": Entry(gate(OK), post=gate(OK)),
+    "proxies-redeem": Entry(gate(OK), post=gate(BAD_REQUEST)),
     "proxies-switch": Entry(POST_ONLY, post=gate(to("/"))),
     "proxies-people": Entry(gate(by_role(patient=OK, officer=NOT_FOUND))),
+    # Inviting: the patient's own, with the password again (fresh here); an empty form is refused.
+    "proxies-invite": Entry(gate(by_role(patient=OK, officer=NOT_FOUND)), post=gate(by_role(patient=BAD_REQUEST, officer=NOT_FOUND))),
     "proxies-end": Entry(POST_ONLY, post=gate(owned(to("/people/"), officer=NOT_FOUND)), ids="grant"),
     "proxies-agree": Entry(POST_ONLY, post=gate(owned(to("/people/"), officer=NOT_FOUND)), ids="grant"),
     # The recipient's side: public pages. The code form looks the same for every token, and a

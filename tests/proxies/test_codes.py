@@ -42,7 +42,7 @@ def test_wrong_birth_date_and_wrong_code_answer_the_same(client, child, parent):
     login_verified(client, parent)
     wrong_dob = client.post("/proxy/code/", {"code": code, "birth_date": "2018-06-16", "name": "Alex"})
     wrong_code = client.post("/proxy/code/", {"code": "ABCD-EFGH-JKMN", "birth_date": "2018-06-15", "name": "Alex"})
-    assert wrong_dob.status_code == wrong_code.status_code == 200
+    assert wrong_dob.status_code == wrong_code.status_code == 400
     assert wrong_dob.context["form"].errors == wrong_code.context["form"].errors == {"code": [str(CODE_MISMATCH)]}
     assert not ProxyGrant.objects.exists()
 
