@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.db.models import CharField, OuterRef, Subquery, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
+from audit.models import AccessEvent
 from core.actor import Actor, Kind
 from proxies.models import ProxyCode, ProxyGrant
 from proxies.services import grant_allows
@@ -29,10 +32,22 @@ def grant_in_force(*, user_id: int, grant_id: int) -> tuple[ProxyGrant, frozense
 
 
 def proxies_of(*, actor: Actor) -> list[ProxyGrant]:
-    """Every proxy the patient has or had (newest first), for "People who can act for me"."""
+    """Every proxy the patient has or had (newest first), for "People who can act for me", each
+    with ``last_use``: the later of their last switch to the patient and their newest event in the
+    patient's access log (a read here, never a write per request)."""
     if actor.kind != Kind.PATIENT or actor.patient_id is None:
         return []
-    return list(ProxyGrant.objects.filter(patient_id=actor.patient_id).select_related("proxy").order_by("-since"))
+    newest_event = (
+        AccessEvent.objects.filter(patient_id=OuterRef("patient_id"), actor_type=AccessEvent.ActorType.PROXY,
+                                   actor_ref=Concat(Value("user:"), Cast(OuterRef("proxy_id"), CharField())))
+        .order_by("-occurred_at").values("occurred_at")[:1]
+    )
+    grants = list(
+        ProxyGrant.objects.filter(patient_id=actor.patient_id).annotate(last_event=Subquery(newest_event)).order_by("-since")
+    )
+    for g in grants:
+        g.last_use = max((t for t in (g.last_used_at, g.last_event) if t is not None), default=None)
+    return grants
 
 
 def invites_pending(*, actor: Actor) -> list[ProxyCode]:

@@ -138,3 +138,20 @@ def test_another_patients_grant_is_a_404(client, patient, parent, other_patient)
     login_verified(client, patient)
     assert client.post(f"/people/{grant.pk}/end/").status_code == 404
     assert ProxyGrant.objects.get(pk=grant.pk).ended_at is None
+
+
+
+def test_the_patient_sees_when_a_proxy_last_used_the_access(client, patient, parent):
+    """Last use: the proxy's newest event in the patient's log (no write per request)."""
+    from proxies.selectors import proxies_of
+    from tests.factories import actor_of
+
+    study = make_study(patient.patient, "MR knee")
+    grant = make_grant(patient.patient, parent, relationship="caregiver")
+    ProxyGrant.objects.filter(pk=grant.pk).update(last_used_at=None)
+    assert proxies_of(actor=actor_of(patient))[0].last_use is None
+    acting_client(client, parent, grant)
+    ProxyGrant.objects.filter(pk=grant.pk).update(last_used_at=None)  # only the log now
+    client.get(f"/studies/{study.pk}/")
+    event = AccessEvent.objects.get(patient=patient.patient, actor_type="proxy")
+    assert proxies_of(actor=actor_of(patient))[0].last_use == event.occurred_at
