@@ -290,3 +290,19 @@ def pushes_reconcile(*, redispatch_after: int | None = None, stale_after: int | 
             status=Push.Status.QUEUED, dispatched_at=None)
         stuck.append(pk)
     return sum(1 for pk in dict.fromkeys(stuck) if push_dispatch(push_id=pk))
+
+
+def push_stop(*, actor: Actor, push_id: int, reason: str) -> Push:
+    """The privacy office stops a push not finished yet (``list_shares --revoke ID --kind push``):
+    it fails with the office's reason, the patient is emailed, and a worker sending it stops at
+    its next instance (``_still_ours``); what the partner already accepted stays there, and
+    nothing is recorded as shared. ``Push.DoesNotExist`` for a push outside the actor's reach;
+    ``ValidationError`` for one already sent or failed (a sent push cannot be taken back)."""
+    push = Push.objects.for_actor(actor).filter(pk=push_id).first()
+    if push is None:
+        raise Push.DoesNotExist("No such push.")
+    if not push.is_active:
+        raise ValidationError("This push has finished: a sent push cannot be taken back (ask the partner to delete the images).")
+    push_failed(push_id=push.pk, error=f"Stopped by the privacy office: {reason}")
+    push.refresh_from_db()
+    return push

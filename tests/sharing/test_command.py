@@ -73,11 +73,27 @@ def test_lists_share_links_with_their_looks_and_revokes_one(patient, other_patie
 
     with pytest.raises(CommandError, match="reason"):
         _run("--revoke", str(created.share.pk))
-    with pytest.raises(CommandError, match="cannot be revoked"):
-        _run("--revoke", str(created.share.pk), "--kind", "push", "--reason", "x")
     with pytest.raises(CommandError, match="No share link"):
         _run("--revoke", "987654", "--reason", "x")
     assert "revoked" in _run("--revoke", str(theirs.share.pk), "--reason", "Reported lost by the patient")
     out = _run("--mrn", other_patient.patient.mrn)
     assert "\trevoked\t" in out and "revoked by the privacy office" in out and "Reported lost by the patient" in out
     assert client.get(f"{created.path}studies/").status_code == 200  # the other patient's revoke left this one open
+
+
+def test_the_office_stops_an_unfinished_push_but_not_a_sent_one(patient, tmp_path, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    partner = Partner.objects.create(name="Eastgate Hospital", stow_url="https://pacs.eastgate.example/dicom-web")
+    queued = Push.objects.create(patient=patient.patient, partner=partner, total=3, requested_by=patient)
+    sent = Push.objects.create(patient=patient.patient, partner=partner, total=1, sent=1, status="sent")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert "stopped" in _run("--revoke", str(queued.pk), "--kind", "push", "--reason", "Sent to the wrong hospital")
+    queued.refresh_from_db()
+    assert queued.status == "failed" and queued.error == "Stopped by the privacy office: Sent to the wrong hospital"
+    assert [m.to for m in mail.outbox] == [[patient.email]] and "Sent to the wrong hospital" in mail.outbox[0].body
+    with pytest.raises(CommandError, match="cannot be taken back"):
+        _run("--revoke", str(sent.pk), "--kind", "push", "--reason", "x")
+    with pytest.raises(CommandError, match="No push"):
+        _run("--revoke", "987654", "--kind", "push", "--reason", "x")
+    assert Push.objects.get(pk=sent.pk).status == "sent"

@@ -4,20 +4,22 @@ looked at). ``list_shares --revoke ID --reason "..."`` ends a share link at once
 
 Reads through the sharing selectors and ``sharing.links`` as the system actor; the command picks
 the patient. Listing records nothing: it lists who the patient's data was sent or shown to (no
-clinical data), and each send and look is in the patient's log already. A push cannot be revoked:
-the partner holds the images once sent (the office asks the partner to delete them).
+clinical data), and each send and look is in the patient's log already. ``--kind push`` stops a
+push that is still queued or sending (the patient is emailed why); a sent push cannot be taken
+back: the partner holds the images (the office asks the partner to delete them).
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from audit.models import AccessEvent
 from core.actor import Actor
 from imaging.models import Patient
-from sharing import links
-from sharing.models import Share
+from sharing import links, services
+from sharing.models import Push, Share
 from sharing.selectors import pushes_for_patient
 
 
@@ -27,7 +29,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--mrn", help="The patient's medical record number.")
         parser.add_argument("--issuer", default=None, help="The MRN's issuer, when several patients share an MRN.")
-        parser.add_argument("--revoke", type=int, metavar="ID", help="End the share link with this id (the 'link' rows' id).")
+        parser.add_argument("--revoke", type=int, metavar="ID", help="End the share link (or, with --kind push, stop the push) with this id.")
         parser.add_argument("--kind", choices=["link", "push"], default="link", help="What --revoke names (default: a link).")
         parser.add_argument("--reason", default="", help="Why the office revokes it (required with --revoke; shown to no recipient).")
 
@@ -76,10 +78,17 @@ class Command(BaseCommand):
         return found[0]
 
     def _revoke(self, actor: Actor, share_id: int, kind: str, reason: str) -> None:
-        if kind == "push":
-            raise CommandError("A push cannot be revoked: the partner already holds the images. Ask the partner to delete them.")
         if not reason:
-            raise CommandError("Give --reason: the patient's sharing page shows that the privacy office revoked it.")
+            raise CommandError("Give --reason: the patient is shown that the privacy office ended it, and why.")
+        if kind == "push":
+            try:
+                push = services.push_stop(actor=actor, push_id=share_id, reason=reason)
+            except Push.DoesNotExist:
+                raise CommandError("No push has this id.") from None
+            except ValidationError as exc:
+                raise CommandError(exc.messages[0]) from None
+            self.stdout.write(f"Push {push.pk} stopped; the patient is emailed why.")
+            return
         try:
             share = links.share_revoke(actor=actor, share_id=share_id, reason=reason)
         except Share.DoesNotExist:
