@@ -166,6 +166,16 @@ def share_revoke(*, actor: Actor, share_id: int, reason: str = "") -> Share:
         share.revoked_by = "you" if actor.kind == Kind.PATIENT else "the privacy office"
         share.revoked_reason = reason[:300]
         share.save(update_fields=["revoked_at", "revoked_by", "revoked_reason"])
+        user = share.created_by
+        if actor.kind != Kind.PATIENT and user is not None and user.email:
+            # The patient did not end it: they are told who did and why (no clinical detail).
+            context = {"site_name": settings.SITE_NAME, "recipient": share.recipient_name,
+                       "organization": share.recipient_organization, "reason": share.revoked_reason,
+                       "url": site_url(reverse("sharing-list"))}
+            subject = render_to_string("sharing/email/revoked_subject.txt", context).strip()
+            body = render_to_string("sharing/email/revoked_body.txt", context)
+            address = user.email
+            transaction.on_commit(lambda: send_mail(subject, body, None, [address], fail_silently=True))
     return share
 
 

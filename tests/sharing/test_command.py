@@ -75,7 +75,13 @@ def test_lists_share_links_with_their_looks_and_revokes_one(patient, other_patie
         _run("--revoke", str(created.share.pk))
     with pytest.raises(CommandError, match="No share link"):
         _run("--revoke", "987654", "--reason", "x")
-    assert "revoked" in _run("--revoke", str(theirs.share.pk), "--reason", "Reported lost by the patient")
+    from django.core import mail
+
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert "revoked" in _run("--revoke", str(theirs.share.pk), "--reason", "Reported lost by the patient")
+    assert [m.to for m in mail.outbox] == [[other_patient.email]]
+    assert "Dr Hidden" in mail.outbox[0].subject and "Reported lost by the patient" in mail.outbox[0].body
     out = _run("--mrn", other_patient.patient.mrn)
     assert "\trevoked\t" in out and "revoked by the privacy office" in out and "Reported lost by the patient" in out
     assert client.get(f"{created.path}studies/").status_code == 200  # the other patient's revoke left this one open
