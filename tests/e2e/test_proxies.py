@@ -48,7 +48,7 @@ def test_a_parent_acts_for_their_child_until_the_grant_ends(page: Page, live_ser
     page.get_by_label("Your name").fill("Alex Doe")
     screenshot(page, "proxies-code")
     page.get_by_role("button", name="Use the code").click()
-    expect(page.get_by_text("Viewing: Sam Doe — you are their parent")).to_be_visible()
+    expect(page.get_by_text("Viewing: Sam Doe — your child")).to_be_visible()
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Sam Doe")
 
     # The switcher: back to their own records, then to the child again.
