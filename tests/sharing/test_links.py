@@ -325,3 +325,14 @@ def test_a_study_page_offers_sharing_it_and_the_form_starts_from_it(client: Clie
     reauthenticate(client)
     form = client.get(f"/sharing/new/?study={study.pk}").content.decode()
     assert re.search(rf'value="{study.pk}"[^>]*checked|checked[^>]*value="{study.pk}"', form)
+
+
+def test_the_next_day_an_opening_is_told_again(patient, study, django_capture_on_commit_callbacks):
+    share = make_share(patient, [study]).share
+    today = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        links._tell_patient(share, today)
+        links._tell_patient(share, today + dt.timedelta(hours=1) if timezone.localdate(today + dt.timedelta(hours=1)) == timezone.localdate(today) else today)
+        links._tell_patient(share, today + dt.timedelta(days=1))
+    assert Notice.objects.filter(kind=Notice.Kind.SHARE_OPENED).count() == 2
+    assert len([m for m in mail.outbox if m.to == [patient.email]]) == 2
