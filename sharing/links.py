@@ -362,3 +362,19 @@ def share_download(*, recipient: Recipient) -> ShareDownload:
     access_log.record(actor=recipient.actor, patient=share.patient, study=studies[0] if len(studies) == 1 else None,
                       action="download", details={"format": "zip", "export": export.pk})
     return ShareDownload(archive_path(export).name, archive_path(export).stat().st_size, fh)
+
+
+def visits_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete visits no browser can use any more: a one-time code never entered past
+    ``OTP_VALID``, an open visit past ``VISIT_VALID``, any visit of a share revoked or expired.
+    Returns how many. Callers: the ``sharing.reconcile`` task every minute. Records nothing (the
+    looks are in the access log; a visit holds only hashes and times)."""
+    now = now or timezone.now()
+    stale = (
+        Q(verified_at__isnull=True, otp_sent_at__lt=now - OTP_VALID)
+        | Q(verified_at__lt=now - VISIT_VALID)
+        | Q(share__revoked_at__isnull=False)
+        | Q(share__expires_at__lte=now)
+    )
+    deleted, _ = ShareVisit.objects.filter(stale).delete()
+    return deleted

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from sharing import services
+from sharing import links, services
 
 GAVE_UP = "{reason} Lightbox tried {tries} times and has stopped. You can send the scans again later."
 UNEXPECTED = "The scans could not be sent because of a problem in Lightbox. Please try again later."
@@ -49,5 +49,7 @@ def push_send(self, push_id: int) -> None:
 
 @shared_task(name="sharing.reconcile")
 def reconcile() -> None:
-    """Every minute: re-send stuck pushes (``pushes_reconcile``)."""
+    """Every minute: re-send stuck pushes (``pushes_reconcile``) and delete share-link visits
+    that can no longer be used (``links.visits_purge``)."""
     services.pushes_reconcile()
+    links.visits_purge()

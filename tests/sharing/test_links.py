@@ -336,3 +336,26 @@ def test_the_next_day_an_opening_is_told_again(patient, study, django_capture_on
         links._tell_patient(share, today + dt.timedelta(days=1))
     assert Notice.objects.filter(kind=Notice.Kind.SHARE_OPENED).count() == 2
     assert len([m for m in mail.outbox if m.to == [patient.email]]) == 2
+
+
+def test_visits_no_one_can_use_are_purged(patient, study, django_capture_on_commit_callbacks):
+    from sharing.tasks import reconcile
+
+    live = make_share(patient, [study])
+    ended = make_share(patient, [study])
+    now = timezone.now()
+
+    def visit(share, secret, *, sent_ago, verified_ago=None):
+        ShareVisit.objects.create(share=share.share, secret_hash=links._hash("visit", secret), otp_hash="-",
+                                  otp_sent_at=now - sent_ago,
+                                  verified_at=None if verified_ago is None else now - verified_ago)
+
+    visit(live, "fresh-code", sent_ago=dt.timedelta(minutes=1))
+    visit(live, "open", sent_ago=dt.timedelta(hours=1), verified_ago=dt.timedelta(hours=1))
+    visit(live, "code-too-old", sent_ago=links.OTP_VALID + dt.timedelta(minutes=1))
+    visit(live, "open-too-long", sent_ago=links.VISIT_VALID * 2, verified_ago=links.VISIT_VALID + dt.timedelta(minutes=1))
+    visit(ended, "of-a-revoked-share", sent_ago=dt.timedelta(minutes=1), verified_ago=dt.timedelta(minutes=1))
+    links.share_revoke(actor=actor_of(patient), share_id=ended.share.pk)
+    reconcile()  # the minute task runs the purge
+    left = {h for h in ShareVisit.objects.values_list("secret_hash", flat=True)}
+    assert left == {links._hash("visit", "fresh-code"), links._hash("visit", "open")}
