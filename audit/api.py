@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from audit import fhir
-from audit.ingest import MAX_BATCH, Busy, events_ingest
+from audit.ingest import ACTOR_TYPES, MAX_BATCH, Busy, events_ingest
 from audit.models import AccessEvent
 from core import openapi
 from core.api import ApiError, Miss, api_endpoint, api_error, json_body, lookup_missed
@@ -65,7 +65,7 @@ _EVENT = {
         "actor": {
             "type": "object",
             "properties": {
-                "type": {"type": "string", "enum": AccessEvent.ActorType.values},
+                "type": {"type": "string", "enum": ACTOR_TYPES},
                 "name": {"type": "string"},
                 "ref": {"type": "string", "description": "Stable id of the actor in your system."},
                 "organization": {"type": "string", "description": "Defaults to the service account's organisation."},

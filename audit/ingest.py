@@ -28,7 +28,9 @@ FUTURE_SKEW = dt.timedelta(minutes=5)
 # What a patient can be shown about the actor: long enough for real names, short for the page.
 TEXT_LIMITS = {"actor_name": 200, "actor_ref": 200, "organization": 200, "role": 100}
 # The choices, listed once: ``TextChoices.values`` builds a new list on every call (4 per event).
-ACTOR_TYPES = AccessEvent.ActorType.values
+# "proxy" only Lightbox itself records (a person acting under a proxy grant, docs/security.md §28):
+# a connected system cannot make an event look like the patient's family member or carer.
+ACTOR_TYPES = [t for t in AccessEvent.ActorType.values if t != AccessEvent.ActorType.PROXY]
 PURPOSES = AccessEvent.Purpose.values
 ACTIONS = AccessEvent.Action.values
 OUTCOMES = AccessEvent.Outcome.values

@@ -127,6 +127,8 @@ def test_ids_are_per_sender(client, record, token):
         ({"occurred_at": (timezone.now() + dt.timedelta(days=2)).isoformat()}, "future"),
         ({"source_event_id": ""}, "source_event_id is required"),
         ({"actor": {"type": "alien"}}, "actor.type must be one of"),
+        # Only Lightbox records a proxy (proxies/, docs/security.md §28).
+        ({"actor": {"type": "proxy"}}, "actor.type must be one of"),
         ({"actor": {"name": "x" * 500}}, "longer than"),
     ],
 )
