@@ -12,7 +12,7 @@ from __future__ import annotations
 from csp.constants import NONE, SELF
 from csp.decorators import csp_replace
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -21,6 +21,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
+from core.actor import Kind
 from core.reauth import require_recent_reauthentication
 from imaging import selectors
 from imaging.errors import RenderError
@@ -121,10 +122,18 @@ def _cannot_render(exc: Exception) -> HttpResponse:
     return HttpResponse(getattr(exc, "reason", "This image cannot be displayed."), status=422, content_type="text/plain")
 
 
+# Signed-in people without a patient record of their own, who start elsewhere.
+STAFF_KINDS = frozenset({Kind.PRIVACY_OFFICER, Kind.ADMINISTRATOR})
+
+
 @require_GET
 @never_cache
 def home(request: HttpRequest) -> HttpResponse:
     patient = selectors.patient_get(actor=request.actor)
+    if patient is None and request.actor.kind in STAFF_KINDS:
+        # Officers and administrators have their own start page and menu (portal.views.start);
+        # "This account is not linked to a patient record" only confused them (issue 19, item 4).
+        return redirect("portal-start")
     studies = list(selectors.study_list(actor=request.actor)) if patient else []
     for study in studies:
         study.count = selectors.image_count_of(study)  # the one counting rule (selectors)

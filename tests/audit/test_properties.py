@@ -18,6 +18,7 @@ from django.utils import timezone
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from audit import ingest
 from audit.forms import AccessLogFilterForm
 from audit.models import AccessEvent, NotificationPreference
 from tests.audit.test_api import URL, audit_event, event, post, record, token  # noqa: F401 - fixtures
@@ -137,7 +138,7 @@ valid_events = st.lists(
         _valid_event,
         st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40),
         st.sampled_from(AccessEvent.Purpose.values), st.sampled_from(AccessEvent.Action.values),
-        st.sampled_from(AccessEvent.ActorType.values), printable, st.integers(0, 24 * 365 * 20),
+        st.sampled_from(ingest.ACTOR_TYPES), printable, st.integers(0, 24 * 365 * 20),
     ),
     min_size=1, max_size=5, unique_by=lambda e: e["source_event_id"],
 )

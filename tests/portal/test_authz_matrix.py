@@ -267,7 +267,7 @@ SIGNED_OUT = Expect(302, "/accounts/login/")
 
 TABLE: dict[str, Entry] = {
     # Imaging: the patient's own studies; nested ids must all belong together.
-    "home": Entry(gate(OK)),
+    "home": Entry(gate(by_role(patient=OK, officer=to("/start/")))),
     "imaging-study": Entry(gate(owned(OK)), ids="study"),
     "imaging-viewer": Entry(gate(owned(OK)), ids="series"),
     "imaging-thumbnail": Entry(gate(owned(OK)), ids="series"),
