@@ -196,6 +196,13 @@ def viewer_data(request: HttpRequest, study_id: int, series_id: int) -> HttpResp
 @never_cache
 def frame(request: HttpRequest, study_id: int, series_id: int, instance_id: int, frame: int) -> HttpResponse:
     instance = selectors.instance_get(actor=request.actor, study_id=study_id, series_id=series_id, instance_id=instance_id)
+    return frame_response(request, instance, frame)
+
+
+def frame_response(request: HttpRequest, instance: Instance, frame: int) -> HttpResponse:
+    """One frame of an instance the caller's selector already narrowed, windowed as the query
+    asks (``c``/``w``), as PNG. Not audited: the viewer's opening is. Callers: ``frame`` and the
+    share recipient's ``sharing.views.share_open_frame``."""
     if instance.rows is None or frame >= instance.frames:
         raise Http404("No such frame.")
     try:

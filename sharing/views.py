@@ -25,9 +25,8 @@ from core import ratelimit
 from core.actor import request_origin
 from imaging import selectors as imaging_selectors
 from imaging.selectors import patient_own, study_list
-from imaging.services import rendering, viewing
-from imaging.services.rendering import RenderError
-from imaging.views import _bad_window, _cannot_render, _image_response, _viewer_context, _window
+from imaging.services import viewing
+from imaging.views import _viewer_context, frame_response
 from sharing import links, selectors, services
 from sharing.forms import CodeForm, OtpForm, PushForm, ShareForm
 from sharing.models import Share
@@ -236,17 +235,7 @@ def share_open_frame(request: HttpRequest, token: str, study_id: int, series_id:
     if recipient is None:
         raise Http404("No such image.")
     instance = imaging_selectors.instance_get(actor=recipient.actor, study_id=study_id, series_id=series_id, instance_id=instance_id)
-    if instance.rows is None or frame >= instance.frames:
-        raise Http404("No such frame.")
-    try:
-        center, width = _window(request)
-    except (ValueError, RenderError) as exc:
-        return _bad_window(exc)
-    try:
-        data = rendering.render_frame(instance, frame=frame, center=center, width=width, fmt="png")
-    except RenderError as exc:
-        return _cannot_render(exc)
-    return _image_response(data)
+    return frame_response(request, instance, frame)
 
 
 @login_not_required

@@ -168,7 +168,10 @@ def test_wrong_method_is_405(patient_client: Client, ct_study, page):
 def test_privacy_officer_sees_no_patient_study(client: Client, officer, ct_study):
     login_verified(client, officer)
     assert client.get(urls(ct_study)["study"]).status_code == 404
-    assert client.get("/").status_code == 200
+    # "/" sends the officer to their own start page (the flag queue), not a patient's home.
+    home = client.get("/", follow=True)
+    assert home.status_code == 200 and home.redirect_chain[0][0] == "/start/"
+    assert ct_study.description not in home.content.decode()
 
 
 # --- Home ----------------------------------------------------------------------------------------
