@@ -597,3 +597,6 @@ SHARING_READ_TIMEOUT = envint("SHARING_READ_TIMEOUT", 120)
 SHARING_REDISPATCH_AFTER = 60
 SHARING_STALE_AFTER = 300
 CELERY_BEAT_SCHEDULE["sharing-reconcile"] = {"task": "sharing.reconcile", "schedule": 60}
+# The growing-up rules once a day (proxies.tasks.apply_ages, as `apply_proxy_ages`): 02:30, before
+# the 03:15 integrity run, so a grant that ends on a birthday is ended before the day's first visit.
+CELERY_BEAT_SCHEDULE["proxies-apply-ages"] = {"task": "proxies.apply_ages", "schedule": crontab(hour=2, minute=30)}

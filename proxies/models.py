@@ -45,6 +45,10 @@ class ProxyCode(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
     used_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The account made on /proxy/signup/ with this code: the code stays unused until that account
+    # has verified its email and passed its second factor, then /proxy/code/ redeems it
+    # (docs/security.md §1, §28). Only a pointer: the code itself is never stored.
+    held_for = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["-created_at"]

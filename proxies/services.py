@@ -123,24 +123,26 @@ def proxy_invite(
     return row
 
 
-@transaction.atomic
-def proxy_code_redeem(*, actor: Actor, code: str, birth_date: dt.date, name: str) -> ProxyGrant:
-    """The signed-in ``actor`` (their own account, second factor passed) becomes a proxy for the
-    patient the code was issued for, named ``name`` to the patient and in the log. Rate limited per client IP like activation codes; a wrong
-    code, a wrong date of birth, a used or expired code all raise ``ProxyCodeError``."""
-    if actor.user_id is None or actor.kind not in (Kind.PATIENT, Kind.PROXY):
-        raise PermissionDenied("Only a signed-in person can use a proxy code.")
+def _usable_code(*, actor: Actor, code: str, birth_date: dt.date, lock: bool) -> ProxyCode:
+    # Rate limited per client IP like activation codes (ACCOUNT_RATE_LIMITS["activation"], §2).
     if not ratelimit.consume(action="activation", actor=actor):
         raise RateLimited
     digest = crypto.keyed_hash(normalize_activation_code(code), purpose=_PURPOSE)
-    row = ProxyCode.objects.select_for_update(of=("self",)).select_related("patient").filter(code_hash=digest).first()
+    rows = ProxyCode.objects.select_related("patient").filter(code_hash=digest)
+    row = (rows.select_for_update(of=("self",)) if lock else rows).first()
+    # One answer for a wrong code, a wrong date of birth, a used or an expired code (§28).
     if row is None or not row.is_usable or row.patient.birth_date != birth_date:
         raise ProxyCodeError
+    return row
+
+
+def _grant_from(row: ProxyCode, *, actor: Actor, name: str) -> ProxyGrant:
+    """Use ``row`` up and make the grant for the signed-in ``actor`` (row locked by the caller)."""
     if row.patient.user_id == actor.user_id:
         raise ProxyCodeError  # one's own record needs no proxy
     now = timezone.now()
-    row.used_at, row.used_by_id = now, actor.user_id
-    row.save(update_fields=["used_at", "used_by"])
+    row.used_at, row.used_by_id, row.held_for_id = now, actor.user_id, None
+    row.save(update_fields=["used_at", "used_by", "held_for"])
     # A new code for the same pair replaces the open grant (new scope, new end).
     ProxyGrant.objects.filter(patient=row.patient, proxy_id=actor.user_id, ended_at__isnull=True).update(
         ended_at=now, ended_by="Replaced by a new code", end_reason="replaced"
@@ -155,6 +157,58 @@ def proxy_code_redeem(*, actor: Actor, code: str, birth_date: dt.date, name: str
     grant.full_clean(exclude=["code"])
     grant.save()
     return grant
+
+
+def _require_person(actor: Actor) -> None:
+    # A grant only for a signed-in person; the second-factor gate (portal middleware, §1) keeps
+    # password-only sessions away from every caller of this.
+    if actor.user_id is None or actor.kind not in (Kind.PATIENT, Kind.PROXY):
+        raise PermissionDenied("Only a signed-in person can use a proxy code.")
+
+
+@transaction.atomic
+def proxy_code_redeem(*, actor: Actor, code: str, birth_date: dt.date, name: str) -> ProxyGrant:
+    """The signed-in ``actor`` (their own account, second factor passed) becomes a proxy for the
+    patient the code was issued for, named ``name`` to the patient and in the log. Rate limited per client IP like activation codes; a wrong
+    code, a wrong date of birth, a used or expired code all raise ``ProxyCodeError``."""
+    _require_person(actor)
+    row = _usable_code(actor=actor, code=code, birth_date=birth_date, lock=True)
+    return _grant_from(row, actor=actor, name=name)
+
+
+def proxy_code_check(*, actor: Actor, code: str, birth_date: dt.date) -> ProxyCode:
+    """Signing up with a proxy code (``/proxy/signup/``, anyone): the same checks, rate limit and
+    single answer as redeeming (``ProxyCodeError``), without using the code up."""
+    return _usable_code(actor=actor, code=code, birth_date=birth_date, lock=False)
+
+
+def proxy_code_hold(*, code_id: int, user_id: int) -> None:
+    """Keep the checked code for the account just made with it (in the signup transaction). No
+    grant yet: the account has no second factor (docs/security.md §1); the code is redeemed on its
+    first verified visit to ``/proxy/code/`` (``proxy_code_redeem_held``)."""
+    ProxyCode.objects.filter(pk=code_id, used_at__isnull=True).update(held_for_id=user_id)
+
+
+def proxy_code_held(*, actor: Actor) -> ProxyCode | None:
+    """The usable code this account signed up with, if any (for ``/proxy/code/``)."""
+    if actor.user_id is None:
+        return None
+    row = ProxyCode.objects.select_related("patient").filter(held_for_id=actor.user_id).first()
+    return row if row is not None and row.is_usable else None
+
+
+@transaction.atomic
+def proxy_code_redeem_held(*, actor: Actor, name: str) -> ProxyGrant:
+    """Redeem the code this account signed up with (already checked with the date of birth then).
+    Raises ``ProxyCodeError`` when there is none or it was used, revoked or expired since."""
+    _require_person(actor)
+    row = (
+        ProxyCode.objects.select_for_update(of=("self",)).select_related("patient")
+        .filter(held_for_id=actor.user_id).first()
+    )
+    if row is None or not row.is_usable:
+        raise ProxyCodeError
+    return _grant_from(row, actor=actor, name=name)
 
 
 def proxy_switch(*, actor: Actor, grant_id: int | None) -> ProxyGrant | None:

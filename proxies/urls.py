@@ -5,6 +5,7 @@ from django.urls import path
 from proxies import views
 
 urlpatterns = [
+    path("proxy/signup/", views.signup, name="proxies-signup"),
     path("proxy/code/", views.redeem, name="proxies-redeem"),
     path("proxy/switch/", views.switch, name="proxies-switch"),
     path("people/", views.people, name="proxies-people"),

@@ -4,9 +4,11 @@ for me" (docs/security.md §28). Views validate, call one service or selector, a
 from __future__ import annotations
 
 from allauth.account.decorators import reauthentication_required
+from allauth.account.views import SignupView
 from allauth.core.exceptions import RateLimited
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,26 +18,50 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from core.actor import Kind
 from proxies import selectors, services
-from proxies.forms import CODE_MISMATCH, EndForm, InviteForm, RedeemForm, SwitchForm
+from proxies.forms import CODE_MISMATCH, EndForm, HeldRedeemForm, InviteForm, ProxySignupForm, RedeemForm, SwitchForm
 from proxies.models import ProxyGrant
+
+
+class ProxySignup(SignupView):
+    """allauth's signup (its rate limit, email verification, enumeration protection) with a proxy
+    code instead of an activation code: the account has no patient record."""
+
+    template_name = "proxies/signup.html"
+
+    def get_form_class(self):
+        return ProxySignupForm
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "request": self.request}
+
+
+# Public like allauth's signup (tests/portal/test_gate.py PUBLIC): it shows no patient data.
+signup = login_not_required(ProxySignup.as_view())
 
 
 @require_http_methods(["GET", "POST"])
 def redeem(request: HttpRequest) -> HttpResponse:
-    """A signed-in person (own password and second factor) enters a proxy code."""
-    form = RedeemForm(request.POST if request.method == "POST" else None)
+    """A signed-in person (own password and second factor) enters a proxy code, or, when they
+    signed up with one, just their name: that held code is redeemed now (docs/security.md §1)."""
+    held = services.proxy_code_held(actor=request.actor)
+    data = request.POST if request.method == "POST" else None
+    form = HeldRedeemForm(data) if held else RedeemForm(data)
     if request.method == "POST" and form.is_valid():
         try:
-            grant = services.proxy_code_redeem(actor=request.actor, **form.cleaned_data)
+            if held:
+                grant = services.proxy_code_redeem_held(actor=request.actor, **form.cleaned_data)
+            else:
+                grant = services.proxy_code_redeem(actor=request.actor, **form.cleaned_data)
         except services.ProxyCodeError:
-            form.add_error("code", CODE_MISMATCH)
+            form.add_error("name" if held else "code", CODE_MISMATCH)
         except RateLimited:
             form.add_error(None, _("Too many attempts. Try again later."))
         else:
             request.session[selectors.SESSION_KEY] = grant.pk
             messages.success(request, _("You can now see %(name)s's records.") % {"name": grant.patient.name})
             return redirect("home")
-    return render(request, "proxies/redeem.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "held": held}
+    return render(request, "proxies/redeem.html", context, status=400 if form.errors else 200)
 
 
 @require_POST

@@ -452,6 +452,8 @@ TABLE: dict[str, Entry] = {
     # Sign-in, the second factor, account security. Signed-in users are sent home from the
     # sign-in and signup pages; a token is nobody, so it sees them like a visitor.
     "account_signup": Entry(SIGNED_IN_GO_HOME, post=SIGNED_IN_GO_HOME),
+    # Signing up with a proxy code (a parent or carer with no record): allauth's signup too.
+    "proxies-signup": Entry(SIGNED_IN_GO_HOME, post=SIGNED_IN_GO_HOME),
     "account_login": Entry(SIGNED_IN_GO_HOME, post=SIGNED_IN_GO_HOME),
     "account_logout": Entry(
         who(visitor=LOGIN, password_only=OK, verified=OK),

@@ -18,6 +18,7 @@ from tests.routes import all_routes
 PUBLIC = {
     "account_login",
     "account_signup",
+    "proxies-signup",  # signup with a proxy code: no patient data, the code is only held (§28)
     "account_logout",
     "account_reset_password",
     "account_reset_password_done",
