@@ -289,12 +289,15 @@ def describe(event: AccessEvent) -> str:
     if event.actor_type == AccessEvent.ActorType.PATIENT:
         return _("You %(verb)s %(what)s.") % {"verb": verb, "what": _what(event)}
     who = event.actor_name or event.get_actor_type_display()
-    if event.role and event.organization:
-        who = _("%(who)s, %(role)s at %(org)s") % {"who": who, "role": event.role, "org": event.organization}
+    # A sender that knows only the role names the person by it: "Referring physician at Mercy
+    # Hospital", not "Referring physician, Referring physician at Mercy Hospital".
+    role = "" if event.role.casefold() == who.casefold() else event.role
+    if role and event.organization:
+        who = _("%(who)s, %(role)s at %(org)s") % {"who": who, "role": role, "org": event.organization}
     elif event.organization:
         who = _("%(who)s at %(org)s") % {"who": who, "org": event.organization}
-    elif event.role:
-        who = f"{who}, {event.role}"
+    elif role:
+        who = f"{who}, {role}"
     sentence = _("%(who)s %(verb)s %(what)s %(why)s.") % {
         "who": who, "verb": verb, "what": _what(event), "why": _purpose_phrase(event.purpose)
     }
