@@ -7,7 +7,9 @@ from functools import cache
 
 from django.http import HttpRequest
 
+from core.actor import Kind
 from proxies.selectors import grants_held
+from proxies.services import proxy_code_held
 
 # Menu links a proxy sees only with this capability (proxies.middleware has the rule per page).
 CAPABILITIES = ("log", "consent", "full")
@@ -35,4 +37,13 @@ def switcher(request: HttpRequest) -> dict:
             return frozenset()
         return frozenset(c for c in CAPABILITIES if not actor.allows(c))
 
-    return {"PROXY_GRANTS": held, "PROXY_CURRENT": current, "PROXY_HIDES": hides}
+    @cache
+    def code_held() -> bool:
+        # Only an account with no record of its own (signed up with a proxy code) can hold one:
+        # patients pay no query for this.
+        actor = getattr(request, "actor", None)
+        if actor is None or actor.kind != Kind.PATIENT or actor.patient_id is not None:
+            return False
+        return proxy_code_held(actor=actor) is not None
+
+    return {"PROXY_GRANTS": held, "PROXY_CURRENT": current, "PROXY_HIDES": hides, "PROXY_CODE_HELD": code_held}

@@ -95,6 +95,8 @@ def test_no_grant_for_a_password_only_session(client, signed_up):
 def test_the_held_code_is_redeemed_after_the_second_factor(client, signed_up, child):
     AuthenticatorAppFactory(user=signed_up)
     login_verified(client, signed_up)
+    home = client.get("/").content.decode()
+    assert "The proxy code you signed up with is ready." in home and 'href="/proxy/code/"' in home
     page = client.get("/proxy/code/")
     assert page.status_code == 200
     assert set(page.context["form"].fields) == {"name"}  # the code and date of birth were checked at sign-up
@@ -105,6 +107,7 @@ def test_the_held_code_is_redeemed_after_the_second_factor(client, signed_up, ch
     assert (grant.patient, grant.proxy, grant.proxy_name, grant.scope) == (child, signed_up, "Alex Doe", "view+consent")
     row = ProxyCode.objects.get()
     assert row.used_by == signed_up and row.held_for is None
+    assert "The proxy code you signed up with is ready." not in client.get("/").content.decode()
     # Used: the page asks for a code again.
     assert set(client.get("/proxy/code/").context["form"].fields) == {"code", "birth_date", "name"}
 
