@@ -166,6 +166,16 @@ def _signup_errors(page: Page, w: World) -> None:
     _expect_errors(page)
 
 
+def _proxy_signup_errors(page: Page, w: World) -> None:
+    page.get_by_label("Proxy code").fill("AAAA-BBBB-CCCC")
+    page.get_by_label("Their date of birth").fill("2019-05-04")
+    page.get_by_label("Email").fill("someone@example.org")
+    page.get_by_label("Password", exact=True).fill("short")
+    page.get_by_label("Password (again)").fill("different")
+    _submit(page, "Create account")
+    _expect_errors(page)
+
+
 def _expect_errors(page: Page) -> None:
     expect(page.locator(".error-summary, .field-error, .message-error").first).to_be_visible()
 
@@ -254,6 +264,8 @@ VISITS: list[Visit] = [
     Visit("account_login", ANON, "/accounts/login/", "wrong password", act=_login_errors),
     Visit("account_signup", ANON, "/accounts/signup/"),
     Visit("account_signup", ANON, "/accounts/signup/", "errors", act=_signup_errors),
+    Visit("proxies-signup", ANON, "/proxy/signup/"),
+    Visit("proxies-signup", ANON, "/proxy/signup/", "errors", act=_proxy_signup_errors),
     Visit("account_reset_password", ANON, "/accounts/password/reset/"),
     Visit("account_reset_password_done", ANON, "/accounts/password/reset/done/"),
     Visit("account_reset_password_from_key", ANON, lambda w: w.reset_path, "new password form"),
