@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 
 from audit.models import AccessEvent, MonthlyAccessCount
 from core.actor import Actor
+from imaging.dicom.terms import plain_description
 from imaging.models import Study
 
 # Rows per page: one screen on a laptop, and a bounded query.
@@ -278,7 +279,8 @@ def _what(event: AccessEvent) -> str:
     if (event.details or {}).get("page") == LOG_PAGE:
         return _("your access log")
     if event.study is not None:
-        return _("your %(scan)s") % {"scan": event.study.description or _("imaging study")}
+        # In plain case, as the imaging pages show it ("CT chest with contrast", issue 19 item 9).
+        return _("your %(scan)s") % {"scan": plain_description(event.study.description) or _("imaging study")}
     return _("your imaging records")
 
 

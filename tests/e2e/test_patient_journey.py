@@ -122,7 +122,7 @@ def test_patient_walks_the_whole_portal(page: Page, live_server, site, officer, 
     expect(page).to_have_url(re.compile(r"[?&]actor_type=patient(&|$)"))
     rows = page.locator(".access-row")
     sentences = rows.locator(".access-sentence")
-    expect(sentences.filter(has_text="You viewed your CT CHEST.")).to_have_count(3)  # the study page twice, the viewer once
+    expect(sentences.filter(has_text="You viewed your CT chest.")).to_have_count(3)  # the study page twice, the viewer once
     for sentence in sentences.all_inner_texts():
         assert sentence.startswith("You "), sentence
     shown = {int(pk) for pk in rows.evaluate_all("rows => rows.map(r => r.dataset.event)")}

@@ -140,7 +140,7 @@ def test_the_recipient_sees_only_the_shared_study_and_each_look_is_logged(
     # The patient's log says who, where, and that it came through their link.
     login_verified(patient_client := Client(), patient)
     log = patient_client.get("/access-log/").content.decode()
-    assert "Dr Ada Lowe at Northbrook Clinic viewed your CT CHEST" in log.replace("\n", " ")
+    assert "Dr Ada Lowe at Northbrook Clinic viewed your CT chest" in log.replace("\n", " ")
     assert "through a link you shared" in log
 
 
