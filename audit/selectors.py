@@ -29,7 +29,6 @@ from django.utils.translation import gettext as _
 
 from audit.models import AccessEvent, MonthlyAccessCount
 from core.actor import Actor
-from imaging.dicom.terms import plain_description
 from imaging.models import Study
 
 # Rows per page: one screen on a laptop, and a bounded query.
@@ -280,6 +279,10 @@ def _what(event: AccessEvent) -> str:
         return _("your access log")
     if event.study is not None:
         # In plain case, as the imaging pages show it ("CT chest with contrast", issue 19 item 9).
+        # Imported here: imaging.dicom loads pydicom's pixel stack, which an export worker, which
+        # imports this module, must never load (tests/exports/test_worker.py).
+        from imaging.dicom.terms import plain_description
+
         return _("your %(scan)s") % {"scan": plain_description(event.study.description) or _("imaging study")}
     return _("your imaging records")
 

@@ -160,7 +160,7 @@ def test_officer_not_investigating_gets_404_on_every_imaging_url(client: Client,
 
 def test_officer_pages_without_ids_show_no_patient_data(client: Client, officer, ct_study):
     login_verified(client, officer)
-    home = client.get("/")
+    home = client.get("/", follow=True)  # to the officer's own start page, the flag queue
     assert home.status_code == 200 and f"/studies/{ct_study.pk}/" not in home.content.decode()
     verify = client.get("/verify/")
     assert verify.status_code == 200 and verify.context["patient"] is None
