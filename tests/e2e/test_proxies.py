@@ -143,6 +143,6 @@ def test_a_parent_who_is_a_patient_switches_between_their_own_and_their_childs_r
     page.get_by_label("Switch to").select_option(label="My own records")
     page.get_by_role("button", name="Switch").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Hello, {patient.patient.name}")
-    page.get_by_label("Switch to").select_option(label="Sam Doe (parent)")
+    page.get_by_label("Switch to").select_option(label="Sam Doe (your child)")
     page.get_by_role("button", name="Switch").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Sam Doe")
