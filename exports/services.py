@@ -57,6 +57,7 @@ from audit.models import AccessEvent
 from core import access_log
 from core.actor import Actor
 from core.crypto import decrypt, encrypt
+from core.jobs import dispatch_queued
 from core.links import site_url
 from exports import packaging
 from exports.models import ExportRequest
@@ -167,13 +168,8 @@ def export_dispatch(*, export_id: int) -> bool:
     """
     from exports.tasks import package_export
 
-    try:
-        package_export.delay(export_id)
-    except Exception:  # noqa: BLE001 - any kombu/redis connection error: the outage must not break the page
-        logger.warning("export %s: broker unavailable, left queued for the reconciler", export_id)
-        return False
-    ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.QUEUED).update(dispatched_at=timezone.now())
-    return True
+    queued = ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.QUEUED)
+    return dispatch_queued(package_export, export_id, queued=queued, what="export")
 
 
 # --- Packaging (the worker) ---------------------------------------------------------------

@@ -38,6 +38,7 @@ from audit.models import AccessEvent
 from core import access_log
 from core.actor import Actor
 from core.crypto import decrypt, encrypt
+from core.jobs import dispatch_queued
 from core.links import site_url
 from imaging.models import Instance
 from imaging.pacs.client import StoreFailed, stow_connect
@@ -114,13 +115,8 @@ def push_dispatch(*, push_id: int) -> bool:
     queued for ``pushes_reconcile``). Callers: ``push_request`` on commit, the reconciler."""
     from sharing.tasks import push_send
 
-    try:
-        push_send.delay(push_id)
-    except Exception:  # noqa: BLE001 - any kombu/redis connection error: the outage must not break the page
-        logger.warning("push %s: broker unavailable, left queued for the reconciler", push_id)
-        return False
-    Push.objects.filter(pk=push_id, status=Push.Status.QUEUED).update(dispatched_at=timezone.now())
-    return True
+    queued = Push.objects.filter(pk=push_id, status=Push.Status.QUEUED)
+    return dispatch_queued(push_send, push_id, queued=queued, what="push")
 
 
 # --- Sending (the worker) -----------------------------------------------------------------
