@@ -165,9 +165,14 @@ def _lookups(items: list[dict | Rejected]) -> tuple[dict[tuple[str, str], Patien
     keys = {f["_patient"] for f in items if isinstance(f, dict)}
     if not keys:
         return {}, {}
-    query = Q()
+    # One term per issuer (a batch from one system names one or two), not one per patient: Django
+    # compiles a 50-term OR of pairs in about as long as PostgreSQL takes to answer it.
+    by_issuer: dict[str, list[str]] = {}
     for issuer, mrn in keys:
-        query |= Q(issuer=issuer, mrn=mrn)
+        by_issuer.setdefault(issuer, []).append(mrn)
+    query = Q()
+    for issuer, mrns in by_issuer.items():
+        query |= Q(issuer=issuer, mrn__in=sorted(mrns))
     patients = {(p.issuer, p.mrn): p for p in Patient.objects.filter(query)}
     wanted = [(patients[f["_patient"]].pk, *f["_study"]) for f in items
               if isinstance(f, dict) and f["_patient"] in patients and any(f["_study"])]

@@ -145,6 +145,31 @@ class ChainHead(models.Model):
         return f"Chain head {self.patient_id} @ {self.seq}"
 
 
+class PendingAccessEvent(models.Model):
+    """A portal event waiting for its patient's chain head (issue 18: pages never wait on ingest).
+
+    ``record_access`` chains a portal event at once when it can take the patient's chain head
+    without waiting. When another writer holds the head (an ingest group, another page), waiting
+    would make the page as slow as that writer, so the event is written here instead, in the
+    page's own transaction (so the action and its record still commit together, docs/security.md
+    §13), and the next writer to hold the head chains it before its own events: a page, an ingest
+    group, or the ``audit.chain_pending`` beat task within ``AUDIT_CHAIN_PENDING_SECONDS``. Rows
+    are deleted as they are chained, in the same transaction; ``verify_audit`` reports any left.
+
+    ``fields`` holds the event as ``build_event`` made it (attribute name to JSON value, times as
+    ISO 8601), without the id, chain position and hashes, which chaining sets.
+    """
+
+    patient = models.ForeignKey("imaging.Patient", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    fields = models.JSONField()
+
+    objects = patient_owned("patient_id").as_manager()
+
+    def __str__(self) -> str:
+        return f"Pending event {self.pk} of patient {self.patient_id}"
+
+
 class MonthlyAccessCount(models.Model):
     """How many events a patient's log holds per month, accessor type, organisation and purpose.
 

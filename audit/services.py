@@ -123,6 +123,8 @@ def _normalise_details(details: Any) -> dict[str, Any]:
         return {}
     if not isinstance(details, dict):
         raise ValidationError({"details": "Details must be a JSON object."})
+    if all(type(k) is str and (v is None or type(v) in (str, int, bool)) for k, v in details.items()):
+        return dict(details)  # already plain JSON (every ingested event: {"reported_by": ...})
     try:
         # Store exactly what a later read returns (plain JSON types), so the hash verifies.
         return json.loads(json.dumps(details, cls=DjangoJSONEncoder, allow_nan=False))
@@ -292,7 +294,10 @@ def record_access(**fields: Any) -> AccessEvent:
     commit together. Events other systems report go in batches through ``append_events``.
 
     Runs in a savepoint and locks the patient's chain head, so concurrent writers for one
-    patient append one after the other and never fork the chain. Raises ``ValidationError`` for
+    patient append one after the other and never fork the chain. On PostgreSQL a portal event
+    never waits for the head: when another writer holds it, the event is queued
+    (``PendingAccessEvent``, in the caller's transaction) and the next holder chains it; the
+    event is then returned unsaved (``pk`` None, ``seq`` 0). Raises ``ValidationError`` for
     an unknown actor type, purpose, action, outcome or source, a study of another patient, a
     naive ``occurred_at`` or non-JSON details; ``IntegrityError`` when (``source``,
     ``source_event_id``) was already recorded (the caller's transaction stays usable).
@@ -302,8 +307,10 @@ def record_access(**fields: Any) -> AccessEvent:
     if connection.vendor == "postgresql":
         # A savepoint only where something can collide (a source_event_id): inside a caller's
         # transaction a portal event then costs two round trips, not six (issue 18, study page).
+        # An event with a source_event_id waits for the head: its uniqueness is checked in the
+        # log itself, which a queued event is not yet in.
         with transaction.atomic(savepoint=event.source_event_id is not None):
-            _append_one(event, occurred_given=occurred_given)
+            _append_one(event, occurred_given=occurred_given, wait=event.source_event_id is not None)
         return event
     with transaction.atomic():
         head = _locked_chain_head(event.patient)
@@ -315,8 +322,18 @@ def record_access(**fields: Any) -> AccessEvent:
 
 
 # Takes the head's row lock and the next seq in one statement (what SELECT ... FOR UPDATE and a
-# later UPDATE did in two).
-_ADVANCE_SQL = "UPDATE audit_chainhead SET seq = seq + 1 WHERE patient_id = %s RETURNING seq, last_hash"
+# later UPDATE did in two), and says whether queued events wait for this head. The first waits
+# for a head another writer holds; the second takes it only if free (SKIP LOCKED: no row back).
+_PENDING_EXISTS = "EXISTS (SELECT 1 FROM audit_pendingaccessevent AS p WHERE p.patient_id = h.patient_id)"
+_ADVANCE_SQL = f"""
+    UPDATE audit_chainhead AS h SET seq = h.seq + 1 WHERE h.patient_id = %s
+    RETURNING h.seq, h.last_hash, {_PENDING_EXISTS}
+"""  # noqa: S608 - constant SQL
+_ADVANCE_IF_FREE_SQL = f"""
+    WITH free AS (SELECT patient_id FROM audit_chainhead WHERE patient_id = %s FOR UPDATE SKIP LOCKED)
+    UPDATE audit_chainhead AS h SET seq = h.seq + 1 FROM free WHERE h.patient_id = free.patient_id
+    RETURNING h.seq, h.last_hash, {_PENDING_EXISTS}
+"""  # noqa: S608 - constant SQL
 
 
 @functools.cache
@@ -338,19 +355,31 @@ def _record_sql() -> str:
     """  # noqa: S608 - column names from the model; values are parameters
 
 
-def _append_one(event: AccessEvent, *, occurred_given: bool) -> None:
+def _append_one(event: AccessEvent, *, occurred_given: bool, wait: bool) -> None:
     """``record_access`` on PostgreSQL: two statements. The first locks the patient's chain head
     and advances its seq (creating the head first if missing: ON CONFLICT DO NOTHING waits for a
     racing creator instead of failing); the second inserts the chained event, sets the head's
-    hash and counts the month. Same rows as the ORM path, four round trips fewer."""
+    hash and counts the month. Same rows as the ORM path, four round trips fewer.
+
+    Unless ``wait``, a head another writer holds is not waited for: the event is queued
+    (``_queue``) and the call returns at once. Events queued earlier for this head are chained
+    first, before this one (``_chain_locked``)."""
+    advance = _ADVANCE_SQL if wait else _ADVANCE_IF_FREE_SQL
     with connection.cursor() as cursor:
-        cursor.execute(_ADVANCE_SQL, [event.patient_id])
+        cursor.execute(advance, [event.patient_id])
         row = cursor.fetchone()
         if row is None:
-            create_heads([event.patient_id])
-            cursor.execute(_ADVANCE_SQL, [event.patient_id])
+            create_heads([event.patient_id])  # does not wait on a head that exists and is held
+            cursor.execute(advance, [event.patient_id])
             row = cursor.fetchone()
-        head = ChainHead(patient_id=event.patient_id, seq=row[0] - 1, last_hash=row[1])
+        if row is None:
+            _queue(cursor, event, occurred_given=occurred_given)
+            return
+        seq, last_hash, pending = row
+        head = ChainHead(patient_id=event.patient_id, seq=seq - 1, last_hash=last_hash)
+        if pending:  # events queued while the head was busy go first
+            _chain_locked({head.patient_id: head}, [event], timezone.now(), occurred_given=occurred_given)
+            return
         _link(event, head, timezone.now(), occurred_given=occurred_given)
         values = [getattr(event, a) for a in _COPY_ATTRS[1:]]
         values[_DETAILS - 1] = json.dumps(event.details)
@@ -361,6 +390,86 @@ def _append_one(event: AccessEvent, *, occurred_given: bool) -> None:
         event.pk = cursor.fetchone()[0]
     event._state.adding = False
     event._state.db = connection.alias
+
+
+# What a queued event keeps (everything build_event set but the id, chain position and hashes;
+# recorded_at is taken when it is chained).
+_QUEUED_ATTRS = tuple(a for a in ("occurred_at", "patient_id", "study_id", "actor_type", "actor_name", "actor_ref",
+                                  "organization", "role", "purpose", "action", "outcome", "source",
+                                  "source_event_id", "ip", "user_agent", "details"))
+
+
+def _queue(cursor: Any, event: AccessEvent, *, occurred_given: bool) -> None:
+    """Write ``event`` to the queue of events waiting for its head (``PendingAccessEvent``), in
+    the caller's transaction. Its time of access is now, not when it is chained."""
+    if not occurred_given:
+        event.occurred_at = timezone.now()
+    fields = {a: getattr(event, a) for a in _QUEUED_ATTRS}
+    fields["occurred_at"] = _utc(event.occurred_at)
+    cursor.execute(
+        "INSERT INTO audit_pendingaccessevent (patient_id, created_at, fields) VALUES (%s, %s, %s::jsonb)",
+        [event.patient_id, timezone.now(), json.dumps(fields)],
+    )
+
+
+def _take_pending(patient_ids: list[int]) -> list[AccessEvent]:
+    """Delete and return the queued events of these patients, in the order they were queued.
+    Callers hold the patients' heads (so no other writer is chaining them); the deletion
+    commits with their chaining, or neither does."""
+    if connection.vendor != "postgresql":
+        return []  # SQLite writers never queue (one writer at a time)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM audit_pendingaccessevent WHERE patient_id = ANY(%s) RETURNING id, fields", [patient_ids]
+        )
+        rows = sorted(cursor.fetchall())
+    events = []
+    for _pk, fields in rows:
+        values = json.loads(fields) if isinstance(fields, str) else fields
+        values["occurred_at"] = dt.datetime.fromisoformat(values["occurred_at"])
+        values.update(id=None, recorded_at=None, seq=0, prev_hash="", hash="")
+        events.append(AccessEvent(*[values[a] for a in _attnames()]))
+    return events
+
+
+def _chain_locked(heads: dict[int, ChainHead], events: list[AccessEvent], now: dt.datetime, *,
+                  occurred_given: bool = True, earlier: list[AccessEvent] | None = None,
+                  ids: list[int] | None = None) -> None:
+    """Chain the events queued for ``heads``' patients (``earlier``, taken here unless given), then
+    ``events`` in their order (a patient's events keep it), insert them all (``ids``: as many from
+    the table's sequence, or None to take them) and move the heads and the monthly counts. The
+    caller holds the heads; ``now`` is taken under them."""
+    if earlier is None:
+        earlier = _take_pending(sorted(heads))
+    for event in earlier:
+        _link(event, heads[event.patient_id], now)
+    for event in events:
+        _link(event, heads[event.patient_id], now, occurred_given=occurred_given)
+    fresh = earlier + events
+    if fresh:
+        _insert(fresh, ids)
+        _advance_heads_and_count([heads[pid] for pid in sorted({e.patient_id for e in fresh})], fresh)
+
+
+def chain_pending(*, limit: int = 1000) -> int:
+    """Chain the events queued for heads that were busy when they were written (``_queue``), for
+    up to ``limit`` patients; returns how many were chained. Caller: the ``audit.chain_pending``
+    beat task (every ``AUDIT_CHAIN_PENDING_SECONDS``) and ``verify_audit``, for the queued events no
+    later writer of their patient picked up. Each patient in a short transaction of its own that
+    waits for the head like any writer (bounded by ``LOCK_TIMEOUT``)."""
+    from audit.models import PendingAccessEvent
+
+    patient_ids = sorted(set(PendingAccessEvent.objects.values_list("patient_id", flat=True)[: limit * 10]))[:limit]
+    chained = 0
+    for patient_id in patient_ids:
+        with transaction.atomic():
+            _set_lock_timeout(LOCK_TIMEOUT)
+            create_heads([patient_id])
+            heads = _lock_heads([patient_id], nowait=False)
+            before = heads[patient_id].seq
+            _chain_locked(heads, [], timezone.now())
+            chained += heads[patient_id].seq - before
+    return chained
 
 
 def create_heads(patient_ids: Iterable[int]) -> None:
@@ -387,12 +496,18 @@ LOCK_TIMEOUT = "3s"
 GROUP_ATTEMPTS = 3
 
 
+_LOCK_SQL = "SELECT patient_id, seq, last_hash FROM audit_chainhead WHERE patient_id = ANY(%s) ORDER BY patient_id FOR UPDATE"
+_LOCK_NOWAIT_SQL = _LOCK_SQL + " NOWAIT"
+
+
 def _lock_heads(patient_ids: list[int], *, nowait: bool) -> dict[int, ChainHead]:
     """Lock these heads, in patient id order (so no two groups can deadlock); with ``nowait``,
     all at once or none (PostgreSQL refuses at once with lock_not_available: ``_commit_group``
     then rolls the group back and tries again)."""
-    heads = ChainHead.objects.filter(patient_id__in=patient_ids).order_by("patient_id")
-    return {h.patient_id: h for h in heads.select_for_update(nowait=nowait)}
+    # Raw SQL: the ORM's select_for_update costs about as much to build as the lock takes.
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_NOWAIT_SQL if nowait else _LOCK_SQL, [list(patient_ids)])
+        return {pid: ChainHead(patient_id=pid, seq=seq, last_hash=last) for pid, seq, last in cursor.fetchall()}
 
 
 # One probe of the (source, source_event_id) unique index per id: a LATERAL subquery with LIMIT
@@ -527,30 +642,20 @@ def _append_group(events: list[AccessEvent], *, nowait: bool) -> list[AccessEven
     if len(heads) < len(patient_ids):
         create_heads(pid for pid in patient_ids if pid not in heads)
         heads = _lock_heads(patient_ids, nowait=nowait)
+    earlier = _take_pending(patient_ids)  # portal events queued while these heads were busy
     if connection.vendor == "postgresql":
         # Looked up again under the locks (a batch racing us with the same events has committed),
         # with as many ids as the group could need in the same round trip.
         with connection.cursor() as cursor:
-            cursor.execute(_RECORDED_AND_IDS_SQL,
-                           [[e.source for e in events], [e.source_event_id for e in events], len(events)])
+            cursor.execute(_RECORDED_AND_IDS_SQL, [[e.source for e in events], [e.source_event_id for e in events],
+                                                   len(events) + len(earlier)])
             found, ids = cursor.fetchone()
         recorded = {tuple(key.split("/", 1)) for key in found}
     else:
         recorded, ids = _recorded(events), None
-    now = timezone.now()
-    fresh: list[AccessEvent] = []
-    out: list[AccessEvent | None] = []
-    for event in events:
-        if (event.source, event.source_event_id) in recorded:
-            out.append(None)
-            continue
-        _link(event, heads[event.patient_id], now)
-        fresh.append(event)
-        out.append(event)
-    if fresh:
-        _insert(fresh, ids)
-        _advance_heads_and_count([heads[pid] for pid in sorted({e.patient_id for e in fresh})], fresh)
-    return out
+    fresh = [e for e in events if (e.source, e.source_event_id) not in recorded]
+    _chain_locked(heads, fresh, timezone.now(), earlier=earlier, ids=ids)
+    return [None if (e.source, e.source_event_id) in recorded else e for e in events]
 
 
 # Every column of audit_accessevent, in the order _insert writes them.

@@ -18,6 +18,15 @@ def notify_access_events(event_ids: list[int]) -> None:
         raise notify_access_events.retry(exc=exc) from exc
 
 
+@shared_task(name="audit.chain_pending")
+def chain_pending() -> int:
+    """Chain the portal events queued while their chain head was busy that no later writer of
+    the same patient picked up (beat: every AUDIT_CHAIN_PENDING_SECONDS; audit.services)."""
+    from audit.services import chain_pending as chain
+
+    return chain()
+
+
 @shared_task(name="audit.create_checkpoint")
 def create_checkpoint(only_if_none: bool = False) -> None:
     """Sign a checkpoint of the log (beat: every AUDIT_CHECKPOINT_MINUTES). None is made when no

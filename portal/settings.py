@@ -581,6 +581,17 @@ CELERY_BEAT_SCHEDULE["audit-create-checkpoint"] = {
     "task": "audit.create_checkpoint",
     "schedule": AUDIT_CHECKPOINT_MINUTES * 60,
 }
+# Seconds between sweeps that chain portal events queued while their patient's chain head was busy
+# (audit.services, issue 18: a page never waits for an ingest batch). The next writer of the same
+# patient usually chains them within milliseconds; the sweep bounds how long one can wait when
+# no other writer comes: it is in the patient's log, and in the next checkpoint, by then.
+AUDIT_CHAIN_PENDING_SECONDS = envint("AUDIT_CHAIN_PENDING_SECONDS", 10)
+if not 1 <= AUDIT_CHAIN_PENDING_SECONDS <= 3600:
+    raise ImproperlyConfigured("AUDIT_CHAIN_PENDING_SECONDS must be between 1 and 3600")
+CELERY_BEAT_SCHEDULE["audit-chain-pending"] = {
+    "task": "audit.chain_pending",
+    "schedule": AUDIT_CHAIN_PENDING_SECONDS,
+}
 
 # --- sharing: pushes to partner hospitals (sharing/services.py) ---
 # A partner that is down is tried again after 30 s, 1, 2, 4, 8 min, then every 15 min: 8 retries

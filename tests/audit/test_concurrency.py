@@ -1,5 +1,8 @@
 """Concurrent writers for one patient never fork the chain (row lock on the chain head).
 
+A portal writer that finds the head held queues its event instead of waiting (issue 18); once the
+queue is worked (``chain_pending``, the beat task) every event is in the chain exactly once.
+
 Real threads, each with its own PostgreSQL connection and transaction, released together by a
 barrier (the pattern of django-otp's ConcurrencyTestCase).
 """
@@ -13,7 +16,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from audit.models import AccessEvent, ChainHead
-from audit.services import chain_verify
+from audit.services import chain_pending, chain_verify
 from tests.audit.conftest import clinician_view
 from tests.factories import PatientFactory
 
@@ -54,6 +57,7 @@ def test_parallel_writers_for_one_patient_append_in_turn(head_exists):
         clinician_view(patient)
 
     errors = run_together(lambda i: clinician_view(patient, details={"writer": i}))
+    chain_pending()
 
     assert errors == []
     seqs = list(AccessEvent.objects.filter(patient=patient).order_by("seq").values_list("seq", flat=True))
@@ -70,6 +74,7 @@ def test_parallel_writers_for_two_patients_keep_two_chains():
     patients = [PatientFactory(), PatientFactory()]
 
     errors = run_together(lambda i: clinician_view(patients[i % 2], details={"writer": i}))
+    chain_pending()
 
     assert errors == []
     for patient in patients:

@@ -9,7 +9,7 @@ from django.db import connection
 
 from audit import triggers
 from audit.checkpoints import verify_documents, verify_receipt, verify_stored
-from audit.services import chain_verify
+from audit.services import chain_pending, chain_verify
 from imaging.management.patients import patient_by_mrn
 from imaging.models import Patient
 
@@ -84,6 +84,10 @@ class Command(BaseCommand):
         elif issuer:
             raise CommandError("--issuer only narrows --mrn; pass both.")
 
+        # Events queued while their chain head was busy are chained first, so the verdict covers them.
+        queued = chain_pending()
+        if queued:
+            notes.insert(0, f" {queued} queued portal event{'s' if queued != 1 else ''} chained first.")
         result = chain_verify(patient)
         if not result.ok:
             # Issuer/MRN identify the chain without putting a patient's name on a terminal or in a log.
