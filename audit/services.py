@@ -67,8 +67,17 @@ USER_AGENT_MAX = 300
 # --- Hashing ------------------------------------------------------------------------------
 
 
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def _utc(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``value`` in UTC as hashed: ``strftime(_UTC_FORMAT)``, taken from ``isoformat`` where the
+    two agree (years from 1000: strftime does not pad a shorter year), which is about four times
+    faster; 1,000 events of an ingest batch format two times each."""
+    utc = value.astimezone(dt.UTC)
+    if utc.year >= 1000:
+        return utc.isoformat(timespec="microseconds")[:26] + "Z"
+    return utc.strftime(_UTC_FORMAT)
 
 
 def _canonical(value: Any) -> Any:
@@ -109,9 +118,13 @@ def event_payload(event: AccessEvent) -> dict[str, Any]:
     }
 
 
+# json.dumps with these options builds a new encoder per call; one instance does the same work.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def event_hash(event: AccessEvent) -> str:
     """SHA-256 (hex) of the event's canonical JSON: sorted keys, no whitespace, UTF-8."""
-    text = json.dumps(event_payload(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = _CANONICAL_JSON.encode(event_payload(event))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
