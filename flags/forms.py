@@ -68,6 +68,8 @@ class AssignForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["assignee"].queryset = officer_list()
+        # Officers are named to each other as the log names them, never by email (User.public_name).
+        self.fields["assignee"].label_from_instance = lambda user: user.public_name
 
 
 class IncidentForm(forms.Form):
@@ -115,7 +117,7 @@ class QueueFilterForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["assignee"].choices = [
-            ("", _("Anyone")), ("me", _("Me")), ("none", _("Nobody yet")), *((str(o.pk), o.email) for o in officer_list())
+            ("", _("Anyone")), ("me", _("Me")), ("none", _("Nobody yet")), *((str(o.pk), o.public_name) for o in officer_list())
         ]
 
     def filters(self) -> QueueFilters:

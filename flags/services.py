@@ -449,7 +449,7 @@ def flag_assign(*, actor: Actor, flag: Flag, assignee) -> Flag:
     _touch(flag, "assignee")
     _event(
         flag, FlagEvent.Kind.ASSIGNED, actor,
-        details={"from": previous.email if previous else None, "to": assignee.email},
+        details={"from": previous.pk if previous else None, "to": assignee.pk},  # ids: no emails in the history
     )
     return flag
 

@@ -117,7 +117,7 @@ def assign(request: HttpRequest, flag_id: int) -> HttpResponse:
         _errors(request, exc)
         return redirect("flags-queue")
     assignee = form.cleaned_data["assignee"]
-    messages.success(request, _("Flag #%(id)s is now held by %(who)s.") % {"id": flag.pk, "who": assignee.email})
+    messages.success(request, _("Flag #%(id)s is now held by %(who)s.") % {"id": flag.pk, "who": assignee.public_name})
     return _to_flag(flag.pk) if assignee.pk == request.actor.user_id else redirect("flags-queue")
 
 

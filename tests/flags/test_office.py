@@ -393,3 +393,22 @@ def test_the_office_reads_waiting_for_the_patient_where_the_patient_reads_waitin
     login_verified(client, patient)
     page = client.get(reverse("flags-detail", args=[flag.pk])).content.decode()
     assert "Waiting for your reply" in page and "Waiting for the patient" not in page
+
+
+def test_officers_are_named_to_each_other_by_name_never_by_email(officer_client: Client, officer, second_officer,
+                                                                 patient, study):
+    # The hand-over list, the queue's "Held by" column and filter, the confirmation and the flag's
+    # history showed officers' email addresses.
+    second_officer.display_name = "Officer Ada Lowe"
+    second_officer.save()
+    flag = raise_flag(patient, study)
+    officer_client.post(reverse("flags-claim", args=[flag.pk]))
+    detail = officer_client.get(reverse("flags-officer-detail", args=[flag.pk])).content.decode()
+    assert "Officer Ada Lowe" in detail and second_officer.email not in detail
+    response = officer_client.post(reverse("flags-assign", args=[flag.pk]), {"assignee": second_officer.pk}, follow=True)
+    page = response.content.decode()
+    assert "held by Officer Ada Lowe" in page
+    queue = officer_client.get(reverse("flags-queue")).content.decode()
+    assert "Officer Ada Lowe" in queue
+    assert second_officer.email not in page + queue
+    assert flag.events.get(kind=FlagEvent.Kind.ASSIGNED).details == {"from": officer.pk, "to": second_officer.pk}
