@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from audit.models import AccessEvent
 from core import access_log
-from core.actor import Actor
+from core.actor import Actor, Kind
 from core.crypto import decrypt, encrypt
 from core.jobs import dispatch_queued
 from core.links import site_url
@@ -240,10 +240,12 @@ def push_release(*, push_id: int) -> None:
 
 
 @transaction.atomic
-def push_failed(*, push_id: int, error: str) -> None:
-    """Mark a push failed with a plain reason and email the patient (once, after commit).
+def push_failed(*, push_id: int, error: str, notify: bool = True) -> None:
+    """Mark a push failed with a plain reason and email the patient (once, after commit; not when
+    ``notify`` is False: the patient stopped it themselves).
 
-    Callers: ``push_send`` (a refusal) and the task's final failure. Records no access event.
+    Callers: ``push_send`` (a refusal), the task's final failure and ``push_stop``. Records no
+    access event.
     """
     push = Push.objects.select_for_update(of=("self",)).select_related("partner", "requested_by").filter(pk=push_id).first()
     if push is None or push.status not in Push.ACTIVE:
@@ -252,7 +254,8 @@ def push_failed(*, push_id: int, error: str) -> None:
     push.error = error[:300]
     push.finished_at = timezone.now()
     push.save(update_fields=["status", "error", "finished_at"])
-    transaction.on_commit(lambda: _notify_failed(push))
+    if notify:
+        transaction.on_commit(lambda: _notify_failed(push))
 
 
 def _notify_failed(push: Push) -> None:
@@ -288,17 +291,21 @@ def pushes_reconcile(*, redispatch_after: int | None = None, stale_after: int | 
     return sum(1 for pk in dict.fromkeys(stuck) if push_dispatch(push_id=pk))
 
 
-def push_stop(*, actor: Actor, push_id: int, reason: str) -> Push:
-    """The privacy office stops a push not finished yet (``list_shares --revoke ID --kind push``):
-    it fails with the office's reason, the patient is emailed, and a worker sending it stops at
-    its next instance (``_still_ours``); what the partner already accepted stays there, and
-    nothing is recorded as shared. ``Push.DoesNotExist`` for a push outside the actor's reach;
+def push_stop(*, actor: Actor, push_id: int, reason: str = "") -> Push:
+    """Stop a push not finished yet: the patient from their Sharing page (or someone acting for
+    them), or the privacy office (``list_shares --revoke ID --kind push``, with a reason the patient
+    is emailed). It fails with that reason, and a worker sending it stops at its next instance
+    (``_still_ours``); what the partner already accepted stays there, and nothing is recorded as
+    shared. ``Push.DoesNotExist`` for a push outside the actor's reach (``for_actor``);
     ``ValidationError`` for one already sent or failed (a sent push cannot be taken back)."""
     push = Push.objects.for_actor(actor).filter(pk=push_id).first()
     if push is None:
         raise Push.DoesNotExist("No such push.")
     if not push.is_active:
         raise ValidationError("This push has finished: a sent push cannot be taken back (ask the partner to delete the images).")
-    push_failed(push_id=push.pk, error=f"Stopped by the privacy office: {reason}")
+    if actor.kind in (Kind.PATIENT, Kind.PROXY):
+        push_failed(push_id=push.pk, error="Stopped at your request.", notify=False)
+    else:
+        push_failed(push_id=push.pk, error=f"Stopped by the privacy office: {reason}")
     push.refresh_from_db()
     return push

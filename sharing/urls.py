@@ -8,6 +8,7 @@ urlpatterns = [
     path("sharing/", views.sharing_list, name="sharing-list"),
     path("sharing/send/", views.sharing_send, name="sharing-send"),
     path("sharing/pushes/<int:push_id>/status/", views.push_status, name="sharing-push-status"),
+    path("sharing/pushes/<int:push_id>/stop/", views.push_stop, name="sharing-push-stop"),
     path("sharing/new/", views.share_new, name="sharing-new"),
     path("sharing/links/<int:share_id>/revoke/", views.share_revoke, name="sharing-revoke"),
     # The recipient's pages (no account): the token is any string up to the next slash; a

@@ -13,11 +13,13 @@ from __future__ import annotations
 from allauth.account.decorators import reauthentication_required
 from allauth.core.internal.ratelimit import Rate
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -29,7 +31,7 @@ from imaging.services import viewing
 from imaging.views import _viewer_context, frame_response
 from sharing import links, selectors, services
 from sharing.forms import CodeForm, OtpForm, PushForm, ShareForm
-from sharing.models import Share
+from sharing.models import Push, Share
 
 
 @require_GET
@@ -67,6 +69,20 @@ def sharing_send(request: HttpRequest) -> HttpResponse:
 def push_status(request: HttpRequest, push_id: int) -> JsonResponse:
     push = selectors.push_get(actor=request.actor, push_id=push_id)
     return JsonResponse(selectors.status_payload(push))
+
+
+@require_POST
+def push_stop(request: HttpRequest, push_id: int) -> HttpResponse:
+    """The patient stops a push still queued or sending; what the hospital already has stays there."""
+    try:
+        services.push_stop(actor=request.actor, push_id=push_id)
+    except Push.DoesNotExist:
+        raise Http404("No such push.") from None
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(request, _("Sending stopped. Images the hospital already received stay there."))
+    return redirect("sharing-list")
 
 
 # --- Share links: the patient's side ----------------------------------------------------------

@@ -365,6 +365,7 @@ TABLE: dict[str, Entry] = {
         body=lambda w, v: {"studies": w.value(v, "share_study"), "partner": str(Partner.objects.get(name=MATRIX_PARTNER).pk)},
     ),
     "sharing-push-status": Entry(gate(owned(OK)), ids="push"),
+    "sharing-push-stop": Entry(POST_ONLY, post=gate(owned(to("/sharing/"))), ids="push"),
     # Share links (issue 20), the patient's side: only a patient makes one, of their own studies
     # (the link and code shown once, 200); only the share's patient revokes it.
     "sharing-new": Entry(

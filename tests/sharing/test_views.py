@@ -167,3 +167,26 @@ def test_the_empty_state(patient_client: Client):
     page = patient_client.get("/sharing/").content.decode()
     assert "You have not sent any scans to another hospital." in page
     assert 'href="/sharing/send/"' in page
+
+
+def test_the_patient_stops_their_own_push_from_the_sharing_page(client: Client, patient, own_push, other_push):
+    # Only the privacy office could stop a push (list_shares --revoke); the patient who sent
+    # their scans to the wrong hospital had no way to.
+    from django.core import mail
+
+    login_verified(client, patient)
+    page = client.get("/sharing/").content.decode()
+    assert f'action="/sharing/pushes/{own_push.pk}/stop/"' in page and "Stop sending" in page
+    assert client.get(f"/sharing/pushes/{own_push.pk}/stop/").status_code == 405
+    assert client.post(f"/sharing/pushes/{other_push.pk}/stop/").status_code == 404  # another patient's
+
+    response = client.post(f"/sharing/pushes/{own_push.pk}/stop/", follow=True)
+
+    own_push.refresh_from_db()
+    assert own_push.status == "failed" and own_push.error == "Stopped at your request."
+    assert "Sending stopped" in response.content.decode()
+    assert f'action="/sharing/pushes/{own_push.pk}/stop/"' not in response.content.decode()
+    assert mail.outbox == []  # nobody is emailed about what they just did
+    assert Push.objects.get(pk=other_push.pk).status == "queued"
+    again = client.post(f"/sharing/pushes/{own_push.pk}/stop/", follow=True)
+    assert "cannot be taken back" in again.content.decode()
