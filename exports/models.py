@@ -49,6 +49,10 @@ class ExportRequest(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress report of the packaging worker.")
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Kept at least until then, however soon EXPORTS_EXPIRY_DAYS would end it: the end of the share
+    # link that offers this archive to a doctor (sharing/links.py), so a 30-day share does not
+    # lose its download after a week.
+    keep_until = models.DateTimeField(null=True, blank=True)
     # Downloads started and not given back (a download that broke off is given back); never more
     # than max_downloads, so the limit also bounds downloads running at once.
     downloads = models.PositiveIntegerField(default=0)

@@ -110,7 +110,7 @@ class Requested:
 
 
 def _create(*, patient: Patient, studies: list[Study], deidentify: bool, requested_by_id: int | None,
-            passphrase: str) -> ExportRequest:
+            passphrase: str, keep_until: dt.datetime | None = None) -> ExportRequest:
     if not studies:
         raise ValidationError("Choose at least one study.")
     if any(s.patient_id != patient.pk for s in studies):
@@ -121,6 +121,7 @@ def _create(*, patient: Patient, studies: list[Study], deidentify: bool, request
         deidentify=deidentify,
         passphrase_encrypted=encrypt(passphrase.encode("utf-8")),
         max_downloads=settings.EXPORTS_MAX_DOWNLOADS,
+        keep_until=keep_until,
     )
     export.full_clean()
     export.save()
@@ -131,10 +132,12 @@ def _create(*, patient: Patient, studies: list[Study], deidentify: bool, request
 
 
 @transaction.atomic
-def export_request(*, actor: Actor, study_ids: list[int] | None, deidentify: bool) -> Requested:
+def export_request(*, actor: Actor, study_ids: list[int] | None, deidentify: bool,
+                   keep_until: dt.datetime | None = None) -> Requested:
     """The patient ``actor`` asks for an archive of some of their studies (``None`` = all).
+    ``keep_until``: the archive does not expire before then (a share link's end).
 
-    Callers: the new-export view. Needs a recent reauthentication (checked again here, with the
+    Callers: the new-export view and ``sharing.links.share_create``. Needs a recent reauthentication (checked again here, with the
     actor's own record of it). Writes one AccessEvent (export, patient_request); the task is sent
     after commit, and only the id travels in it. Returns the passphrase to show once.
     """
@@ -148,7 +151,7 @@ def export_request(*, actor: Actor, study_ids: list[int] | None, deidentify: boo
         raise ValidationError("Choose among your own studies.")
     passphrase = generate_passphrase()
     export = _create(patient=patient, studies=studies, deidentify=deidentify, requested_by_id=actor.user_id,
-                     passphrase=passphrase)
+                     passphrase=passphrase, keep_until=keep_until)
     access_log.record(
         actor=actor,
         patient=patient,
@@ -256,7 +259,7 @@ def export_package(*, export_id: int) -> str:
         export.pixel_report = result.pixel_text.as_dict() if export.deidentify else {}
         export.passphrase_encrypted = ""
         export.finished_at = now
-        export.expires_at = now + dt.timedelta(days=settings.EXPORTS_EXPIRY_DAYS)
+        export.expires_at = max(now + dt.timedelta(days=settings.EXPORTS_EXPIRY_DAYS), export.keep_until or now)
         export.save()
         if result.copies:
             deidentified_copies_record(records=result.copies, export_ref=export.pk, made_at=now)

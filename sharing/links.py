@@ -144,8 +144,10 @@ def share_create(
     passphrase = ""
     if allow_download:
         # The same encrypted archive as the patient's own exports (the patient's export, in their
-        # log as theirs): the doctor downloads it through the link with the passphrase.
-        requested = export_request(actor=actor, study_ids=[s.pk for s in studies], deidentify=False)
+        # log as theirs): the doctor downloads it through the link with the passphrase, for as long
+        # as the link lasts (the archive is kept that long, not only EXPORTS_EXPIRY_DAYS).
+        requested = export_request(actor=actor, study_ids=[s.pk for s in studies], deidentify=False,
+                                   keep_until=share.expires_at)
         share.export, passphrase = requested.export, requested.passphrase
     share.full_clean()
     share.save()

@@ -359,3 +359,23 @@ def test_visits_no_one_can_use_are_purged(patient, study, django_capture_on_comm
     reconcile()  # the minute task runs the purge
     left = {h for h in ShareVisit.objects.values_list("secret_hash", flat=True)}
     assert left == {links._hash("visit", "fresh-code"), links._hash("visit", "open")}
+
+
+def test_a_download_share_keeps_its_archive_as_long_as_the_link_lasts(
+        patient, study, downloads_dir, settings, django_capture_on_commit_callbacks):
+    # The archive expired after EXPORTS_EXPIRY_DAYS (7) whatever the share's length: a doctor given
+    # 30 days found "not available" from day 8, and the purge deleted the file.
+    from exports.services import export_package, export_request
+
+    settings.EXPORTS_EXPIRY_DAYS = 7
+    with django_capture_on_commit_callbacks(execute=False):
+        created = links.share_create(
+            actor=actor_of(patient), study_ids=[study.pk], recipient_name="Dr Ada Lowe", recipient_organization="Northbrook Clinic",
+            recipient_email="ada@northbrook.example", days=30, allow_download=True)
+        own = export_request(actor=actor_of(patient), study_ids=[study.pk], deidentify=False).export
+    for export in (created.share.export, own):
+        assert export_package(export_id=export.pk) == "ready"
+        export.refresh_from_db()
+    assert created.share.export.expires_at >= created.share.expires_at
+    # The patient's own export keeps its seven days.
+    assert own.expires_at - own.finished_at == dt.timedelta(days=7)
