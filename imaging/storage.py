@@ -208,23 +208,15 @@ class IncomingRun:
             root = _incoming_dir(storage)
             if root is None:
                 return
-            with _sweep_lock(root):
-                _purge_dead_runs(root)
-                path = tempfile.mkdtemp(prefix="run-", dir=root)
-                fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            self.path, self._lock_fd = _claim_run_folder(root)
         except OSError as exc:  # a full disk has no room for the folder itself
             raise _write_error(storage.path(".incoming"), exc) from exc
-        self.path, self._lock_fd = path, fd
 
     def close(self) -> None:
         """Remove the folder and whatever is still in it (files not committed), then the lock."""
         if self.path is None or self._lock_fd is None:
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path + ".lock")
-        os.close(self._lock_fd)
+        _release_run_folder(self.path, self._lock_fd)
         self.path, self._lock_fd = None, None
 
     def __enter__(self) -> IncomingRun:
@@ -232,6 +224,58 @@ class IncomingRun:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _claim_run_folder(root: str) -> tuple[str, int]:
+    """A new ``run-XXXX`` folder under ``root`` and the open file descriptor of its
+    ``run-XXXX.lock``, locked; dead runs' folders under ``root`` are swept first (see
+    ``IncomingRun``)."""
+    with _sweep_lock(root):
+        _purge_dead_runs(root)
+        path = tempfile.mkdtemp(prefix="run-", dir=root)
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return path, fd
+
+
+def _release_run_folder(path: str, fd: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path + ".lock")
+    os.close(fd)
+
+
+# Where ZIP archives are unpacked when the storage has no local folder for runs (object
+# storage): run folders under the system's temporary directory, locked and swept alike.
+UNPACK_TEMP_ROOT = "lightbox-import"
+
+
+@contextlib.contextmanager
+def unpack_folder(run: IncomingRun) -> Iterator[Path]:
+    """An empty folder, private to ``run``, into which an import unpacks the ZIP archives it is
+    given, removed when the block ends. It is held by ``run``'s lock: a killed import's unpacked
+    members are swept with its run folder by the next import (or the nightly task), rather than
+    staying in /tmp for good as a ``TemporaryDirectory`` did. On the same filesystem as the
+    copies. Without a local run folder (object storage): a run folder of its own under
+    ``<tmp>/lightbox-import/``, claimed, locked and swept as ``.incoming`` is."""
+    if run.path is not None:
+        path = os.path.join(run.path, "unpacked")
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as exc:  # a disk too full for an empty folder takes no copy either
+            raise _write_error(run.path, exc) from exc
+        try:
+            yield Path(path)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
+    root = os.path.join(tempfile.gettempdir(), UNPACK_TEMP_ROOT)
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    path, fd = _claim_run_folder(root)
+    try:
+        yield Path(path)
+    finally:
+        _release_run_folder(path, fd)
 
 
 @contextlib.contextmanager

@@ -37,6 +37,8 @@ from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000TransferSyntaxes,
     JPEGLSTransferSyntaxes,
     JPEGTransferSyntaxes,
@@ -226,6 +228,56 @@ def _check_fragments(ds: Any, g: PixelGeometry, value: bytes, ts: UID) -> None:
         images = sum(1 for fragment in generate_fragments(value[start:]) if fragment.startswith(_IMAGE_STARTS))
         if images > g.frames:
             raise PixelDataMismatch(f"The compressed pixel data holds {images} images; the header says {g.frames}.")
+
+
+# What plain_monochrome accepts: the header values pydicom's native decoder reads
+# (pydicom/pixels/common.py, RunnerBase._validate_options), limited to the common kind.
+_PLAIN_SYNTAXES = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+_PLAIN_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
+_PLAIN_BITS_ALLOCATED = (8, 16)
+_MAX_DECODER_SIDE = 2**16 - 1  # pydicom refuses Rows or Columns above this
+# Elements that change how a monochrome frame is mapped for display (render._to_8bit) in ways
+# that can fail on bad values: a plain image has none of them.
+_DISPLAY_LUTS = ("ModalityLUTSequence", "VOILUTSequence")
+
+
+def plain_monochrome(ds: Any, g: PixelGeometry, *, max_frame_pixels: int) -> bool:
+    """Whether the first frame of ``ds`` is certain to decode and map to 8 bits, from its header
+    alone, so the import need not decode it to find out (docs/security.md §21 still applies:
+    ``g`` passed :func:`check_pixel_data`, and the decoded size is checked here).
+
+    True only for the plainest, commonest kind (a CT or MR slice): uncompressed little-endian
+    ``PixelData`` holding the frames the header counts, MONOCHROME1/2, one sample, 8 or 16 bits
+    allocated with Bits Stored within them, Pixel Representation 0 or 1, every one of these
+    present as the number pydicom reads, no LUT sequences, a decoded size within
+    :func:`max_decoded_bytes` and a frame within ``max_frame_pixels``. For such data pydicom's
+    native decoder is a reshape of the bytes after the checks listed in
+    ``RunnerBase._validate_options`` (each one met here), and rescale and window come from
+    ``parse.viewer_info``, which keeps only finite numbers. Anything else (False) is decoded by
+    the caller's check as before; tests/imaging/test_import_plain_pixels.py holds every file
+    this says True for to the decode check's verdict."""
+    try:
+        ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+        if ts not in _PLAIN_SYNTAXES or 0x7FE00010 not in ds or 0x7FE00008 in ds or 0x7FE00009 in ds:
+            return False
+        if ds.get("PhotometricInterpretation") not in _PLAIN_PHOTOMETRIC:
+            return False
+        values = [ds.get(k) for k in ("SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation",
+                                      "Rows", "Columns")]
+        if not all(type(v) is int for v in values):
+            return False
+        samples, bits_allocated, bits_stored, representation, rows, columns = values
+        if "NumberOfFrames" in ds and _whole(ds, "NumberOfFrames", "Number of Frames") != g.frames:
+            return False
+        if any(keyword in ds for keyword in _DISPLAY_LUTS):
+            return False
+        check_decoded_size(ds)
+    except Exception:  # noqa: BLE001 - any doubt: the caller decodes the frame to find out
+        return False
+    return (samples == g.samples == 1 and bits_allocated == g.bits_allocated in _PLAIN_BITS_ALLOCATED
+            and 1 <= bits_stored <= bits_allocated and representation in (0, 1)
+            and (rows, columns) == (g.rows, g.columns) and max(rows, columns) <= _MAX_DECODER_SIDE
+            and rows * columns <= max_frame_pixels)
 
 
 def check_codestreams(ds: Any, g: PixelGeometry) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -170,7 +169,8 @@ def dicom_import(*, actor: Actor, paths: list[str | Path], issuer: str | None = 
     but did not commit is removed.
 
     Files wait in this run's own ``.incoming`` folder (``storage.IncomingRun``) between pass 1
-    and their study's commit; a killed run's folder is removed by the next import's sweep.
+    and their study's commit, and ZIP archives are unpacked inside it; a killed run's folder is
+    removed by the next import's sweep.
     """
     if not actor.all_patients:
         raise PermissionDenied("Only the hospital's import may add files to patients' records.")
@@ -184,8 +184,10 @@ def dicom_import(*, actor: Actor, paths: list[str | Path], issuer: str | None = 
     # Closing the run removes the copies that were not put in place (duplicates, rejections,
     # failed studies, a run stopped by a storage error).
     try:
-        with storage.IncomingRun() as run, tempfile.TemporaryDirectory(prefix="lightbox-import-") as tmp:
-            staged = _stage_all(roots, Path(tmp), summary, run)
+        # ZIP members are unpacked inside the run's own folder, so a killed import's are swept
+        # with it (storage.unpack_folder).
+        with storage.IncomingRun() as run, storage.unpack_folder(run) as unpacked:
+            staged = _stage_all(roots, unpacked, summary, run)
             _import_staged(actor, staged, issuer, summary)
     except storage.StorageWriteError as exc:  # the run's own folder too, on a disk already full
         logger.error("import stopped: %s", exc)
