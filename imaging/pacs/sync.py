@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core.actor import Actor
-from imaging import selectors
+from imaging import selectors, storage
 from imaging.models import PacsInstance, PacsPatientSync, PacsSyncRun, Patient
 from imaging.pacs.client import connect, pacs_configured
 from imaging.pacs.errors import PacsError
@@ -205,8 +204,9 @@ def _sync_study(
         return len(wanted)
 
     throttle = getattr(settings, "PACS_THROTTLE_MS", 0) / 1000
-    with tempfile.TemporaryDirectory(prefix="lightbox-pacs-") as tmp:
-        folder = Path(tmp)
+    # Downloads wait in a run folder of the store's own (locked, swept by the next import when
+    # this process is gone), not a TemporaryDirectory that a killed sync left in /tmp for good.
+    with storage.IncomingRun() as run, storage.unpack_folder(run) as folder:
         files: list[Path] = []
         for index, sop_uid in enumerate(todo):
             data = api.instance_bytes(study_uid, wanted[sop_uid][0], sop_uid)

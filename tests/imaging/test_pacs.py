@@ -32,6 +32,7 @@ from tests.factories import AuthenticatorAppFactory, PatientFactory, UserFactory
 from tests.imaging.conftest import SAMPLES
 from tests.imaging.helpers import importer
 from tests.imaging.orthanc import Orthanc, available
+from tests.imaging.test_import_batches import incoming_left
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,7 +178,8 @@ def _sync_subprocess(data_dir: Path, url: str) -> subprocess.Popen:
         "PACS_DICOMWEB_URL": url,
         # Slow enough that the kill lands between studies; pacing is a real PACS setting.
         "PACS_THROTTLE_MS": "150",
-        # The killed run cannot remove its download directory: keep it inside this test's tmp.
+        # Where a killed run's downloads stayed for good before they moved into the store's
+        # swept .incoming folder: this test's tmp, so the test sees them.
         "TMPDIR": str(data_dir),
     })
     return subprocess.Popen([sys.executable, "manage.py", "sync_pacs"], cwd=ROOT, env=env,
@@ -203,6 +205,11 @@ def test_a_sync_killed_half_way_resumes_without_duplicates(pacs, transactional_d
     assert 0 < Instance.objects.count() < total
 
     call_command("sync_pacs", stdout=io.StringIO())
+
+    # Nothing the killed run downloaded is left behind: not in the temporary folder, and its run
+    # folder in the store was swept by the second run's import.
+    assert list(tmp_path.glob("lightbox-pacs-*")) == []
+    assert incoming_left(dicom_storage) == []
 
     assert Instance.objects.count() == total
     assert Instance.objects.values("sop_uid").distinct().count() == total
