@@ -63,7 +63,7 @@ def access_log_open(*, actor: Actor, filters: LogFilters | None = None, before: 
         own = selectors.own_days(events, before=before)
         return AccessLogView(patient, visit, last_visit, None, [], summary, own)
     page = selectors.log_page(events, before=before)
-    rows = selectors.log_rows(actor=actor, events=page.events, last_visit=last_visit)
+    rows = selectors.log_rows(actor=actor, events=page.events, last_visit=last_visit, patient_name=patient.name)
     return AccessLogView(patient, visit, last_visit, page, rows, summary)
 
 

@@ -274,24 +274,43 @@ def _purpose_phrase(purpose: str) -> str:
     }.get(purpose, purpose)
 
 
-def _what(event: AccessEvent) -> str:
+def _what(event: AccessEvent, whose: str | None = None) -> str:
+    """What was touched, as "your CT chest", or with ``whose`` ("their", "Sam Doe's") in place of "your"."""
     if (event.details or {}).get("page") == LOG_PAGE:
-        return _("your access log")
-    if event.study is not None:
+        what = _("access log")
+    elif event.study is not None:
         # In plain case, as the imaging pages show it ("CT chest with contrast", issue 19 item 9).
         # Imported here: imaging.dicom loads pydicom's pixel stack, which an export worker, which
         # imports this module, must never load (tests/exports/test_worker.py).
         from imaging.dicom.terms import plain_description
 
-        return _("your %(scan)s") % {"scan": plain_description(event.study.description) or _("imaging study")}
-    return _("your imaging records")
+        what = plain_description(event.study.description) or _("imaging study")
+    else:
+        what = _("imaging records")
+    return _("%(whose)s %(what)s") % {"whose": whose or _("your"), "what": what}
 
 
-def describe(event: AccessEvent) -> str:
+def _is_readers_own(event: AccessEvent, reader: Actor | None) -> bool:
+    """Whether ``reader`` did this: a patient's own actions, or, to someone acting for the patient
+    under a proxy grant, their own (the patient's are then the patient's, not "yours")."""
+    if reader is not None and reader.is_proxy:
+        return event.actor_type == AccessEvent.ActorType.PROXY and event.actor_ref == reader.ref
+    return event.actor_type == AccessEvent.ActorType.PATIENT
+
+
+def describe(event: AccessEvent, *, reader: Actor | None = None, patient_name: str = "") -> str:
     """One sentence for the patient: "Dr Jane Roe, Radiologist at Mercy Hospital, viewed your
-    CT chest for your care." (the time is shown next to it)."""
+    CT chest for your care." (the time is shown next to it). To a ``reader`` acting for the
+    patient (a proxy), "You" is the proxy: "You viewed Sam Doe's CT chest." and the patient's own
+    actions are "Sam Doe viewed their CT chest." (``patient_name``)."""
     verb = event.get_action_display().lower()
+    proxy_reader = reader is not None and reader.is_proxy
+    name = patient_name or _("The patient")
+    if proxy_reader and _is_readers_own(event, reader):
+        return _("You %(verb)s %(what)s.") % {"verb": verb, "what": _what(event, _("%(name)s's") % {"name": name})}
     if event.actor_type == AccessEvent.ActorType.PATIENT:
+        if proxy_reader:
+            return _("%(name)s %(verb)s %(what)s.") % {"name": name, "verb": verb, "what": _what(event, _("their"))}
         return _("You %(verb)s %(what)s.") % {"verb": verb, "what": _what(event)}
     who = event.actor_name or event.get_actor_type_display()
     # A sender that knows only the role names the person by it: "Referring physician at Mercy
@@ -330,8 +349,10 @@ class LogRow:
     flaggable: bool = False  # someone else's access, which the patient may flag
 
 
-def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime | None) -> list[LogRow]:
-    """The page's rows: one plain sentence and its badges per event."""
+def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime | None,
+             patient_name: str = "") -> list[LogRow]:
+    """The page's rows: one plain sentence and its badges per event (``describe``; "You" is the
+    reader, a proxy included)."""
     firsts = first_access_ids(actor=actor, events=events)
     rows = []
     for event in events:
@@ -348,16 +369,16 @@ def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime
             badges.append(("research", _("Research use")))
         if event.purpose == AccessEvent.Purpose.EMERGENCY:
             badges.append(("emergency", _("Emergency access")))
-        if event.actor_type == AccessEvent.ActorType.PATIENT:
+        if _is_readers_own(event, actor):
             badges.append(("self", _("You")))
         when = timezone.localtime(event.occurred_at)
         rows.append(
             LogRow(
-                event, describe(event), badges, when_iso=when.isoformat(), when_text=date_format(when, "DATETIME_FORMAT"),
+                event, describe(event, reader=actor, patient_name=patient_name), badges, when_iso=when.isoformat(), when_text=date_format(when, "DATETIME_FORMAT"),
                 meta=" · ".join(
                     (event.get_actor_type_display(), event.get_purpose_display(), event.get_source_display())
                 ),
-                flaggable=event.actor_type != AccessEvent.ActorType.PATIENT,
+                flaggable=event.actor_type != AccessEvent.ActorType.PATIENT and not _is_readers_own(event, actor),
             )
         )
     return rows

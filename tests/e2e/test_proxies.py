@@ -104,9 +104,10 @@ def test_a_parent_with_no_record_signs_up_with_the_code_and_acts_for_their_child
     decision = ConsentDecision.objects.get(patient=child)
     assert decision.receipt["receipt"]["proxy"]["name"] == "Alex Doe"
 
-    # The child's access log and consent history name the parent "on behalf of".
+    # The child's access log, read by the parent, says "You" for the parent's own looks (the child
+    # reads them under the parent's name, "on behalf of"); the consent history names the parent.
     page.get_by_role("link", name="Who saw my scans").click()
-    expect(page.get_by_text("Alex Doe, parent acting on behalf of the patient").first).to_be_visible()
+    expect(page.get_by_text("You viewed Sam Doe's").first).to_be_visible()
     screenshot(page, "proxies-log")
     page.goto(f"{live_server.url}/consent/history/")
     expect(page.get_by_text("Alex Doe (parent) on behalf of you, online")).to_be_visible()

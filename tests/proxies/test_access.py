@@ -41,8 +41,10 @@ def test_the_log_names_the_proxy_on_behalf_of_the_patient(client, child, parent,
     assert (event.actor_type, event.actor_name) == ("proxy", "Alex Doe")
     assert "on behalf of the patient" in event.role
     assert event.actor_ref == f"user:{parent.pk}"
-    log = client.get("/access-log/").content.decode()
-    assert "Alex Doe, parent acting on behalf of the patient" in log
+    # The patient reads it under the proxy's name (the proxy reading it sees "You", below).
+    from audit.selectors import describe
+
+    assert describe(event).startswith("Alex Doe, parent acting on behalf of the patient viewed your MR knee")
 
 
 def test_own_records_one_click_away(client, child, parent, child_study):
@@ -155,3 +157,22 @@ def test_the_patient_sees_when_a_proxy_last_used_the_access(client, patient, par
     client.get(f"/studies/{study.pk}/")
     event = AccessEvent.objects.get(patient=patient.patient, actor_type="proxy")
     assert proxies_of(actor=actor_of(patient))[0].last_use == event.occurred_at
+
+
+def test_in_the_proxys_view_of_the_log_you_is_the_proxy_and_the_patient_is_named(client, child, parent, child_study):
+    # A parent reading their child's log read "You viewed your MR knee." for what the child did,
+    # and their own looks under their own name with no "You".
+    import html
+    import re
+
+    from audit.services import record_access
+
+    record_access(patient=child, study=child_study, action="view", purpose="patient_request", actor_type="patient",
+                  actor_name="Patient (self)")
+    acting_client(client, parent, make_grant(child, parent))
+    client.get(f"/studies/{child_study.pk}/")
+    log = client.get("/access-log/?show=all").content.decode()
+    text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", log)))
+    assert "Sam Doe viewed their MR knee." in text
+    assert "You viewed Sam Doe's MR knee." in text
+    assert "You viewed your MR knee." not in text
