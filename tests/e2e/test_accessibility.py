@@ -382,6 +382,7 @@ NOT_PAGES = {
     "exports-status": "JSON polled by exports.js",
     "sharing-push-status": "JSON polled by sharing.js",
     "sharing-revoke": "POST-only; redirects to the sharing page (its buttons are checked there)",
+    "sharing-push-stop": "POST-only; redirects to the sharing page (its Stop sending button is checked there)",
     "proxies-switch": "POST-only; redirects home (the switcher is checked on the proxy's home page)",
     "proxies-end": "POST-only; redirects to the people page (its buttons are checked there)",
     "proxies-agree": "POST-only; redirects to the people page (its buttons are checked there)",
