@@ -18,10 +18,10 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 
@@ -263,44 +263,121 @@ class SeriesCard:
     unshown: Unshown | None = None  # None when every image can be shown
 
 
+class StudyFile(NamedTuple):
+    """One instance of a study as the study page needs it (:func:`_study_read`)."""
+
+    pk: int
+    series_id: int
+    sha256: str
+    storage_path: str
+    sop_class: str
+    rows: int | None
+    columns: int | None
+    frames: int
+    pixel_status: str
+    pixel_error: str
+    verified_ok: bool | None
+    last_verified_at: dt.datetime | None
+    text_status: str | None  # its PixelText (OCR) row, None when OCR has not run
+    text_kinds: list | None
+    text_regions: list | None
+    text_reason: str | None
+
+    @property
+    def is_image(self) -> bool:
+        """``Instance.is_image``, the one counting rule (``_has_pixels``)."""
+        return bool(self.rows and self.columns and self.frames)
+
+
+_STUDY_FILE_FIELDS = ("pk", "series_id", "sha256", "storage_path", "sop_class", "rows", "columns", "frames",
+                      "pixel_status", "pixel_error", "verified_ok", "last_verified_at", "pixel_text__status",
+                      "pixel_text__kinds", "pixel_text__regions", "pixel_text__reason")
+
+
+@dataclass
+class StudyRead:
+    """A study's series, each with its instances (``files``, in ``number``, ``pk`` order), their
+    counts (``n``, ``image_n``, ``frame_n``, ``first_class``) and whether it has an open integrity
+    alert (``open_alerts``): everything the study page shows about its files, in two queries."""
+
+    series: list[Series]
+
+    @property
+    def files(self) -> Iterator[StudyFile]:
+        """Every instance, in series order (``number``, ``pk``), then ``number``, ``pk``."""
+        for series in self.series:
+            yield from series.files
+
+
+def _study_read(study: Study) -> StudyRead:
+    """Read ``study``'s series and their instances once.
+
+    The study page once read the instances five times (undecodable images, the series' counts,
+    the header report's files, the OCR rows, the integrity counts), mostly as aggregates whose
+    compilation in Django cost more CPU than PostgreSQL's work (issue 18: the study page's
+    throughput). Now one plain read of the series and one of their instances; the counts are
+    taken here in Python. The series' first SOP class is Python's ``min`` (code point order),
+    where SQL's ``Min`` followed the database's collation: the same for UIDs under a C collation."""
+    series = list(
+        study.series.annotate(
+            open_alerts=Exists(IntegrityAlert.objects.filter(instance__series=OuterRef("pk"), resolved_at__isnull=True))
+        ).order_by("number", "pk")
+    )
+    by_series: dict[int, list[StudyFile]] = {s.pk: [] for s in series}
+    if series:  # an instance always has a series: a study without series has no files to read
+        rows = Instance.objects.filter(series_id__in=list(by_series)).order_by("number", "pk")
+        for row in rows.values_list(*_STUDY_FILE_FIELDS):
+            by_series[row[1]].append(StudyFile._make(row))
+    for s in series:
+        s.files = by_series[s.pk]
+        images = [f for f in s.files if f.is_image]
+        s.n = len(s.files)
+        s.image_n = len(images)
+        s.frame_n = sum(f.frames for f in images) if images else None
+        s.first_class = min((f.sop_class for f in s.files), default=None)
+    return StudyRead(series)
+
+
+def _read_of(study: Study) -> StudyRead:
+    """The read :func:`series_cards` left on ``study`` (``study.page_read``), or a new one."""
+    read = getattr(study, "page_read", None)
+    return read if read is not None else _study_read(study)
+
+
 def series_cards(study: Study) -> list[SeriesCard]:
     """The study's series with counts, what kind of object each holds and which of its images
     cannot be shown. ``study`` came from :func:`study_get` (the study page,
-    ``imaging.services.viewing.study_open``); this reads only its own series."""
-    rows = (
-        study.series.annotate(
-            n=Count("instances"),
-            **image_count_annotations("instances__"),
-            first_class=Min("instances__sop_class"),
-        )
-        .order_by("number", "pk")
-    )
+    ``imaging.services.viewing.study_open``); this reads only its own series.
+
+    Leaves its read on ``study`` (``study.page_read``) and on each card's series (``files``) for
+    :func:`integrity_for_study` and :func:`header_report_for_study`, which the study page calls
+    next in the same transaction: the page reads its files once."""
     from imaging.dicom import reveal, sr
 
-    unshown = _unshown_by_series(study)
+    read = study.page_read = _study_read(study)
     cards: list[SeriesCard] = []
-    for series in rows:
+    for series in read.series:
         kind = "image" if series.image_n else reveal.object_kind(series.first_class or "", has_pixels=False)
         card = SeriesCard(series, kind, reveal.sop_class_name(series.first_class or ""), series.n, image_count_of(series))
         card.readable = kind == "report" or series.first_class == sr.ENCAPSULATED_PDF
-        card.unshown = unshown.get(series.pk)
+        card.unshown = _unshown(series.files)
         cards.append(card)
     return cards
 
 
-def _unshown_by_series(study: Study) -> dict[int, Unshown]:
-    """Per series, the images whose pixels cannot be decoded and why (series with none left out)."""
-    found: dict[int, Unshown] = {}
-    rows = Instance.objects.filter(series__study=study, rows__isnull=False).values_list("series_id", "pixel_status", "pixel_error")
-    for series_id, status, error in rows:
-        entry = found.setdefault(series_id, Unshown())
+def _unshown(files: list[StudyFile]) -> Unshown | None:
+    """The images of one series whose pixels cannot be decoded and why; None when there are none."""
+    entry = Unshown()
+    for f in files:
+        if f.rows is None:
+            continue
         entry.total += 1
-        if status == PixelStatus.UNDECODABLE:
+        if f.pixel_status == PixelStatus.UNDECODABLE:
             entry.count += 1
-            reason = error or _("This image cannot be shown.")
+            reason = f.pixel_error or _("This image cannot be shown.")
             if reason not in entry.reasons:
                 entry.reasons.append(reason)
-    return {series_id: entry for series_id, entry in found.items() if entry.count}
+    return entry if entry.count else None
 
 
 # --- Reports ---------------------------------------------------------------------------------------
@@ -376,21 +453,28 @@ class Integrity:
 
 
 def integrity_for_study(study: Study) -> Integrity:
-    """When the study's stored files were last re-hashed, and whether they still match."""
-    instances = Instance.objects.filter(series__study=study)
-    agg = instances.aggregate(
-        total=Count("pk"),
-        verified=Count("pk", filter=Q(verified_ok=True)),
-        mismatched=Count("pk", filter=Q(verified_ok=False)),
-        oldest=Min("last_verified_at", filter=Q(verified_ok=True)),
-        newest=Max("last_verified_at"),
-    )
-    alerts = list(
-        IntegrityAlert.objects.filter(instance__series__study=study, resolved_at__isnull=True)
-        .select_related("instance", "instance__series")
-        .order_by("-detected_at")[:20]
-    )
-    return Integrity(agg["total"], agg["verified"], agg["mismatched"], agg["oldest"], alerts)
+    """When the study's stored files were last re-hashed, and whether they still match. Counted
+    from the study page's one read of its files (:func:`series_cards`); the open alerts are read
+    only when a series has one (most studies have none)."""
+    read = _read_of(study)
+    total = verified = mismatched = 0
+    oldest: dt.datetime | None = None
+    for f in read.files:
+        total += 1
+        if f.verified_ok is True:
+            verified += 1
+            if f.last_verified_at is not None and (oldest is None or f.last_verified_at < oldest):
+                oldest = f.last_verified_at
+        elif f.verified_ok is False:
+            mismatched += 1
+    alerts: list[IntegrityAlert] = []
+    if any(s.open_alerts for s in read.series):
+        alerts = list(
+            IntegrityAlert.objects.filter(instance__series__study=study, resolved_at__isnull=True)
+            .select_related("instance", "instance__series")
+            .order_by("-detected_at")[:20]
+        )
+    return Integrity(total, verified, mismatched, oldest, alerts)
 
 
 # A report is rebuilt only when the study's files change (the key covers every SHA-256). An hour
@@ -405,53 +489,47 @@ def header_report_for_study(study: Study, *, series: list[Series] | None = None)
 
     Who may call: the study page (``imaging.services.viewing.study_open``), with a study already
     narrowed by :func:`study_get`; that service records the access event. Nothing is OCRed here
-    (ingest enqueues it). ``series``: the study's series with ``n`` (their instance count)
-    annotated, when the caller already has them (:func:`series_cards` does), saving two queries
-    on every study page (issue 18: the study page's throughput)."""
+    (ingest enqueues it). ``series``: the study's series in page order as :func:`series_cards`
+    read them (each with its ``files``), when the caller has them: the page then reads no
+    instances again (issue 18: the study page's throughput). Without it, one read of its own."""
     from imaging.dicom import reveal
 
-    instances = list(
-        Instance.objects.filter(series__study=study).order_by("series__number", "series_id", "number", "pk")
-        .values_list("pk", "series_id", "sha256", "storage_path")
-    )
-    fingerprint = hashlib.sha256("".join(sha for _, _, sha, _ in instances).encode()).hexdigest()
+    if series is None or any(not hasattr(s, "files") for s in series):
+        series = _study_read(study).series
+    files = [f for s in series for f in s.files]
+    fingerprint = hashlib.sha256("".join(f.sha256 for f in files).encode()).hexdigest()
     key = f"imaging:reveal:v{reveal.REPORT_VERSION}:{study.pk}:{fingerprint}"
     # The report holds the patient's header values; the shared cache only ever sees it encrypted.
     cached = cache.get(key)
     if cached is not None:
         report = json.loads(crypto.decrypt(cached))
     else:
-        report = reveal.build_report(_open_each((str(series_id), path) for _, series_id, _, path in instances))
+        report = reveal.build_report(_open_each((str(f.series_id), f.storage_path) for f in files))
         cache.set(key, crypto.encrypt(json.dumps(report).encode()), REVEAL_CACHE_SECONDS)
-    if series is None:
-        series = list(study.series.annotate(n=Count("instances")))
     labels = {str(s.pk): _series_label(s) for s in series}
-    pixels = reveal.pixel_summary(_pixel_rows(study))
+    pixels = reveal.pixel_summary(_pixel_rows(series))
     faces = _head_volumes(study, series)
     return report, reveal.present(report, labels, pixels=pixels, faces=faces)
 
 
-def _pixel_rows(study: Study) -> Iterator[reveal.PixelRow]:
-    """Each image of the study with its OCR result (``PixelText``), or none yet. A file whose
-    pixels cannot be decoded and has no OCR row counts as "could not be checked"."""
+def _pixel_rows(series: list[Series]) -> Iterator[reveal.PixelRow]:
+    """Each image of the series (read by :func:`_study_read`) with its OCR result
+    (``PixelText``), or none yet, by series id then ``number``, ``pk``. A file whose pixels
+    cannot be decoded and has no OCR row counts as "could not be checked"."""
     from imaging.dicom import reveal
 
-    rows = (
-        Instance.objects.filter(series__study=study, rows__isnull=False, columns__isnull=False, frames__gt=0)
-        .exclude(pixel_status=PixelStatus.NONE)
-        .order_by("series_id", "number", "pk")
-        .values_list("series_id", "series__modality", "pixel_status", "pixel_error", "pixel_text__status",
-                     "pixel_text__kinds", "pixel_text__regions", "pixel_text__reason")
-    )
-    # A plain fetch, not .iterator(): on PostgreSQL that is a server-side cursor (DECLARE, FETCH,
-    # CLOSE: two more round trips per page) for a few hundred small rows.
-    for series_id, modality, pixel_status, pixel_error, status, kinds, regions, reason in rows:
-        if status is None and pixel_status == PixelStatus.UNDECODABLE:
-            status, reason = PixelText.Status.NOT_CHECKED, pixel_error
-        texts = tuple(
-            (str(r.get("text", "")), tuple(r.get("kinds") or ())) for r in (regions or []) if isinstance(r, dict)
-        )
-        yield reveal.PixelRow(str(series_id), modality or "", status or "", tuple(kinds or ()), texts, reason or "")
+    for s in sorted(series, key=lambda s: s.pk):
+        modality = s.modality or ""
+        for f in s.files:
+            if f.rows is None or f.columns is None or not f.frames or f.pixel_status == PixelStatus.NONE:
+                continue
+            status, reason = f.text_status, f.text_reason
+            if status is None and f.pixel_status == PixelStatus.UNDECODABLE:
+                status, reason = PixelText.Status.NOT_CHECKED, f.pixel_error
+            texts = tuple(
+                (str(r.get("text", "")), tuple(r.get("kinds") or ())) for r in (f.text_regions or []) if isinstance(r, dict)
+            )
+            yield reveal.PixelRow(str(s.pk), modality, status or "", tuple(f.text_kinds or ()), texts, reason or "")
 
 
 def _head_volumes(study: Study, series: list[Series]) -> dict[str, int]:
