@@ -235,8 +235,8 @@ def events_ingest(*, sender: str, source: str, events: list[Any], default_actor_
     ``import_access_events`` (``source="import"``). Each accepted event is recorded as
     ``record_access`` would, with ``details.reported_by = sender``, but the batch goes in
     in short transactions of about 100 events (``audit.services.append_events``: each locks only
-    its patients' heads, in one order, for milliseconds), so two batches never deadlock and
-    portal writes wait milliseconds, not a batch.
+    its patients' heads, in one order, for milliseconds), so two batches never deadlock, and a
+    portal write that finds a head held queues its event instead of waiting (``record_access``).
     Idempotency is per sender: the stored ``source_event_id`` is ``"<sender>/<id>"``, so two
     systems that number events alike never collide, and a re-sent event comes back as
     ``duplicate``. ``normalised`` lets the FHIR mapping hand over events already in the batch

@@ -497,9 +497,10 @@ def create_heads(patient_ids: Iterable[int]) -> None:
 # pauses) before it queues for them like any writer: one allowance for the whole batch.
 HEADS_PATIENCE = 2.0
 # Events chained and committed per transaction by ``append_events``. A group holds its heads from
-# its lock to its commit, so a portal page that needs one of them waits for one group (a few
-# milliseconds), not for a whole batch of 500 (150-250 ms in issue 18's benchmark); a commit per
-# 100 events stays a small part of a batch's time.
+# its lock to its commit (a portal page that needs one of them queues its event meanwhile), so
+# concurrent batches on the same patients wait for one group, not for a whole batch of 500
+# (150-250 ms in issue 18's benchmark; with groups of 500, four senders on the same patients took
+# about half the events per second); a commit per 100 events stays a small part of a batch's time.
 GROUP_EVENTS = 100
 # How long a group waits for one lock once it queues. Groups hold their heads for milliseconds,
 # so a longer wait means something else holds a head; the sender retries rather than tie up a worker.
