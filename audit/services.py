@@ -405,13 +405,6 @@ def _append_one(event: AccessEvent, *, occurred_given: bool, wait: bool) -> None
     event._state.db = connection.alias
 
 
-# What a queued event keeps (everything build_event set but the id, chain position and hashes;
-# recorded_at is taken when it is chained).
-_QUEUED_ATTRS = tuple(a for a in ("occurred_at", "patient_id", "study_id", "actor_type", "actor_name", "actor_ref",
-                                  "organization", "role", "purpose", "action", "outcome", "source",
-                                  "source_event_id", "ip", "user_agent", "details"))
-
-
 def _queue(cursor: Any, event: AccessEvent, *, occurred_given: bool) -> None:
     """Write ``event`` to the queue of events waiting for its head (``PendingAccessEvent``), in
     the caller's transaction. Its time of access is now, not when it is chained."""
@@ -472,7 +465,8 @@ def chain_pending(*, limit: int = 1000) -> int:
     waits for the head like any writer (bounded by ``LOCK_TIMEOUT``)."""
     from audit.models import PendingAccessEvent
 
-    patient_ids = sorted(set(PendingAccessEvent.objects.values_list("patient_id", flat=True)[: limit * 10]))[:limit]
+    queued = PendingAccessEvent.objects.order_by("patient_id").values_list("patient_id", flat=True).distinct()
+    patient_ids = list(queued[:limit])
     chained = 0
     for patient_id in patient_ids:
         with transaction.atomic():
@@ -711,6 +705,9 @@ def _insert(events: list[AccessEvent], ids: list[int] | None = None) -> None:
 
 
 _DETAILS = _COPY_ATTRS.index("details")
+# What a queued event keeps (PendingAccessEvent.fields): every column but the id, and the time of
+# recording, chain position and hashes, which chaining sets.
+_QUEUED_ATTRS = tuple(a for a in _COPY_ATTRS if a not in ("id", "recorded_at", "seq", "prev_hash", "hash"))
 
 
 def _column(attname: str) -> str:
