@@ -74,11 +74,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def orthanc() -> Iterator[str]:
-    """Start the Debian package's Orthanc on a loopback port with a temporary config."""
+def orthanc(keep_in: Path | None = None) -> Iterator[str]:
+    """Start the Debian package's Orthanc on a loopback port with a temporary config. Its storage
+    is removed when it stops, unless ``keep_in`` is given: then it is made in that folder and left
+    for the caller to remove (``import_throughput.py`` removes nothing until every side has run;
+    see ``_no_removal_between_runs`` there)."""
     if not Path(ORTHANC).exists():
         raise SystemExit("Orthanc is not installed (apt-get install -y orthanc)")
-    with tempfile.TemporaryDirectory(prefix="bench-orthanc-") as tmp:
+    with (contextlib.nullcontext(tempfile.mkdtemp(prefix="bench-orthanc-", dir=keep_in)) if keep_in
+          else tempfile.TemporaryDirectory(prefix="bench-orthanc-")) as tmp:
         port = free_port()
         config = {
             "Name": "bench",

@@ -1,10 +1,13 @@
 """Import throughput: a generated CT study (default 3,000 slices of 512x512), Lightbox vs Orthanc.
 
-    .venv/bin/python benchmarks/import_throughput.py [--slices 3000] [--size 512] [--files DIR]
+    .venv/bin/python benchmarks/import_throughput.py [--slices 3000] [--size 512] [--files DIR] [--rounds 2]
 
 Lightbox: ``manage.py import_dicom DIR`` in a process of its own, timed from its start to its
 exit (Django's start included), on a throwaway data dir and database (SQLite unless
-DATABASE_URL is set; a PostgreSQL database named there is used as is, so give one of your own).
+DATABASE_URL is set; a PostgreSQL database named there is used as is, so give one of your own,
+and one round). Lightbox and Orthanc's keep-alive run take turns for ``--rounds`` rounds (2),
+each round in the other order; medians are compared. Nothing any side wrote is removed before
+every side has run (why: ``main``).
 Orthanc (Debian package, SQLite index), a fresh instance per client: the same files POSTed one by
 one to ``/instances`` on a loopback port, first over one keep-alive connection (http.client, what
 any real client does), then with a new connection per file (like ``curl`` per file).
@@ -27,6 +30,7 @@ import http.client
 import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,16 +96,54 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def lightbox_import(study: Path, data_dir: Path) -> tuple[float, float]:
+    """``manage.py import_dicom`` in a process of its own on a fresh data dir (migrated first, in
+    another process, not timed): seconds from its start to its exit, and its CPU seconds."""
+    env = {**os.environ, "LIGHTBOX_DATA_DIR": str(data_dir)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)  # noqa: S603
+    cpu0 = children_cpu()
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, "manage.py", "import_dicom", str(study)], cwd=ROOT,  # noqa: S603
+                         env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    cpu = children_cpu() - cpu0  # the command and its worker processes
+    count = len(list(study.glob("*.dcm")))
+    if run.returncode != 0 or f"Imported {count}," not in run.stdout:
+        raise SystemExit(f"import failed: {run.stdout[-500:]} {run.stderr[-2000:]}")
+    return seconds, cpu
+
+
+def orthanc_keep_alive(blobs: list[bytes], keep_in: Path) -> tuple[float, float]:
+    """Orthanc with one keep-alive client: seconds, and CPU seconds (server and client)."""
+    cpu0, client0 = children_cpu(), time.process_time()
+    with orthanc(keep_in=keep_in) as base:
+        t0 = time.perf_counter()
+        post_keep_alive(base, blobs)
+        seconds = time.perf_counter() - t0
+    # Orthanc's own CPU (counted once it has exited) and the client's.
+    return seconds, children_cpu() - cpu0 + time.process_time() - client0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slices", type=int, default=3000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--files", type=Path, help="keep (and reuse) the generated files in this folder")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of Lightbox and Orthanc keep-alive, in alternating order")
     args = parser.parse_args()
+    if args.rounds > 1 and os.environ.get("DATABASE_URL"):
+        raise SystemExit("--rounds above 1 needs SQLite (each round imports the same files into a fresh data dir)")
 
+    # _no_removal_between_runs: nothing any side wrote is removed until every side has run. This
+    # volume is ext4 without a journal, where a new inode skips the free ones deleted in the last
+    # 5 s (300 s while their inode-table block is unwritten), one buffer look-up each
+    # (fs/ext4/ialloc.c, recently_deleted). Removing Orthanc's 3,000 files just before Lightbox's
+    # run put a fifth of the import's CPU there (perf: recently_deleted, find_get_block_common under
+    # ext4_create and ext4_mkdir); removing them at the end leaves both sides the same disk.
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         tmp_path = Path(tmp)
-        setup_lightbox(tmp_path / "lightbox")  # migrated; the command below inherits the environment
+        setup_lightbox(tmp_path / "lightbox")  # for write_ct; each import below gets its own data dir
         study = args.files or tmp_path / "study"
         files = sorted(study.glob("*.dcm")) if study.exists() else []
         if len(files) != args.slices:
@@ -112,26 +154,17 @@ def main() -> None:
         print(f"{len(files)} files, {size_mb:.0f} MB; cores: {os.cpu_count()}")
         blobs = [f.read_bytes() for f in files]  # Orthanc's clients read from memory: no disk for them
 
-        cpu0, client0 = children_cpu(), time.process_time()
-        with orthanc() as base:
-            print(f"load {load()}")
-            t0 = time.perf_counter()
-            post_keep_alive(base, blobs)
-            keep_alive_s = time.perf_counter() - t0
-        # Orthanc's own CPU (counted once it has exited) and the client's.
-        keep_alive_cpu = children_cpu() - cpu0 + time.process_time() - client0
+        lightbox_runs: list[tuple[float, float]] = []
+        keep_alive_runs: list[tuple[float, float]] = []
+        for round_ in range(args.rounds):
+            sides = [("Orthanc keep-alive", lambda: keep_alive_runs.append(orthanc_keep_alive(blobs, tmp_path))),
+                     ("Lightbox", lambda r=round_: lightbox_runs.append(
+                         lightbox_import(study, tmp_path / f"lightbox-{r}")))]
+            for name, run_side in sides if round_ % 2 == 0 else reversed(sides):
+                print(f"round {round_ + 1}: {name}, load {load()}")
+                run_side()
 
-        print(f"load {load()}")
-        cpu0 = children_cpu()
-        t0 = time.perf_counter()
-        run = subprocess.run([sys.executable, "manage.py", "import_dicom", str(study)], cwd=ROOT,  # noqa: S603
-                             env=os.environ, capture_output=True, text=True)
-        lightbox_s = time.perf_counter() - t0
-        lightbox_cpu = children_cpu() - cpu0  # the command and its worker processes
-        if run.returncode != 0 or f"Imported {len(files)}," not in run.stdout:
-            raise SystemExit(f"import failed: {run.stdout[-500:]} {run.stderr[-2000:]}")
-
-        with orthanc() as base:
+        with orthanc(keep_in=tmp_path) as base:
             print(f"load {load()}")
             t0 = time.perf_counter()
             for blob in blobs:
@@ -142,7 +175,15 @@ def main() -> None:
         floor_s = floor(files, tmp_path / "floor")
 
     n = len(files)
+    for i, ((lb_s, lb_cpu), (ka_s, ka_cpu)) in enumerate(zip(lightbox_runs, keep_alive_runs, strict=True), 1):
+        print(f"round {i}: Lightbox {lb_s:6.2f} s ({n / lb_s:6.1f}/s, {lb_cpu:.1f} CPU s), Orthanc keep-alive "
+              f"{ka_s:6.2f} s ({n / ka_s:6.1f}/s, {ka_cpu:.1f} CPU s): {ka_s / lb_s:.2f}x")
+    lightbox_s = statistics.median(s for s, _ in lightbox_runs)
+    keep_alive_s = statistics.median(s for s, _ in keep_alive_runs)
+    lightbox_cpu = statistics.median(c for _, c in lightbox_runs)
+    keep_alive_cpu = statistics.median(c for _, c in keep_alive_runs)
     lb, ka, pf = n / lightbox_s, n / keep_alive_s, n / per_file_s
+    print(f"medians of {args.rounds} round(s):")
     print(f"Lightbox import_dicom (process start included): {lightbox_s:6.2f} s  {lb:7.1f} instances/s")
     print(f"Orthanc REST /instances, keep-alive client     : {keep_alive_s:6.2f} s  {ka:7.1f} instances/s")
     print(f"Orthanc REST /instances, a connection per file : {per_file_s:6.2f} s  {pf:7.1f} instances/s")
