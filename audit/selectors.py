@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from django.db import connections
 from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncMonth
 from django.http import Http404
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -43,6 +43,26 @@ AI_RESEARCH_PURPOSES = (
 )
 # The detail the log view records about itself; the latest such event is "your last visit".
 LOG_PAGE = "access_log"
+
+
+def _own_q(reader: Actor) -> Q:
+    """The reader's own actions: a patient's, or those of the person reading under a proxy grant
+    (recorded under their name, ``actor_ref`` their account)."""
+    if reader.is_proxy:
+        return Q(actor_type=AccessEvent.ActorType.PROXY, actor_ref=reader.ref)
+    return Q(actor_type=AccessEvent.ActorType.PATIENT)
+
+
+def _not_others_q(reader: Actor) -> Q:
+    """What "accesses by others" leaves out: the patient's own actions (their page views flooded
+    the list, issue 19) and, to a proxy, the proxy's own as well. Another proxy's looks are
+    others' to everyone."""
+    patient = Q(actor_type=AccessEvent.ActorType.PATIENT)
+    return patient | _own_q(reader) if reader.is_proxy else patient
+
+
+def _is_others(event: AccessEvent, reader: Actor | None) -> bool:
+    return event.actor_type != AccessEvent.ActorType.PATIENT and not _is_readers_own(event, reader)
 
 
 def is_ai_or_research(event: AccessEvent) -> bool:
@@ -124,10 +144,10 @@ def filtered_events(*, actor: Actor, filters: LogFilters) -> QuerySet[AccessEven
     if filters.actor_type:
         events = events.filter(actor_type=filters.actor_type)
     elif filters.show == SHOW_OWN:
-        events = events.filter(actor_type=AccessEvent.ActorType.PATIENT)
+        events = events.filter(_own_q(actor))
     elif filters.show != SHOW_ALL:
-        # Others' accesses: the (patient, -occurred_at, -id) index, the patient's own rows skipped.
-        events = events.exclude(actor_type=AccessEvent.ActorType.PATIENT)
+        # Others' accesses: the (patient, -occurred_at, -id) index, the reader's own rows skipped.
+        events = events.exclude(_not_others_q(actor))
     if filters.purpose:
         events = events.filter(purpose=filters.purpose)
     if filters.action:
@@ -357,7 +377,7 @@ def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime
     rows = []
     for event in events:
         badges = []
-        if last_visit is not None and event.occurred_at > last_visit and event.actor_type != AccessEvent.ActorType.PATIENT:
+        if last_visit is not None and event.occurred_at > last_visit and _is_others(event, actor):
             badges.append(("new", _("New")))
         if event.pk in firsts:
             badges.append(("first", _("First access by this organisation")))
@@ -378,7 +398,7 @@ def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime
                 meta=" · ".join(
                     (event.get_actor_type_display(), event.get_purpose_display(), event.get_source_display())
                 ),
-                flaggable=event.actor_type != AccessEvent.ActorType.PATIENT and not _is_readers_own(event, actor),
+                flaggable=_is_others(event, actor),
             )
         )
     return rows
@@ -388,10 +408,11 @@ def log_rows(*, actor: Actor, events: list[AccessEvent], last_visit: dt.datetime
 
 
 def last_visit(*, actor: Actor, before: AccessEvent | None = None) -> dt.datetime | None:
-    """When the patient last opened their access log (before the visit ``before``), or None."""
+    """When the reader (the patient, or a proxy: their own visits) last opened the access log
+    (before the visit ``before``), or None."""
     visits = (
         AccessEvent.objects.for_actor(actor)
-        .filter(actor_type=AccessEvent.ActorType.PATIENT, details__page=LOG_PAGE)
+        .filter(_own_q(actor), details__page=LOG_PAGE)
         .order_by("-occurred_at", "-pk")
     )
     if before is not None:
@@ -424,7 +445,10 @@ class LogSummary:
 
 def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummary:
     """The 12-month summary and monthly timeline of the log ``actor`` may reach, from the
-    monthly counts (no history scan): accesses by others, with the patient's own total apart."""
+    monthly counts (no history scan): accesses by others, with the reader's own total apart.
+    The counts know actor types, not people: to a proxy, their own actions are counted from the
+    log (one index range, bounded by their own actions) and taken out of the proxies' figures,
+    and the patient's own are in neither figure (``_not_others_q``)."""
     months = _months_back(timezone.now().astimezone(dt.UTC).date(), 12)
     counts = MonthlyAccessCount.objects.for_actor(actor).filter(month__gte=months[0])
     per_month: dict[str, list[int]] = defaultdict(lambda: [0] * len(months))
@@ -436,7 +460,7 @@ def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummar
         if row["actor_type"] == AccessEvent.ActorType.PATIENT:
             # The patient's own actions are counted beside the others', never in the headline
             # or the chart: one visit of theirs added dozens of rows (issue 19).
-            own += n
+            own += 0 if actor.is_proxy else n
             continue
         total += n
         if row["month"] in index:
@@ -449,13 +473,27 @@ def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummar
             ai += n
         elif row["actor_type"] == AccessEvent.ActorType.RESEARCHER or row["purpose"] == AccessEvent.Purpose.RESEARCH:
             research += n
+    if actor.is_proxy:
+        mine = (
+            AccessEvent.objects.for_actor(actor)
+            .filter(_own_q(actor), occurred_at__gte=dt.datetime.combine(months[0], dt.time.min, dt.UTC))
+            .annotate(month=TruncMonth("occurred_at", tzinfo=dt.UTC))
+            .values("month")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        for row in mine:
+            own += row["n"]
+            total -= row["n"]
+            proxies = per_month[AccessEvent.ActorType.PROXY]
+            proxies[index[row["month"].date()]] -= row["n"]
     new = 0
     if last_visit_at is not None:
         recent = AccessEvent.objects.for_actor(actor).filter(occurred_at__gt=last_visit_at).exclude(
-            actor_type=AccessEvent.ActorType.PATIENT
+            _not_others_q(actor)
         )
         new = recent.order_by()[: NEW_COUNT_CAP + 1].count()
-    order = [t for t in AccessEvent.ActorType.values if t in per_month]
+    order = [t for t in AccessEvent.ActorType.values if any(per_month.get(t, ()))]
     return LogSummary(
         total_12m=total,
         own_12m=own,

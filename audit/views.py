@@ -54,6 +54,7 @@ def access_log(request: HttpRequest) -> HttpResponse:
         "audit/log.html",
         {
             "patient": log.patient,
+            "reader_is_proxy": request.actor.is_proxy,  # "your own" is then the proxy's, not the patient's
             "form": form,
             "filtered": form.narrows,
             "rows": log.rows,

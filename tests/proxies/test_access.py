@@ -176,3 +176,55 @@ def test_in_the_proxys_view_of_the_log_you_is_the_proxy_and_the_patient_is_named
     assert "Sam Doe viewed their MR knee." in text
     assert "You viewed Sam Doe's MR knee." in text
     assert "You viewed your MR knee." not in text
+
+
+def test_in_the_proxys_summary_and_tabs_their_own_looks_are_not_others(client, child, parent, child_study):
+    # The proxy's summary counted their own looks as "Accesses by others" (the counts filtered
+    # on the patient's actor type), "Your own actions" listed the patient's, and the proxy's
+    # second visit called their own first visit "new".
+    import html
+    import re
+
+    from audit.services import record_access
+
+    def text(url: str) -> str:
+        page = client.get(url).content.decode()
+        return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+
+    record_access(patient=child, study=child_study, action="view", purpose="patient_request", actor_type="patient",
+                  actor_name="Patient (self)")
+    record_access(patient=child, study=child_study, action="view", purpose="treatment", actor_type="clinician",
+                  actor_name="Dr Ada Lowe", organization="Northbrook Clinic")
+    other_parent = make_grant(child, _other_parent(), relationship="caregiver")
+    record_access(patient=child, study=child_study, action="view", purpose="patient_request", actor_type="proxy",
+                  actor_name="Kim Roe", actor_ref=f"user:{other_parent.proxy_id}", role="caregiver acting on behalf of the patient")
+    acting_client(client, parent, make_grant(child, parent))
+    client.get(f"/studies/{child_study.pk}/")
+    client.get(f"/studies/{child_study.pk}/")
+    client.get("/access-log/")  # a first visit, the proxy's own
+
+    others = text("/access-log/")
+    # Others: the clinician and the other proxy; not the patient's own view, not this proxy's
+    # two views and two visits of the log.
+    assert re.search(r"Accesses by others (\d+)", others).group(1) == "2"
+    assert "Not counted above: 4 actions of your own" in others
+    assert "Nor are Sam Doe’s own actions" in others
+    assert "Dr Ada Lowe" in others and "Kim Roe" in others
+    assert "You viewed" not in others and "Sam Doe viewed their" not in others
+    assert "Nothing new by others since your last visit" in others  # the last visit is the proxy's own
+
+    response = client.get("/access-log/?show=own")
+    days = response.context["own"].days
+    # This proxy's own: two looks at the study and three visits of the log, the patient's none.
+    assert sum(d.total for d in days) == 5
+    summary = response.context["summary"]
+    assert summary.series.get("proxy") is not None and sum(summary.series["proxy"]) == 1  # Kim Roe's look
+    assert "patient" not in summary.series
+
+
+def _other_parent():
+    from tests.factories import AuthenticatorAppFactory, UserFactory
+
+    user = UserFactory(email="kim.roe@example.net")
+    AuthenticatorAppFactory(user=user)
+    return user
