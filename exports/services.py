@@ -450,7 +450,7 @@ def export_download_finished(*, actor: Actor, export_id: int, complete: bool) ->
     (no password re-check: the download was checked when it started, and may outlast the
     reauthentication). When the completed downloads reach the limit, the export becomes
     "downloaded" and its archive is deleted once this commits (a file left behind by a crash in
-    between is removed by ``exports_purge_expired``). Records nothing: the download's AccessEvent
+    between is removed by ``exports_purge_expired``), unless a share link still uses it. Records nothing: the download's AccessEvent
     was written when it started.
     """
     export = _locked(actor, export_id)
@@ -461,7 +461,13 @@ def export_download_finished(*, actor: Actor, export_id: int, complete: bool) ->
         return export
     export.downloads_completed += 1
     fields = ["downloads_completed"]
-    if export.status == ExportRequest.Status.READY and export.downloads_completed >= export.max_downloads:
+    used_up = export.status == ExportRequest.Status.READY and export.downloads_completed >= export.max_downloads
+    # A share link that still hands this archive to its recipient (``keep_until``) keeps it: the
+    # patient's own downloads are used up (``export_download`` refuses the next), and the file
+    # goes when the link ends (``expires_at``, then ``exports_purge_expired``). Deleting it here
+    # broke the doctor's link.
+    shared = export.keep_until is not None and export.keep_until > timezone.now()
+    if used_up and not shared:
         export.status = ExportRequest.Status.DOWNLOADED
         export.archive_removed_at = timezone.now()
         fields += ["status", "archive_removed_at"]

@@ -379,3 +379,43 @@ def test_a_download_share_keeps_its_archive_as_long_as_the_link_lasts(
     assert created.share.export.expires_at >= created.share.expires_at
     # The patient's own export keeps its seven days.
     assert own.expires_at - own.finished_at == dt.timedelta(days=7)
+
+
+def test_the_patients_own_downloads_do_not_delete_the_archive_a_link_still_uses(
+        client: Client, patient, study, downloads_dir, settings, django_capture_on_commit_callbacks):
+    # The share's archive is the patient's export: their fifth complete download marked it
+    # "downloaded" and deleted the file, and the doctor's link answered "not available" for the
+    # rest of the share.
+    from exports.models import ExportRequest
+    from exports.services import archive_path, export_download, export_download_finished, export_package
+
+    settings.EXPORTS_MAX_DOWNLOADS = 2
+    with django_capture_on_commit_callbacks(execute=False):
+        created = links.share_create(
+            actor=actor_of(patient), study_ids=[study.pk], recipient_name="Dr Ada Lowe", recipient_organization="Northbrook Clinic",
+            recipient_email="ada@northbrook.example", days=30, allow_download=True)
+    export = created.share.export
+    assert export_package(export_id=export.pk) == "ready"
+    actor = actor_of(patient, reauthenticated=True)
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            download = export_download(actor=actor, export_id=export.pk)
+            b"".join(download.chunks)
+            export_download_finished(actor=actor, export_id=export.pk, complete=True)
+    export.refresh_from_db()
+    assert export.downloads_left == 0 and archive_path(export).exists()
+    from exports.services import ExportUnavailable
+
+    with pytest.raises(ExportUnavailable, match="maximum number of times"):
+        export_download(actor=actor, export_id=export.pk)
+    open_share(client, created, django_capture_on_commit_callbacks)
+    response = client.post(created.path + "download/")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == archive_path(export).read_bytes()
+    # Once the link has ended, the patient's used-up export goes as before.
+    ExportRequest.objects.filter(pk=export.pk).update(keep_until=timezone.now() - dt.timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        ExportRequest.objects.filter(pk=export.pk).update(downloads_completed=1, downloads=2)
+        export_download_finished(actor=actor, export_id=export.pk, complete=True)
+    export.refresh_from_db()
+    assert export.status == ExportRequest.Status.DOWNLOADED and not archive_path(export).exists()
