@@ -139,6 +139,14 @@ def _burn(seconds: float) -> None:
         n += sum(range(1000))
 
 
+def _burn_idle(seconds: float) -> None:
+    """``_burn`` at Linux's lowest CPU priority (SCHED_IDLE: it gives way to any other process at
+    once): the second control, whether any priority given to ingest could keep a page at its
+    pace while four processes keep both cores busy."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    _burn(seconds)
+
+
 def _in_children(pool, work: list[tuple[str, list[str]]], page_seconds: float = 0.0):
     """Run the senders (and a page, if asked) at once in the pool; (events/s, bad codes, page
     latencies, head hold times)."""
@@ -278,6 +286,7 @@ def main() -> None:
         page_alone: list[float] = []
         page_loaded: list[float] = []
         page_burnt: list[float] = []
+        page_idle: list[float] = []
         queued = 0
         connections.close_all()
         _watch_holds()
@@ -305,6 +314,14 @@ def main() -> None:
                 page = pool.apply_async(_page, (4.0,))
                 pool.map(_burn, [4.0] * 4, chunksize=1)
                 page_burnt += page.get()[0]
+                # Processes of their own (the pool's must keep their priority).
+                page = pool.apply_async(_page, (4.0,))
+                idle = [multiprocessing.get_context("fork").Process(target=_burn_idle, args=(4.0,)) for _ in range(4)]
+                for process in idle:
+                    process.start()
+                for process in idle:
+                    process.join()
+                page_idle += page.get()[0]
                 bulk, many = _insert_step(url, floor_patient.pk, next(seqs), next(seqs))
                 figures["bulk"].append(BATCH / bulk)
                 figures["many"].append(BATCH / many)
@@ -334,6 +351,9 @@ def main() -> None:
         b50, b95 = pct(page_burnt, 0.5) * 1000, pct(page_burnt, 0.95) * 1000
         print(f"| control: the same with 4 processes that only use CPU ({len(page_burnt)}) | p50 {b50:.1f} ms, "
               f"p95 {b95:.1f} ms | {b50 / a50:.2f}x / {b95 / a95:.2f}x |")
+        i50, i95 = pct(page_idle, 0.5) * 1000, pct(page_idle, 0.95) * 1000
+        print(f"| control: the same 4 at idle priority, SCHED_IDLE ({len(page_idle)}) | p50 {i50:.1f} ms, "
+              f"p95 {i95:.1f} ms | {i50 / a50:.2f}x / {i95 / a95:.2f}x |")
         from audit.models import PendingAccessEvent
         from audit.services import chain_pending, chain_verify
 
