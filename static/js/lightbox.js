@@ -51,6 +51,25 @@
     announce(button, "Downloaded");
   }
 
+  // The main menu on a phone: one "Menu" button instead of nine links wrapping over a quarter of
+  // the screen. CSS collapses it only below 40rem, so a resized window needs nothing from here.
+  var nav = document.querySelector(".site-nav");
+  var toggle = nav && nav.querySelector(".nav-toggle");
+  if (toggle) {
+    nav.classList.add("collapsible");
+    var setOpen = function (open) {
+      nav.classList.toggle("open", open);
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    };
+    toggle.addEventListener("click", function () { setOpen(!nav.classList.contains("open")); });
+    nav.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && nav.classList.contains("open")) {
+        setOpen(false);
+        toggle.focus();
+      }
+    });
+  }
+
   document.addEventListener("click", function (event) {
     var target = event.target.closest("[data-copy], [data-download], [data-print]");
     if (!target) return;

@@ -106,7 +106,10 @@ def test_a_parent_with_no_record_signs_up_with_the_code_and_acts_for_their_child
 
     # The child's access log, read by the parent, says "You" for the parent's own looks (the child
     # reads them under the parent's name, "on behalf of"); the consent history names the parent.
+    # They are the parent's own, not others' accesses: under "Everything" (and "Your own actions").
     page.get_by_role("link", name="Who saw my scans").click()
+    expect(page.locator("#others-total")).to_have_text("0")
+    page.get_by_role("link", name="Everything").click()
     expect(page.get_by_text("You viewed Sam Doe's").first).to_be_visible()
     screenshot(page, "proxies-log")
     page.goto(f"{live_server.url}/consent/history/")
