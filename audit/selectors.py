@@ -485,8 +485,9 @@ def log_summary(*, actor: Actor, last_visit_at: dt.datetime | None) -> LogSummar
         for row in mine:
             own += row["n"]
             total -= row["n"]
-            proxies = per_month[AccessEvent.ActorType.PROXY]
-            proxies[index[row["month"].date()]] -= row["n"]
+            month = row["month"].date()
+            if month in index:  # not a month ahead of this server's clock
+                per_month[AccessEvent.ActorType.PROXY][index[month]] -= row["n"]
     new = 0
     if last_visit_at is not None:
         recent = AccessEvent.objects.for_actor(actor).filter(occurred_at__gt=last_visit_at).exclude(

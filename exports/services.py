@@ -450,8 +450,8 @@ def export_download_finished(*, actor: Actor, export_id: int, complete: bool) ->
     (no password re-check: the download was checked when it started, and may outlast the
     reauthentication). When the completed downloads reach the limit, the export becomes
     "downloaded" and its archive is deleted once this commits (a file left behind by a crash in
-    between is removed by ``exports_purge_expired``), unless a share link still uses it. Records nothing: the download's AccessEvent
-    was written when it started.
+    between is removed by ``exports_purge_expired``), unless a share link still uses it.
+    Records nothing: the download's AccessEvent was written when it started.
     """
     export = _locked(actor, export_id)
     if not complete:
