@@ -661,9 +661,9 @@ def _append_group(events: list[AccessEvent], *, nowait: bool) -> list[AccessEven
         recorded = {tuple(key.split("/", 1)) for key in found}
     else:
         recorded, ids = _recorded(events), None
-    fresh = [e for e in events if (e.source, e.source_event_id) not in recorded]
-    _chain_locked(heads, fresh, timezone.now(), earlier=earlier, ids=ids)
-    return [None if (e.source, e.source_event_id) in recorded else e for e in events]
+    out = [None if (e.source, e.source_event_id) in recorded else e for e in events]
+    _chain_locked(heads, [e for e in out if e is not None], timezone.now(), earlier=earlier, ids=ids)
+    return out
 
 
 # Every column of audit_accessevent, in the order _insert writes them.

@@ -283,10 +283,9 @@ class StudyFile(NamedTuple):
     text_regions: list | None
     text_reason: str | None
 
-    @property
-    def is_image(self) -> bool:
-        """``Instance.is_image``, the one counting rule (``_has_pixels``)."""
-        return bool(self.rows and self.columns and self.frames)
+    # The one counting rule (``_has_pixels``): the model's own property, which reads only rows,
+    # columns and frames.
+    is_image = Instance.is_image
 
 
 _STUDY_FILE_FIELDS = ("pk", "series_id", "sha256", "storage_path", "sop_class", "rows", "columns", "frames",
