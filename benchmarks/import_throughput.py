@@ -1,13 +1,13 @@
 """Import throughput: a generated CT study (default 3,000 slices of 512x512), Lightbox vs Orthanc.
 
-    .venv/bin/python benchmarks/import_throughput.py [--slices 3000] [--size 512] [--files DIR] [--rounds 2]
+    .venv/bin/python benchmarks/import_throughput.py [--slices 3000] [--size 512] [--files DIR] [--rounds 5]
 
 Lightbox: ``manage.py import_dicom DIR`` in a process of its own, timed from its start to its
 exit (Django's start included), on a throwaway data dir and database (SQLite unless
 DATABASE_URL is set; a PostgreSQL database named there is used as is, so give one of your own,
-and one round). Lightbox and Orthanc's keep-alive run take turns for ``--rounds`` rounds (2),
-each round in the other order; medians are compared. Nothing any side wrote is removed before
-every side has run (why: ``main``).
+and one round). Lightbox and Orthanc's keep-alive run take turns for ``--rounds`` rounds (5),
+each round in the other order, with an untimed ``sync`` after each run; medians are compared.
+Nothing any side wrote is removed before every side has run (why: ``main``).
 Orthanc (Debian package, SQLite index), a fresh instance per client: the same files POSTed one by
 one to ``/instances`` on a loopback port, first over one keep-alive connection (http.client, what
 any real client does), then with a new connection per file (like ``curl`` per file).
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=3000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--files", type=Path, help="keep (and reuse) the generated files in this folder")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of Lightbox and Orthanc keep-alive, in alternating order")
     args = parser.parse_args()
     if args.rounds > 1 and os.environ.get("DATABASE_URL"):
@@ -163,6 +163,9 @@ def main() -> None:
             for name, run_side in sides if round_ % 2 == 0 else reversed(sides):
                 print(f"round {round_ + 1}: {name}, load {load()}")
                 run_side()
+                # Untimed: what a side left unwritten (Orthanc does not fsync its files) is
+                # written now, not during the next side's run, whose syncfs would wait for it.
+                os.sync()
 
         with orthanc(keep_in=tmp_path) as base:
             print(f"load {load()}")

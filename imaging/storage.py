@@ -405,11 +405,26 @@ def receive_file(path: str | os.PathLike[str], run: IncomingRun) -> Incoming:
 
 
 def sync_incoming(incoming: Incoming, source: str | os.PathLike[str]) -> None:
-    """fsync a received copy; ``StorageWriteError`` (naming ``source``) when the disk refuses."""
+    """fsync a received copy, then drop its pages from the page cache; ``StorageWriteError``
+    (naming ``source``) when the disk refuses.
+
+    Dropped once durable: an import writes each file once and the site soon reads only a few of
+    them (the first slices of a series), while a run of thousands would otherwise fill memory
+    with its copies and push out the database's and the pages' working set. Growing the page
+    cache was also the import's largest cost here: on this VM a page of memory first written
+    costs a fault in the host, and a 3,000-slice CT (1.6 GB) spent 3 s of its 11 CPU seconds
+    copying into fresh pages (perf: ``copy_folio_from_iter_atomic``); with its pages dropped as
+    it goes, the copies reuse the same memory and the import takes 4.7 s instead of 6.5 s."""
     if incoming.temp_path is None:
         return
     try:
-        _fsync_path(incoming.temp_path)
+        fd = os.open(incoming.temp_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise _write_error(source, exc) from exc
 
