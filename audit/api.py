@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 
 from audit import fhir
-from audit.ingest import ACTOR_TYPES, MAX_BATCH, Busy, events_ingest
+from audit.ingest import ACTOR_TYPES, MAX_BATCH, Busy, events_ingest, ingest_slot
 from audit.models import AccessEvent
 from core import openapi
 from core.api import ApiError, Miss, api_endpoint, api_error, json_body, lookup_missed
@@ -20,6 +20,22 @@ RETRY_AFTER = 2
 
 @api_endpoint(scope="audit:write", methods=("POST",))
 def events(request: HttpRequest) -> JsonResponse:
+    try:
+        # The whole batch's work, from parsing the body to encoding the answer, in one of the
+        # ingest slots, so that waiting batches use no CPU (audit.ingest.ingest_slot).
+        with ingest_slot():
+            return _events(request)
+    except Busy:
+        # Part of the batch may be recorded (it commits in groups); re-sending it is safe
+        # (idempotent by source_event_id): what went in comes back as a duplicate.
+        response = api_error(
+            503, "busy", "The access log is busy; part of the batch may be recorded. Send the same batch again."
+        )
+        response["Retry-After"] = str(RETRY_AFTER)
+        return response
+
+
+def _events(request: HttpRequest) -> JsonResponse:
     actor = request.actor  # the token's service account (core.api)
     body = json_body(request)
     defaults = {"default_actor_type": actor.service_type, "default_organization": actor.organization}
@@ -33,16 +49,7 @@ def events(request: HttpRequest) -> JsonResponse:
         raise ApiError(400, "empty_batch", "The batch has no events.")
     if len(raws) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"Send at most {MAX_BATCH} events per request.")
-    try:
-        result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
-    except Busy:
-        # Part of the batch may be recorded (it commits in groups); re-sending it is safe
-        # (idempotent by source_event_id): what went in comes back as a duplicate.
-        response = api_error(
-            503, "busy", "The access log is busy; part of the batch may be recorded. Send the same batch again."
-        )
-        response["Retry-After"] = str(RETRY_AFTER)
-        return response
+    result = events_ingest(sender=actor.name, source=AccessEvent.Source.API, events=raws, normalised=normalised, **defaults)
     # Events about a patient or study we do not have are rejected with one reason (ingest.UNKNOWN),
     # noted for the privacy office and counted against the token's lookups (docs/security.md §22).
     lookup_missed(request, endpoint="audit-events", misses=[Miss(patient=o.missed) for o in result.outcomes if o.missed])
@@ -117,8 +124,9 @@ openapi.register(
             },
             "503": {
                 "description": (
-                    "The access log was busy (a chain lock could not be had in time). The groups of the batch "
-                    "committed before that are recorded, the rest are not. Send the same batch again after "
+                    "The access log was busy: other batches kept every ingest slot for AUDIT_INGEST_WAIT_SECONDS "
+                    "(nothing of this batch is recorded), or a chain lock could not be had in time (the groups of "
+                    "the batch committed before that are recorded, the rest are not). Send the same batch again after "
                     "Retry-After seconds: the events already recorded come back as duplicate (\"already "
                     "recorded\"), the rest as accepted, so a retry is safe and records each event once."
                 ),

@@ -16,8 +16,13 @@ processes falls on all of them:
 - the insert step alone: ingest's (ids from the sequence, then COPY) against ``executemany ... RETURNING id``;
 - a portal page's chained write (``record_access`` in its own transaction, as a study view
   writes it, on the senders' patients), paced every 20 ms: p50/p95 alone, with 4 senders (and
-  how many writes were queued because a sender held the head), and with 4 processes that only
-  use CPU (the control: what any four busy processes cost the page on this machine).
+  how many writes were queued because a sender held the head) and with 1 sender, the senders
+  sending for as long as the page writes; and as controls, with 4 processes that only use CPU
+  (what any four busy processes cost the page on this machine), the same 4 at idle priority, and
+  1 at idle priority (one core left free).
+
+The senders go through ``AUDIT_INGEST_CONCURRENCY`` ingest slots as in production (by default one
+fewer than the cores); set it in the environment to compare.
 
     .venv/bin/python benchmarks/access_log_ingest.py [--rounds 3] [--batches 6] [--patients 50] [--group N]
 """
@@ -41,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/lightbox_bench_ingest"
 BATCH = 500
 PAGE_PACE = 0.02  # seconds between a page's writes
+# Batches each of 4 senders is given while a page writes for 4 s (1 sender: 4 times as many):
+# more than they can send in that time, at up to 10,000 events/s.
+PAGE_BATCHES = 24
 
 # Filled in the parent before forking; the children read them (fork shares memory).
 STATE: dict = {}
@@ -66,9 +74,10 @@ def _events(run: str, patients: list, count: int, seed: int) -> list[dict]:
     return events
 
 
-def _sender(args: tuple[str, list[str]]) -> tuple[float, float, list[int], int, list[float]]:
-    """Post the bodies in order; (start, end, status codes, accepted, seconds each batch held its heads)."""
-    token, bodies = args
+def _sender(args: tuple[str, list[str], float | None]) -> tuple[float, float, list[int], int, list[float]]:
+    """Post the bodies in order, all of them or (``until``, ``time.monotonic()``) those begun
+    before then; (start, end, status codes, accepted, seconds each batch held its heads)."""
+    token, bodies, until = args
     from django.test import Client
 
     STATE["holds"] = []
@@ -77,6 +86,8 @@ def _sender(args: tuple[str, list[str]]) -> tuple[float, float, list[int], int, 
     codes, accepted = [], 0
     start = time.monotonic()
     for body in bodies:
+        if until is not None and time.monotonic() >= until:
+            break
         response = client.post("/api/v1/audit/events", body, content_type="application/json",
                                HTTP_AUTHORIZATION=f"Bearer {token}")
         codes.append(response.status_code)
@@ -147,14 +158,32 @@ def _burn_idle(seconds: float) -> None:
     _burn(seconds)
 
 
+def _page_beside_idle(pool, count: int) -> list[float]:
+    """The page's latencies while ``count`` processes burn CPU at idle priority (processes of
+    their own: the pool's must keep their priority)."""
+    page = pool.apply_async(_page, (4.0,))
+    idle = [multiprocessing.get_context("fork").Process(target=_burn_idle, args=(4.0,)) for _ in range(count)]
+    for process in idle:
+        process.start()
+    for process in idle:
+        process.join()
+    return page.get()[0]
+
+
 def _in_children(pool, work: list[tuple[str, list[str]]], page_seconds: float = 0.0):
     """Run the senders (and a page, if asked) at once in the pool; (events/s, bad codes, page
-    latencies, head hold times)."""
+    latencies, head hold times). With a page, the senders send for as long as the page writes
+    (give them more batches than they can send in ``page_seconds``), so every write of the page
+    is measured under ingest."""
+    until = time.monotonic() + page_seconds if page_seconds else None
     page = pool.apply_async(_page, (page_seconds,)) if page_seconds else None
-    results = pool.map(_sender, work, chunksize=1)
+    results = pool.map(_sender, [(token, bodies, until) for token, bodies in work], chunksize=1)
     start = min(r[0] for r in results)
     end = max(r[1] for r in results)
-    sent = sum(len(bodies) for _t, bodies in work) * BATCH
+    sent = sum(len(r[2]) for r in results) * BATCH
+    if page_seconds:
+        assert all(len(r[2]) < len(bodies) for r, (_t, bodies) in zip(results, work, strict=True)), \
+            "a sender ran out of batches before the page stopped: give it more"
     bad = [c for r in results for c in r[2] if c != 200]
     accepted = sum(r[3] for r in results)
     assert accepted == sent or bad, (accepted, sent)
@@ -274,10 +303,10 @@ def main() -> None:
                   for s in range(4)]
         counter = iter(range(10**9))
 
-        def bodies(patients: list) -> list[str]:
+        def bodies(patients: list, batches: int = args.batches) -> list[str]:
             n = next(counter)
-            events = _events(f"{run}-{n}", patients, BATCH * args.batches, seed=n)
-            return [json.dumps({"events": events[b * BATCH : (b + 1) * BATCH]}) for b in range(args.batches)]
+            events = _events(f"{run}-{n}", patients, BATCH * batches, seed=n)
+            return [json.dumps({"events": events[b * BATCH : (b + 1) * BATCH]}) for b in range(batches)]
 
         seqs = iter(range(1, 10**9, BATCH))  # the floor patient's rows: 500 seq numbers per batch
         figures: dict[str, list[float]] = {k: [] for k in ("floor", "one", "shared", "disjoint", "bulk", "many")}
@@ -287,6 +316,8 @@ def main() -> None:
         page_loaded: list[float] = []
         page_burnt: list[float] = []
         page_idle: list[float] = []
+        page_one: list[float] = []  # the page beside 1 sender
+        page_idle_one: list[float] = []  # beside 1 process burning CPU at idle priority
         queued = 0
         connections.close_all()
         _watch_holds()
@@ -306,29 +337,28 @@ def main() -> None:
                 figures["disjoint"].append(rate)
                 bad += b
                 page_alone += pool.apply(_page, (4.0,))[0]
-                rate, b, (lat, q), _h = _in_children(pool, [(tokens[s], bodies(shared)) for s in range(4)],
-                                                     page_seconds=4.0)
+                rate, b, (lat, q), _h = _in_children(pool, [(tokens[s], bodies(shared, PAGE_BATCHES))
+                                                            for s in range(4)], page_seconds=4.0)
                 bad += b
                 page_loaded += lat
                 queued += q
+                _rate, b, (lat, _q), _h = _in_children(pool, [(tokens[0], bodies(shared, 4 * PAGE_BATCHES))],
+                                                       page_seconds=4.0)
+                bad += b
+                page_one += lat
                 page = pool.apply_async(_page, (4.0,))
                 pool.map(_burn, [4.0] * 4, chunksize=1)
                 page_burnt += page.get()[0]
-                # Processes of their own (the pool's must keep their priority).
-                page = pool.apply_async(_page, (4.0,))
-                idle = [multiprocessing.get_context("fork").Process(target=_burn_idle, args=(4.0,)) for _ in range(4)]
-                for process in idle:
-                    process.start()
-                for process in idle:
-                    process.join()
-                page_idle += page.get()[0]
+                page_idle += _page_beside_idle(pool, 4)
+                page_idle_one += _page_beside_idle(pool, 1)
                 bulk, many = _insert_step(url, floor_patient.pk, next(seqs), next(seqs))
                 figures["bulk"].append(BATCH / bulk)
                 figures["many"].append(BATCH / many)
                 connections.close_all()
         floor = statistics.median(figures["floor"])
         print(f"Database: {url}; {args.rounds} rounds, {args.batches} batches of {BATCH} per sender, "
-              f"{args.patients} patients per set, {GROUP_EVENTS} events per transaction; load average {os.getloadavg()[0]:.1f}")
+              f"{args.patients} patients per set, {GROUP_EVENTS} events per transaction, "
+              f"{settings.AUDIT_INGEST_CONCURRENCY} batch(es) at once; load average {os.getloadavg()[0]:.1f}")
         print(f"| floor: executemany of {BATCH} rows | {floor:,.0f} events/s "
               f"(rounds {', '.join(f'{v:,.0f}' for v in figures['floor'])}) |")
         for key, label in (("one", "1 sender"), ("shared", "4 senders, same patients shuffled"),
@@ -351,9 +381,11 @@ def main() -> None:
         b50, b95 = pct(page_burnt, 0.5) * 1000, pct(page_burnt, 0.95) * 1000
         print(f"| control: the same with 4 processes that only use CPU ({len(page_burnt)}) | p50 {b50:.1f} ms, "
               f"p95 {b95:.1f} ms | {b50 / a50:.2f}x / {b95 / a95:.2f}x |")
-        i50, i95 = pct(page_idle, 0.5) * 1000, pct(page_idle, 0.95) * 1000
-        print(f"| control: the same 4 at idle priority, SCHED_IDLE ({len(page_idle)}) | p50 {i50:.1f} ms, "
-              f"p95 {i95:.1f} ms | {i50 / a50:.2f}x / {i95 / a95:.2f}x |")
+        for values, label in ((page_idle, "control: the same 4 at idle priority, SCHED_IDLE"),
+                              (page_one, "the page with 1 sender"),
+                              (page_idle_one, "control: 1 process using CPU at idle priority (one core left free)")):
+            v50, v95 = pct(values, 0.5) * 1000, pct(values, 0.95) * 1000
+            print(f"| {label} ({len(values)}) | p50 {v50:.1f} ms, p95 {v95:.1f} ms | {v50 / a50:.2f}x / {v95 / a95:.2f}x |")
         from audit.models import PendingAccessEvent
         from audit.services import chain_pending, chain_verify
 

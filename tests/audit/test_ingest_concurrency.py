@@ -37,6 +37,13 @@ SENDERS = 4
 BATCHES = 4  # per sender; 16 requests stay within the token's burst (API_RATE_BURST)
 
 
+@pytest.fixture(autouse=True)
+def _every_sender_at_once(settings):
+    """What these tests check is the batches' own locking, so every sender ingests at once (the
+    default on this machine, one batch at a time, would line them up: tests/audit/test_ingest_slots.py)."""
+    settings.AUDIT_INGEST_CONCURRENCY = SENDERS
+
+
 @contextlib.contextmanager
 def held_chain_head(patient):
     """Another connection holds ``patient``'s chain head (as a long batch would) while the block runs."""
