@@ -342,10 +342,19 @@ _ADVANCE_SQL = f"""
     UPDATE audit_chainhead AS h SET seq = h.seq + 1 WHERE h.patient_id = %s
     RETURNING h.seq, h.last_hash, {_PENDING_EXISTS}
 """  # noqa: S608 - constant SQL
+# A head that exists but is held comes back as a row of NULLs (the writer queues at once, without
+# the two round trips of trying to create it and asking again: a tenth of a page's writes beside
+# an ingest batch on the same patients); a missing head as no row.
 _ADVANCE_IF_FREE_SQL = f"""
-    WITH free AS (SELECT patient_id FROM audit_chainhead WHERE patient_id = %s FOR UPDATE SKIP LOCKED)
-    UPDATE audit_chainhead AS h SET seq = h.seq + 1 FROM free WHERE h.patient_id = free.patient_id
-    RETURNING h.seq, h.last_hash, {_PENDING_EXISTS}
+    WITH free AS (SELECT patient_id FROM audit_chainhead WHERE patient_id = %s FOR UPDATE SKIP LOCKED),
+    advanced AS (
+        UPDATE audit_chainhead AS h SET seq = h.seq + 1 FROM free WHERE h.patient_id = free.patient_id
+        RETURNING h.seq, h.last_hash, {_PENDING_EXISTS} AS pending
+    )
+    SELECT seq, last_hash, pending FROM advanced
+    UNION ALL
+    SELECT NULL, NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM advanced)
+        AND EXISTS (SELECT 1 FROM audit_chainhead WHERE patient_id = %s)
 """  # noqa: S608 - constant SQL
 
 
@@ -377,15 +386,15 @@ def _append_one(event: AccessEvent, *, occurred_given: bool, wait: bool) -> None
     Unless ``wait``, a head another writer holds is not waited for: the event is queued
     (``_queue``) and the call returns at once. Events queued earlier for this head are chained
     first, before this one (``_chain_locked``)."""
-    advance = _ADVANCE_SQL if wait else _ADVANCE_IF_FREE_SQL
+    advance, params = (_ADVANCE_SQL, [event.patient_id]) if wait else (_ADVANCE_IF_FREE_SQL, [event.patient_id] * 2)
     with connection.cursor() as cursor:
-        cursor.execute(advance, [event.patient_id])
+        cursor.execute(advance, params)
         row = cursor.fetchone()
-        if row is None:
+        if row is None:  # no head yet
             create_heads([event.patient_id])  # does not wait on a head that exists and is held
-            cursor.execute(advance, [event.patient_id])
+            cursor.execute(advance, params)
             row = cursor.fetchone()
-        if row is None:
+        if row is None or row[0] is None:  # held by another writer
             _queue(cursor, event, occurred_given=occurred_given)
             return
         seq, last_hash, pending = row
