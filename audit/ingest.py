@@ -250,13 +250,13 @@ def ingest_slot() -> Iterator[None]:
 
     Why: a batch is CPU work from start to end (checking, hashing, writing), and with as many
     batches at once as there are cores a patient's page waits for a core at every step. Four
-    senders on this 2-core machine made a page's chained write 3.2x slower at p95; one batch at a
-    time, 1.2x (benchmarks/access_log_ingest.py). The default, one fewer than the cores (at least
-    one), leaves a core for the pages; waiting batches use no CPU, and together they still
-    record as fast as one batch can.
+    senders at once on this 2-core machine made a page's chained write 5.0x slower at p95; one
+    batch at a time, 2.1-2.5x (benchmarks/access_log_ingest.py). The default, one fewer than the
+    cores (at least one), leaves a core for the pages; waiting batches use no CPU, and together
+    they still record as fast as one batch can (a third of PostgreSQL's own insert rate here).
 
     A session-level advisory lock on PostgreSQL, released when the block ends (or when the
-    connection closes, should the process die); waiting ones are granted in arrival order.
+    connection closes, should the process die); those waiting for a slot get it in arrival order.
     Elsewhere (SQLite, the single-machine default) nothing is taken: SQLite lets one writer in
     at a time anyway."""
     if connection.vendor != "postgresql" or getattr(connection, _HELD, None) is not None:

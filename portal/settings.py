@@ -597,8 +597,8 @@ CELERY_BEAT_SCHEDULE["audit-chain-pending"] = {
 # Batches of events from connected systems (the events API, import_access_events) ingested at
 # once (audit.ingest.ingest_slot); more wait their turn, up to AUDIT_INGEST_WAIT_SECONDS, then get
 # a 503 with Retry-After. A batch keeps a core busy from start to end: one fewer than the cores
-# leaves one for patients' pages (on 2 cores, 4 senders made a page's write 3.2x slower at p95,
-# one at a time 1.2x). PostgreSQL only; SQLite lets one writer in at a time anyway.
+# leaves one for patients' pages (on 2 cores, 4 senders at once made a page's write 5.0x slower at
+# p95, one batch at a time 2.1-2.5x). PostgreSQL only; SQLite lets one writer in at a time anyway.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 AUDIT_INGEST_CONCURRENCY = envint("AUDIT_INGEST_CONCURRENCY", max(1, _CORES - 1))
 AUDIT_INGEST_WAIT_SECONDS = envint("AUDIT_INGEST_WAIT_SECONDS", 20)

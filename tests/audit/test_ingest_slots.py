@@ -1,7 +1,7 @@
 """Batches of events wait for an ingest slot (audit.ingest.ingest_slot, issue 18), on PostgreSQL.
 
 Four senders ingesting at once kept both cores of a 2-core machine busy, and a patient's page
-waited for a core at every step (its chained write 3.2x slower at p95). Now at most
+waited for a core at every step (its chained write 5.0x slower at p95). Now at most
 ``AUDIT_INGEST_CONCURRENCY`` batches are ingested at once (by default one fewer than the cores)
 and the rest wait their turn without using CPU, or get a 503 after ``AUDIT_INGEST_WAIT_SECONDS``.
 """
