@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
+from django.db import connection, transaction
 
 from audit.models import AccessEvent
 from audit.services import record_access
@@ -17,6 +20,37 @@ _study_numbers = itertools.count(1)
 
 def make_study(patient: Patient) -> Study:
     return Study.objects.create(patient=patient, study_uid=f"1.2.826.0.1.3680043.10.99.{next(_study_numbers)}")
+
+
+@contextlib.contextmanager
+def held_elsewhere(take: Callable[[], object], *, seconds: float = 60) -> Iterator[None]:
+    """``take()`` on another database connection (a thread, in a transaction), which keeps what
+    it took (row locks, advisory locks) until the block ends or ``seconds`` pass; then it commits
+    and closes."""
+    locked, release = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                take()
+                locked.set()
+                release.wait(timeout=seconds)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failure.append(exc)
+            locked.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(timeout=30) and not failure, failure
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert not failure, failure
 
 
 def clinician_view(patient: Patient, **overrides) -> AccessEvent:

@@ -8,7 +8,6 @@ found deadlocks on audit_chainhead and the API answered 500.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import random
@@ -28,6 +27,7 @@ from audit import services
 from audit.models import AccessEvent, ChainHead, MonthlyAccessCount
 from audit.services import chain_verify, record_access
 from imaging.models import Study
+from tests.audit.conftest import held_elsewhere
 from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,28 +44,9 @@ def _every_sender_at_once(settings):
     settings.AUDIT_INGEST_CONCURRENCY = SENDERS
 
 
-@contextlib.contextmanager
 def held_chain_head(patient):
     """Another connection holds ``patient``'s chain head (as a long batch would) while the block runs."""
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                ChainHead.objects.select_for_update().get(patient=patient)
-                locked.set()
-                release.wait(timeout=60)
-        finally:
-            connections["default"].close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(timeout=30)
-        yield
-    finally:
-        release.set()
-        holder.join(timeout=30)
+    return held_elsewhere(lambda: ChainHead.objects.select_for_update().get(patient=patient))
 
 
 def make_patients(n: int, prefix: str = "C") -> list:

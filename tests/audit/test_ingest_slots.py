@@ -8,7 +8,6 @@ and the rest wait their turn without using CPU, or get a 503 after ``AUDIT_INGES
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -21,35 +20,21 @@ from accounts.services import service_account_create
 from audit import ingest
 from audit.models import AccessEvent
 from audit.services import chain_verify
+from tests.audit.conftest import held_elsewhere
 from tests.audit.test_ingest_concurrency import event, make_patients, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@contextlib.contextmanager
-def slot_taken(slot: int = 0, release_after: float | None = None):
+def slot_taken(slot: int = 0, release_after: float = 60):
     """Another connection holds ingest slot ``slot`` (as a batch being ingested would) while the
     block runs, or for ``release_after`` seconds."""
-    locked, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [ingest._SLOT_NAMESPACE, slot])
-                locked.set()
-                release.wait(timeout=release_after if release_after is not None else 60)
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ingest._SLOT_NAMESPACE, slot])
-        finally:
-            connection.close()
+    def take() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [ingest._SLOT_NAMESPACE, slot])
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert locked.wait(timeout=30)
-        yield
-    finally:
-        release.set()
-        holder.join(timeout=30)
+    return held_elsewhere(take, seconds=release_after)
 
 
 def waiting_for_a_slot() -> int:

@@ -12,10 +12,7 @@ failed with a lock timeout; now it returns at once.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from io import StringIO
 
 import pytest
@@ -26,41 +23,17 @@ from django.test.utils import CaptureQueriesContext
 from audit.ingest import events_ingest
 from audit.models import AccessEvent, ChainHead, MonthlyAccessCount, PendingAccessEvent
 from audit.services import chain_pending, chain_verify, create_heads
-from tests.audit.conftest import clinician_view
+from tests.audit.conftest import clinician_view, held_elsewhere
 from tests.factories import PatientFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@contextmanager
-def head_held(patient) -> Iterator[None]:
+def head_held(patient):
     """The patient's chain head locked by another connection until the block ends (then that
     transaction commits, as an ingest group does)."""
     create_heads([patient.pk])
-    locked, release = threading.Event(), threading.Event()
-    failure: list[BaseException] = []
-
-    def holder() -> None:
-        try:
-            with transaction.atomic():
-                ChainHead.objects.select_for_update().get(patient=patient)
-                locked.set()
-                release.wait(30)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failure.append(exc)
-            locked.set()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert locked.wait(10) and not failure, failure
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(30)
-    assert not failure, failure
+    return held_elsewhere(lambda: ChainHead.objects.select_for_update().get(patient=patient))
 
 
 def page_view(patient, **overrides) -> AccessEvent:
