@@ -9,8 +9,12 @@ and the rest wait their turn without using CPU, or get a 503 after ``AUDIT_INGES
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -132,3 +136,15 @@ def test_import_access_events_waits_for_the_slot_too(settings, sender, tmp_path)
         waited = time.monotonic() - started
     assert waited >= 0.4
     assert AccessEvent.objects.filter(source_event_id="old-ris/i-1").count() == 1
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("AUDIT_INGEST_CONCURRENCY", "two", "AUDIT_INGEST_CONCURRENCY must be an integer"),
+    ("AUDIT_INGEST_CONCURRENCY", "0", "AUDIT_INGEST_CONCURRENCY must be between 1 and 64"),
+    ("AUDIT_INGEST_WAIT_SECONDS", "0", "AUDIT_INGEST_WAIT_SECONDS must be between 1 and 600"),
+    ("AUDIT_INGEST_WAIT_SECONDS", "3600", "AUDIT_INGEST_WAIT_SECONDS must be between 1 and 600"),
+])
+def test_a_mistyped_slot_setting_stops_the_process_with_its_name(name, value, message):
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=Path(__file__).resolve().parents[2],  # noqa: S603
+                            env={**os.environ, name: value}, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
