@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AccessEvent
-from audit.services import _set_lock_timeout, append_events, build_event, create_heads
+from audit.services import append_events, build_event, create_heads, lock_timeout_set
 from imaging.models import Patient, Study
 
 logger = logging.getLogger(__name__)
@@ -266,13 +266,14 @@ def ingest_slot() -> Iterator[None]:
     slot = _free_slot(places)
     if slot is None:
         slot = random.randrange(places)  # noqa: S311 - spreads the waiting, not a secret
+        nested = connection.in_atomic_block  # a caller's transaction goes on after the wait
         try:
             with transaction.atomic():
-                previous = _set_lock_timeout(f"{settings.AUDIT_INGEST_WAIT_SECONDS}s")
+                previous = lock_timeout_set(f"{settings.AUDIT_INGEST_WAIT_SECONDS}s")
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_SLOT_NAMESPACE, slot])
-                if connection.in_atomic_block and previous is not None:  # a caller's transaction goes on
-                    _set_lock_timeout(previous)
+                if nested and previous is not None:
+                    lock_timeout_set(previous)
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
                 raise Busy("other batches kept every ingest slot") from exc

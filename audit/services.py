@@ -479,7 +479,7 @@ def chain_pending(*, limit: int = 1000) -> int:
     chained = 0
     for patient_id in patient_ids:
         with transaction.atomic():
-            _set_lock_timeout(LOCK_TIMEOUT)
+            lock_timeout_set(LOCK_TIMEOUT)
             create_heads([patient_id])
             heads = _lock_heads([patient_id], nowait=False)
             before = heads[patient_id].seq
@@ -628,10 +628,10 @@ def _commit_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent
         nowait = postgresql and time.monotonic() < give_up
         try:
             with transaction.atomic():
-                previous = None if nowait else _set_lock_timeout(LOCK_TIMEOUT)
+                previous = None if nowait else lock_timeout_set(LOCK_TIMEOUT)
                 saved = _append_group(events, nowait=nowait)
                 if nested and previous is not None:
-                    _set_lock_timeout(previous)
+                    lock_timeout_set(previous)
                 return saved
         except OperationalError as exc:
             if not (nowait and getattr(exc.__cause__, "sqlstate", None) == "55P03"):  # lock_not_available
@@ -643,7 +643,7 @@ def _commit_group(events: list[AccessEvent], give_up: float) -> list[AccessEvent
                 raise
 
 
-def _set_lock_timeout(value: str) -> str | None:
+def lock_timeout_set(value: str) -> str | None:
     """Like SET LOCAL lock_timeout (until the transaction ends or this savepoint rolls back);
     returns the setting it replaced. PostgreSQL only."""
     if connection.vendor != "postgresql":

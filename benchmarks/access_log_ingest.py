@@ -331,7 +331,7 @@ def main() -> None:
         STATE["barrier"] = multiprocessing.get_context("fork").Barrier(POOL)
         with multiprocessing.get_context("fork").Pool(POOL) as pool:
             # Not measured: each process sends one batch first (its lazy imports, its database
-            # connection), as a server's workers have long done before any batch one times;
+            # connection), as a running server's workers did long before the batches timed here;
             # round 1 was otherwise a third slower than the others.
             pool.map(_warm, [(tokens[i % 4], bodies(shared, 1)) for i in range(POOL)], chunksize=1)
             for _round in range(args.rounds):

@@ -418,13 +418,7 @@ def sync_incoming(incoming: Incoming, source: str | os.PathLike[str]) -> None:
     if incoming.temp_path is None:
         return
     try:
-        fd = os.open(incoming.temp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        _fsync_path(incoming.temp_path, drop_cache=True)
     except OSError as exc:
         raise _write_error(source, exc) from exc
 
@@ -489,10 +483,14 @@ def _make_final_dirs(storage: Storage, name: str) -> None:
         os.makedirs(directory, exist_ok=True)
 
 
-def _fsync_path(path: str) -> None:
+def _fsync_path(path: str, *, drop_cache: bool = False) -> None:
+    """fsync ``path`` (a file or a directory); with ``drop_cache``, then drop its pages from the
+    page cache (clean once synced, so they go at once)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+        if drop_cache and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,9 @@ from imaging.services.ingest import dicom_import
 from tests.imaging.helpers import importer
 from tests.imaging.test_import_batches import write_study
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore(2) through Linux's libc"),
-]
+pytestmark = pytest.mark.django_db
 
+# mmap(2), mincore(2) and munmap(2) from the C library (the suite runs on Linux, as production does).
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
