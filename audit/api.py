@@ -5,6 +5,7 @@ Imported by ``audit/urls.py``, so the OpenAPI registration below happens when UR
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
 from audit import fhir
@@ -12,6 +13,7 @@ from audit.ingest import ACTOR_TYPES, MAX_BATCH, Busy, events_ingest, ingest_slo
 from audit.models import AccessEvent
 from core import openapi
 from core.api import ApiError, Miss, api_endpoint, api_error, json_body, lookup_missed
+from core.cpu_priority import run_niced
 
 PATH = "/api/v1/audit/events"
 # Seconds a sender is asked to wait after a 503: a busy batch clears in well under that.
@@ -22,9 +24,11 @@ RETRY_AFTER = 2
 def events(request: HttpRequest) -> JsonResponse:
     try:
         # The whole batch's work, from parsing the body to encoding the answer, in one of the
-        # ingest slots, so that waiting batches use no CPU (audit.ingest.ingest_slot).
+        # ingest slots, so that waiting batches use no CPU (audit.ingest.ingest_slot), and at a
+        # lower CPU priority than patients' pages, so that a page never waits for a core behind
+        # it (core.cpu_priority; AUDIT_INGEST_NICE).
         with ingest_slot():
-            return _events(request)
+            return run_niced(_events, request, nice=settings.AUDIT_INGEST_NICE)
     except Busy:
         # Part of the batch may be recorded (it commits in groups); re-sending it is safe
         # (idempotent by source_event_id): what went in comes back as a duplicate.

@@ -44,7 +44,7 @@ PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 
 # Run inside a checkout (cwd): migrate, then one signed-in patient with a study per client.
-# Prints [session cookie name, [[cookie value, study id], ...]] as JSON.
+# Prints {"cookie_name": session cookie name, "sessions": [[cookie value, study id], ...]} as JSON.
 SETUP = r"""
 import json, os, sys
 import django
@@ -73,7 +73,7 @@ for i in range(int(sys.argv[1])):
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     out.append([client.cookies[settings.SESSION_COOKIE_NAME].value, study.pk])
-print(json.dumps([settings.SESSION_COOKIE_NAME, out]))
+print(json.dumps({"cookie_name": settings.SESSION_COOKIE_NAME, "sessions": out}))
 """
 
 
@@ -106,7 +106,13 @@ def _psql(sql: str) -> None:
 
 
 class Side:
-    def __init__(self, label: str, tree: Path, db: str, extra_env: dict[str, str], clients: int, workers: int):
+    """One tree on its own database: set up by ``setup`` (a script run in the tree that prints a
+    JSON object with at least ``cookie_name`` and ``sessions``; the whole object is ``info``; its
+    arguments are ``clients`` and ``setup_args``),
+    served by gunicorn on demand (``server``)."""
+
+    def __init__(self, label: str, tree: Path, db: str, extra_env: dict[str, str], clients: int, workers: int,
+                 setup: str = SETUP, setup_args: tuple[str, ...] = ()):
         self.label, self.tree, self.db, self.workers = label, tree, db, workers
         self.data = Path(tempfile.mkdtemp(prefix=f"bench-pages-{db}-"))
         self.env = {
@@ -117,17 +123,20 @@ class Side:
         }
         _psql(f'DROP DATABASE IF EXISTS "{db}"')
         _psql(f'CREATE DATABASE "{db}"')
-        out = subprocess.run([PYTHON, "-c", SETUP, str(clients)], cwd=tree, env=self.env, check=True,  # noqa: S603
+        out = subprocess.run([PYTHON, "-c", setup, str(clients), *setup_args], cwd=tree, env=self.env, check=True,  # noqa: S603
                              capture_output=True, text=True).stdout
-        self.cookie_name, self.sessions = json.loads(out.strip().splitlines()[-1])
+        self.info = json.loads(out.strip().splitlines()[-1])
+        self.cookie_name, self.sessions = self.info["cookie_name"], self.info["sessions"]
 
     @contextlib.contextmanager
-    def server(self):
+    def server(self, env: dict[str, str] | None = None, log: str = "gunicorn.log"):
+        """gunicorn on a free loopback port, ready when every worker has answered; yields (port,
+        master pid). ``env`` adds to the side's environment (a second server with other settings)."""
         port = _free_port()
         proc = subprocess.Popen(  # noqa: S603
             [PYTHON, "-m", "gunicorn", "portal.wsgi", "--workers", str(self.workers), "--bind", f"127.0.0.1:{port}",
-             "--log-level", "warning", "--error-logfile", str(self.data / "gunicorn.log")],
-            cwd=self.tree, env=self.env,
+             "--log-level", "warning", "--error-logfile", str(self.data / log)],
+            cwd=self.tree, env={**self.env, **(env or {})},
         )
         try:
             # Ready when every worker has answered: one request per worker, all signed in.

@@ -606,6 +606,11 @@ if not 1 <= AUDIT_INGEST_CONCURRENCY <= 64:
     raise ImproperlyConfigured("AUDIT_INGEST_CONCURRENCY must be between 1 and 64")
 if not 1 <= AUDIT_INGEST_WAIT_SECONDS <= 600:
     raise ImproperlyConfigured("AUDIT_INGEST_WAIT_SECONDS must be between 1 and 600")
+# The CPU nice value an API batch is worked at (core.cpu_priority.run_niced; 0 to 19, 0 = the
+# pages' own priority): pages get a core first whenever both want one.
+AUDIT_INGEST_NICE = envint("AUDIT_INGEST_NICE", 10)
+if not 0 <= AUDIT_INGEST_NICE <= 19:
+    raise ImproperlyConfigured("AUDIT_INGEST_NICE must be between 0 and 19")
 
 # --- sharing: pushes to partner hospitals (sharing/services.py) ---
 # A partner that is down is tried again after 30 s, 1, 2, 4, 8 min, then every 15 min: 8 retries

@@ -143,6 +143,8 @@ def test_import_access_events_waits_for_the_slot_too(settings, sender, tmp_path)
     ("AUDIT_INGEST_CONCURRENCY", "0", "AUDIT_INGEST_CONCURRENCY must be between 1 and 64"),
     ("AUDIT_INGEST_WAIT_SECONDS", "0", "AUDIT_INGEST_WAIT_SECONDS must be between 1 and 600"),
     ("AUDIT_INGEST_WAIT_SECONDS", "3600", "AUDIT_INGEST_WAIT_SECONDS must be between 1 and 600"),
+    ("AUDIT_INGEST_NICE", "low", "AUDIT_INGEST_NICE must be an integer"),
+    ("AUDIT_INGEST_NICE", "20", "AUDIT_INGEST_NICE must be between 0 and 19"),
 ])
 def test_a_mistyped_slot_setting_stops_the_process_with_its_name(name, value, message):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=Path(__file__).resolve().parents[2],  # noqa: S603

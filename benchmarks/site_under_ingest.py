@@ -1,0 +1,359 @@
+"""Browsing patients' pages with and without 4 systems sending access events (issue 18, goal:
+page p95 with ingest at most 1.5x without).
+
+Not a test: prints latencies and ratios. gunicorn (sync workers: ``--workers`` for the pages plus
+one per sender, as the README's deployment notes ask, since a batch waiting for its ingest slot
+holds its worker) serves this tree with its production defaults on its own PostgreSQL database
+(created and dropped) and Redis. ``--patients`` signed-in patients (password and second factor,
+each with a study and an access log of ``--history`` events) browse as people do: each opens a
+page (home, the study, the access log, the consent page, in turn), reads it for a random 1 to 4 s
+(``--think``, 2.5 s on average) and opens the next, on a keep-alive connection of their own, for
+the whole run. Meanwhile the senders are switched on and off in alternating windows of
+``--seconds``: while on, each of ``--senders`` systems (a thread with a keep-alive connection and
+a service token of its own) posts batches of 500 events about the same patients, each batch in
+its own order, back to back, through ``POST /api/v1/audit/events`` as production sees it (rate
+limit, ingest slots, ``AUDIT_INGEST_CONCURRENCY`` left at its default: one fewer than the cores).
+A window starts once the previous one's batches have all been answered, so no page is counted in
+the wrong window. The senders' bodies are built before the run (one per sender, each batch given
+new event ids by a string replace), so their own work on this machine is a socket write and read.
+
+Prints, for each window kind: pages answered, p50/p95/max overall and per page, non-200 answers,
+and for the ingest windows the events recorded per second and every answer that was not 200.
+
+    .venv/bin/python benchmarks/site_under_ingest.py [--patients 50] [--senders 4] [--seconds 20] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from page_throughput import ROOT, Side, _cpu_seconds  # noqa: E402 - benchmarks/ is not a package
+
+BATCH = 500
+PAGES = ("home", "study", "access log", "consent")
+
+# Run inside the tree (cwd): migrate; one signed-in patient with a study and ``history`` access
+# events per browsing client; a service token per sender. Prints the session cookie name, the
+# sessions ([cookie, study id]), the tokens and the patients' (issuer, MRN, accession) as JSON.
+SETUP = r"""
+import datetime as dt, json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+sys.path.insert(0, os.getcwd())
+django.setup()
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from django_otp import DEVICE_ID_SESSION_KEY
+from accounts.models import AuthenticatorApp, User
+from accounts.services import service_account_create
+from audit.ingest import events_ingest
+from imaging.models import Patient, Study
+clients, senders, history = (int(a) for a in sys.argv[1:4])
+call_command("migrate", verbosity=0)
+call_command("collectstatic", interactive=False, verbosity=0)
+sessions, patients = [], []
+for i in range(clients):
+    user = User.objects.create_user(email=f"bench{i}@example.org", password="bench-password-123")
+    device = AuthenticatorApp(user=user, name="bench", confirmed=True, encrypted_key="")
+    device.set_key(os.urandom(20))
+    device.save()
+    patient = Patient.objects.create(issuer="BENCH", mrn=f"P{i}", name=f"Bench {i}", user=user)
+    study = Study.objects.create(patient=patient, study_uid=f"1.2.826.0.1.3680043.10.78.{i}",
+                                 description="CT CHEST", accession=f"A{i}")
+    client = Client()
+    client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    sessions.append([client.cookies[settings.SESSION_COOKIE_NAME].value, study.pk])
+    patients.append([patient.issuer, patient.mrn, study.accession])
+# Each patient's access log: ``history`` events from the hospital over the past months.
+now = timezone.now()
+for i, (issuer, mrn, accession) in enumerate(patients):
+    events_ingest(sender="bench-history", source="api", default_actor_type="clinician", default_organization="Bench Hospital",
+                  events=[{"source_event_id": f"h{i}-{k}", "occurred_at": (now - dt.timedelta(hours=7 * k + 1)).isoformat(),
+                           "patient": {"issuer": issuer, "mrn": mrn}, "accession": accession,
+                           "actor": {"type": "clinician", "name": f"Dr Bench {k % 12}", "role": "Radiologist"},
+                           "purpose": "treatment", "action": "view"} for k in range(history)])
+tokens = [service_account_create(name=f"bench-sender-{s}", organization="Bench EHR", scopes=["audit:write"])[1]
+          for s in range(senders)]
+print(json.dumps({"cookie_name": settings.SESSION_COOKIE_NAME, "sessions": sessions, "tokens": tokens,
+                  "patients": patients}))
+"""
+
+
+def _body(patients: list, seed: int) -> str:
+    """One batch of 500 events about ``patients`` in this sender's own order; ``@RUN@`` in each
+    event id is replaced per batch, so every batch is new to the server."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(BATCH):
+        issuer, mrn, accession = rng.choice(patients)
+        events.append({
+            "source_event_id": f"@RUN@-{i}",
+            "occurred_at": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00+00:00",
+            "patient": {"issuer": issuer, "mrn": mrn},
+            "accession": accession,
+            "actor": {"type": "clinician", "name": f"Dr Sender {i % 40}", "role": "Radiologist"},
+            "purpose": "treatment",
+            "action": "view",
+        })
+    return json.dumps({"events": events})
+
+
+class Senders:
+    """Systems posting batches back to back while switched on, to the port they are switched on to."""
+
+    def __init__(self, tokens: list[str], patients: list) -> None:
+        self.tokens = tokens
+        self.bodies = [_body(patients, seed) for seed in range(len(tokens))]
+        self.port: int | None = None  # None: switched off
+        self.stopping = False
+        self.busy = 0  # batches in flight
+        self.changed = threading.Condition()
+        self.accepted = 0
+        self.bad: list[int | str] = []
+        self.threads = [threading.Thread(target=self._run, args=(s,), daemon=True) for s in range(len(tokens))]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, s: int) -> None:
+        conns: dict[int, http.client.HTTPConnection] = {}  # a keep-alive connection per server
+        headers = {"Authorization": f"Bearer {self.tokens[s]}", "Content-Type": "application/json",
+                   "Host": "localhost"}
+        n = 0
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: self.port is not None or self.stopping)
+                if self.stopping:
+                    return
+                port = self.port
+                self.busy += 1
+            n += 1
+            body = self.bodies[s].replace("@RUN@", f"{os.getpid()}-{s}-{n}").encode()
+            conn = conns.setdefault(port, http.client.HTTPConnection("127.0.0.1", port, timeout=120))
+            try:
+                conn.request("POST", "/api/v1/audit/events", body=body, headers=headers)
+                response = conn.getresponse()
+                answer = response.read()
+                outcome: int | str = response.status
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                outcome = type(exc).__name__
+            with self.changed:
+                if outcome == 200:
+                    self.accepted += json.loads(answer)["accepted"]
+                else:
+                    self.bad.append(outcome)
+                self.busy -= 1
+                self.changed.notify_all()
+
+    def switch_on(self, port: int) -> None:
+        with self.changed:
+            self.port = port
+            self.changed.notify_all()
+
+    def switch_off(self) -> None:
+        """Stop sending and wait until every batch in flight has been answered."""
+        with self.changed:
+            self.port = None
+            self.changed.wait_for(lambda: self.busy == 0)
+
+    def close(self) -> None:
+        with self.changed:
+            self.port, self.stopping = None, True
+            self.changed.notify_all()
+        for thread in self.threads:
+            thread.join(timeout=130)
+
+
+class Patients:
+    """Signed-in patients browsing for the whole run; every page's (start, page, seconds, status)."""
+
+    def __init__(self, port: int, cookie_name: str, sessions: list, think: tuple[float, float]) -> None:
+        self.port, self.cookie_name, self.think = port, cookie_name, think
+        self.samples: list[tuple[float, str, float, int | str]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(c, sid, i), daemon=True)
+                        for i, (c, sid) in enumerate(sessions)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, cookie: str, study_id: int, i: int) -> None:
+        rng = random.Random(i)
+        paths = dict(zip(PAGES, ("/", f"/studies/{study_id}/", "/access-log/", "/consent/"), strict=True))
+        headers = {"Cookie": f"{self.cookie_name}={cookie}", "Host": "localhost"}
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        self.stop.wait(rng.uniform(0, self.think[1]))  # arrive spread out
+        k = i
+        while not self.stop.is_set():
+            page = PAGES[k % len(PAGES)]
+            k += 1
+            started = time.monotonic()
+            try:
+                conn.request("GET", paths[page], headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status: int | str = response.status
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                status = type(exc).__name__
+            with self.lock:
+                self.samples.append((started, page, time.monotonic() - started, status))
+            self.stop.wait(rng.uniform(*self.think))
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=130)
+
+
+def _postgres_cpu() -> float:
+    """User + system CPU seconds of every process named ``postgres`` (the server on this
+    machine: its backends, WAL writer, checkpointer), and of those that have ended (counted in
+    the postmaster's children's time), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().split(") ", 1)
+        except OSError:
+            continue
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def _burn(stop) -> None:
+    """Keep one core busy (no database) until ``stop`` is set: the control window."""
+    while not stop.is_set():
+        sum(range(10000))
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+KINDS = {
+    "alone": "without ingest",
+    "ingest": "with {senders} senders",
+    "ingest, nice 0": "with {senders} senders, ingest at nice 0 (AUDIT_INGEST_NICE=0)",
+    "busy": "control: 1 process keeping a core busy",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=50)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=5, help="gunicorn workers for the pages (one more per sender).")
+    parser.add_argument("--history", type=int, default=200, help="Access events each patient already has.")
+    parser.add_argument("--think", type=float, nargs=2, default=(1.0, 4.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--seconds", type=float, default=20, help="Length of each window.")
+    parser.add_argument("--warmup", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    workers = args.workers + args.senders
+    side = Side("this tree (production defaults)", ROOT, "bench_h2_site", {"DB_CONN_MAX_AGE": "60"},
+                args.patients, workers, setup=SETUP, setup_args=(str(args.senders), str(args.history)))
+    labels = {kind: label.format(senders=args.senders) for kind, label in KINDS.items()}
+    try:
+        print(f"{args.patients} patients reading each page {args.think[0]:g}-{args.think[1]:g} s, {args.senders} senders "
+              f"of {BATCH}-event batches, gunicorn {workers} sync workers, windows of {args.seconds:g} s, "
+              f"{args.rounds} rounds; AUDIT_INGEST_NICE {os.environ.get('AUDIT_INGEST_NICE', 'default')}; "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        # The pages' server, and a second one on the same database whose ingest runs at the pages'
+        # priority, for the "nice 0" windows (the senders post there; the pages stay put).
+        with side.server() as (port, master), \
+                side.server(env={"AUDIT_INGEST_NICE": "0"}, log="gunicorn-nice0.log") as (port0, master0):
+            patients = Patients(port, side.cookie_name, side.sessions, tuple(args.think))
+            senders = Senders(side.info["tokens"], side.info["patients"])
+            windows: list[tuple[str, float, float]] = []
+            # Per kind: the web workers' CPU seconds (both servers), PostgreSQL's, the window's
+            # seconds, events recorded, seconds from switching the senders on to their last answer.
+            tally = {kind: [0.0] * 5 for kind in KINDS}
+            try:
+                time.sleep(args.warmup)
+                for round_ in range(args.rounds):
+                    kinds = list(KINDS) if round_ % 2 == 0 else list(reversed(KINDS))
+                    for kind in kinds:
+                        burner, stop = None, multiprocessing.get_context("fork").Event()
+                        if kind == "busy":
+                            burner = multiprocessing.get_context("fork").Process(target=_burn, args=(stop,))
+                            burner.start()
+                        accepted = senders.accepted
+                        if kind.startswith("ingest"):
+                            senders.switch_on(port0 if kind == "ingest, nice 0" else port)
+                        start = time.monotonic()
+                        web, pg = _cpu_seconds(master) + _cpu_seconds(master0), _postgres_cpu()
+                        time.sleep(args.seconds)
+                        end = time.monotonic()
+                        done = tally[kind]
+                        done[0] += _cpu_seconds(master) + _cpu_seconds(master0) - web
+                        done[1] += _postgres_cpu() - pg
+                        done[2] += end - start
+                        senders.switch_off()  # pages until every batch is answered are not counted
+                        done[3] += senders.accepted - accepted
+                        done[4] += time.monotonic() - start
+                        if burner:
+                            stop.set()
+                            burner.join()
+                        windows.append((kind, start, end))
+                        print(f"  round {round_ + 1}: {kind}, load average {os.getloadavg()[0]:.2f}", flush=True)
+            finally:
+                patients.close()
+                senders.close()
+        by_kind: dict[str, list[tuple[str, float, int | str]]] = {kind: [] for kind in KINDS}
+        for started, page, seconds, status in patients.samples:
+            for kind, start, end in windows:
+                if start <= started < end:
+                    by_kind[kind].append((page, seconds, status))
+        print()
+        print(f"| {args.patients} patients browsing | pages | p50 | p95 | max | not 200 |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        summary = {}
+        for kind in KINDS:
+            rows = by_kind[kind]
+            times = [s for _p, s, _st in rows]
+            bad = [st for _p, _s, st in rows if st != 200]
+            summary[kind] = (pct(times, 0.5), pct(times, 0.95))
+            print(f"| {labels[kind]}, every page | {len(rows)} | {pct(times, 0.5) * 1000:.0f} ms | {pct(times, 0.95) * 1000:.0f} ms "
+                  f"| {max(times) * 1000:.0f} ms | {len(bad)} {sorted(set(map(str, bad))) if bad else ''} |")
+            for page in PAGES:
+                some = [s for p, s, _st in rows if p == page]
+                print(f"| {labels[kind]}, {page} | {len(some)} | {pct(some, 0.5) * 1000:.0f} ms | {pct(some, 0.95) * 1000:.0f} ms "
+                      f"| {max(some) * 1000:.0f} ms | |")
+        print()
+        a50, a95 = summary["alone"]
+        print("| window | pages p50, p95 against without ingest | events/s recorded | CPU: web workers, PostgreSQL (cores) |")
+        print("| --- | --- | --- | --- |")
+        for kind in KINDS:
+            (k50, k95), (web, pg, seconds, accepted, sent) = summary[kind], tally[kind]
+            rate = f"{accepted / sent:.0f}" if accepted else "-"
+            print(f"| {labels[kind]} | {k50 / a50:.2f}x, {k95 / a95:.2f}x | {rate} | {web / seconds:.2f}, {pg / seconds:.2f} |")
+        print()
+        print(f"Goal: pages' p95 with {args.senders} senders at most 1.5x without: "
+              f"{summary['ingest'][1] / a95:.2f}x. Batches not answered 200: {len(senders.bad)} "
+              f"{sorted(set(map(str, senders.bad))) if senders.bad else ''}")
+    finally:
+        side.drop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
