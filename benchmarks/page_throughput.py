@@ -43,9 +43,10 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 
-# Run inside a checkout (cwd): migrate, then one signed-in patient with a study per client.
-# Prints {"cookie_name": session cookie name, "sessions": [[cookie value, study id], ...]} as JSON.
-SETUP = r"""
+# Run inside a checkout (cwd): migrate, then one signed-in patient with a study per client
+# (``sys.argv[1]``): ``out`` holds [session cookie, study id] and ``made`` (patient, study) for
+# each. SETUP prints {"cookie_name": ..., "sessions": out} as JSON; other scripts add to SIGNED_IN.
+SIGNED_IN = r"""
 import json, os, sys
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -59,20 +60,24 @@ from accounts.models import AuthenticatorApp, User
 from imaging.models import Patient, Study
 call_command("migrate", verbosity=0)
 call_command("collectstatic", interactive=False, verbosity=0)
-out = []
+out, made = [], []
 for i in range(int(sys.argv[1])):
     user = User.objects.create_user(email=f"bench{i}@example.org", password="bench-password-123")
     device = AuthenticatorApp(user=user, name="bench", confirmed=True, encrypted_key="")
     device.set_key(os.urandom(20))
     device.save()
     patient = Patient.objects.create(issuer="BENCH", mrn=f"P{i}", name=f"Bench {i}", user=user)
-    study = Study.objects.create(patient=patient, study_uid=f"1.2.826.0.1.3680043.10.77.{i}", description="CT CHEST")
+    study = Study.objects.create(patient=patient, study_uid=f"1.2.826.0.1.3680043.10.77.{i}", description="CT CHEST",
+                                 accession=f"A{i}")
     client = Client()
     client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     out.append([client.cookies[settings.SESSION_COOKIE_NAME].value, study.pk])
+    made.append((patient, study))
+"""
+SETUP = SIGNED_IN + """
 print(json.dumps({"cookie_name": settings.SESSION_COOKIE_NAME, "sessions": out}))
 """
 

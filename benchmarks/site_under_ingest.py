@@ -37,48 +37,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from page_throughput import ROOT, Side, _cpu_seconds  # noqa: E402 - benchmarks/ is not a package
+from page_throughput import ROOT, SIGNED_IN, Side, _cpu_seconds  # noqa: E402 - benchmarks/ is not a package
 
 BATCH = 500
 PAGES = ("home", "study", "access log", "consent")
 
-# Run inside the tree (cwd): migrate; one signed-in patient with a study and ``history`` access
-# events per browsing client; a service token per sender. Prints the session cookie name, the
-# sessions ([cookie, study id]), the tokens and the patients' (issuer, MRN, accession) as JSON.
-SETUP = r"""
-import datetime as dt, json, os, sys
-import django
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-sys.path.insert(0, os.getcwd())
-django.setup()
-from django.conf import settings
-from django.core.management import call_command
-from django.test import Client
+# Added to page_throughput's SIGNED_IN (a signed-in patient with a study per browsing client):
+# ``history`` access events for each patient and a service token per sender (``sys.argv[2:4]``).
+# Prints the session cookie name, the sessions ([cookie, study id]), the tokens and the
+# patients' [issuer, MRN, accession] as JSON.
+SETUP = SIGNED_IN + r"""
+import datetime as dt
 from django.utils import timezone
-from django_otp import DEVICE_ID_SESSION_KEY
-from accounts.models import AuthenticatorApp, User
 from accounts.services import service_account_create
 from audit.ingest import events_ingest
-from imaging.models import Patient, Study
-clients, senders, history = (int(a) for a in sys.argv[1:4])
-call_command("migrate", verbosity=0)
-call_command("collectstatic", interactive=False, verbosity=0)
-sessions, patients = [], []
-for i in range(clients):
-    user = User.objects.create_user(email=f"bench{i}@example.org", password="bench-password-123")
-    device = AuthenticatorApp(user=user, name="bench", confirmed=True, encrypted_key="")
-    device.set_key(os.urandom(20))
-    device.save()
-    patient = Patient.objects.create(issuer="BENCH", mrn=f"P{i}", name=f"Bench {i}", user=user)
-    study = Study.objects.create(patient=patient, study_uid=f"1.2.826.0.1.3680043.10.78.{i}",
-                                 description="CT CHEST", accession=f"A{i}")
-    client = Client()
-    client.force_login(user, backend="allauth.account.auth_backends.AuthenticationBackend")
-    session = client.session
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.save()
-    sessions.append([client.cookies[settings.SESSION_COOKIE_NAME].value, study.pk])
-    patients.append([patient.issuer, patient.mrn, study.accession])
+senders, history = int(sys.argv[2]), int(sys.argv[3])
+patients = [[patient.issuer, patient.mrn, study.accession] for patient, study in made]
 # Each patient's access log: ``history`` events from the hospital over the past months.
 now = timezone.now()
 for i, (issuer, mrn, accession) in enumerate(patients):
@@ -89,7 +63,7 @@ for i, (issuer, mrn, accession) in enumerate(patients):
                            "purpose": "treatment", "action": "view"} for k in range(history)])
 tokens = [service_account_create(name=f"bench-sender-{s}", organization="Bench EHR", scopes=["audit:write"])[1]
           for s in range(senders)]
-print(json.dumps({"cookie_name": settings.SESSION_COOKIE_NAME, "sessions": sessions, "tokens": tokens,
+print(json.dumps({"cookie_name": settings.SESSION_COOKIE_NAME, "sessions": out, "tokens": tokens,
                   "patients": patients}))
 """
 

@@ -1,6 +1,15 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -184,3 +193,34 @@ def celery_worker_process(transactional_db, tmp_path):
         yield worker
     finally:
         worker.stop()
+
+
+@contextlib.contextmanager
+def gunicorn_server(log_path: Path, workers: int = 1, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The production server (scripts/run.sh: gunicorn, sync workers) on the test database, in a
+    process of its own, with ``env`` added to its environment; yields its base URL and process."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ, DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}", **env)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}",  # noqa: S603
+                                 "--workers", str(workers)], cwd=settings.BASE_DIR, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            def up() -> bool:
+                assert proc.poll() is None, Path(log_path).read_text()[-2000:]
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+                return False
+
+            wait_for(up, what="gunicorn to listen")
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)

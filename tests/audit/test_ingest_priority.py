@@ -8,8 +8,11 @@ busy; at nice 10, 1.3x (benchmarks/site_under_ingest.py, both in the same run).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import urllib.request
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -18,6 +21,7 @@ from accounts.services import service_account_create
 from audit import api
 from audit.models import AccessEvent
 from tests.audit.test_ingest_concurrency import event, make_patients, post
+from tests.conftest import gunicorn_server
 
 pytestmark = pytest.mark.django_db
 
@@ -74,3 +78,31 @@ def test_a_refusal_in_the_lowered_thread_is_the_documented_answer(settings, send
     response = post(Client(), token, [])
     assert response.status_code == 400
     assert response.json()["error"] == "empty_batch"
+
+
+def _nices(pid: int) -> dict[int, int]:
+    """Each thread of process ``pid`` and its nice value, from /proc."""
+    nices = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        nices[int(task.name)] = int(fields[16])  # the 19th field of stat: nice
+    return nices
+
+
+def test_under_gunicorn_the_workers_lowered_thread_records_the_batch(transactional_db, tmp_path):
+    # The deployed server: a sync worker forks after start-up, makes its lowered thread on the
+    # first batch, and answers from the request's thread at the pages' priority.
+    [patient] = make_patients(1, prefix="G")
+    _account, token = service_account_create(name="gunicorn-ehr", organization="G", scopes=["audit:write"])
+    with gunicorn_server(tmp_path / "gunicorn.log", AUDIT_INGEST_NICE="11") as (base, server):
+        request = urllib.request.Request(  # noqa: S310 - the test's own loopback server
+            f"{base}/api/v1/audit/events", data=json.dumps({"events": [event("g-1", patient, 5)]}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            assert response.status == 200
+            assert json.load(response)["accepted"] == 1
+        [worker] = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        nices = _nices(int(worker))
+    assert nices.pop(int(worker)) == 0  # the request's thread
+    assert 11 in nices.values()
+    assert AccessEvent.objects.filter(source_event_id="gunicorn-ehr/g-1").exists()

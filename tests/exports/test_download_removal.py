@@ -8,10 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,7 +18,7 @@ from django.test import Client
 from audit.models import AccessEvent
 from exports import services
 from exports.models import ExportRequest
-from tests.conftest import login_verified, reauthenticate, wait_for
+from tests.conftest import gunicorn_server, login_verified, reauthenticate, wait_for
 from tests.exports.conftest import make_study
 from tests.factories import actor_of
 
@@ -146,37 +143,6 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     return head, body
 
 
-@contextlib.contextmanager
-def _gunicorn(exports_dir, log_path):
-    """The production server (scripts/run.sh) on the test database, in a process of its own."""
-    db = settings.DATABASES["default"]
-    env = dict(os.environ, EXPORTS_DIR=str(exports_dir),
-               DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}",
-                                 "--workers", "1"], cwd=settings.BASE_DIR, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        try:
-            def up() -> bool:
-                assert proc.poll() is None, Path(log_path).read_text()[-2000:]
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return True
-                return False
-
-            wait_for(up, what="gunicorn to listen")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
-
-
 @pytest.mark.parametrize("server", ["django", "gunicorn"])
 def test_a_real_server_whose_client_goes_away_gives_the_download_back(transactional_db, request, client, patient,
                                                                        tmp_path, exports_dir, server):
@@ -185,7 +151,7 @@ def test_a_real_server_whose_client_goes_away_gives_the_download_back(transactio
     The archive is far larger than the socket buffers, so the server is still writing."""
     with contextlib.ExitStack() as stack:
         base = (request.getfixturevalue("live_server").url if server == "django"
-                else stack.enter_context(_gunicorn(exports_dir, tmp_path / "gunicorn.log")))
+                else stack.enter_context(gunicorn_server(tmp_path / "gunicorn.log", EXPORTS_DIR=str(exports_dir)))[0])
         _download_broken_then_whole(base, client, patient, tmp_path)
 
 
