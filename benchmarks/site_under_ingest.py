@@ -7,18 +7,26 @@ holds its worker) serves this tree with its production defaults on its own Postg
 (created and dropped) and Redis. ``--patients`` signed-in patients (password and second factor,
 each with a study and an access log of ``--history`` events) browse as people do: each opens a
 page (home, the study, the access log, the consent page, in turn), reads it for a random 1 to 4 s
-(``--think``, 2.5 s on average) and opens the next, on a keep-alive connection of their own, for
-the whole run. Meanwhile the senders are switched on and off in alternating windows of
-``--seconds``: while on, each of ``--senders`` systems (a thread with a keep-alive connection and
-a service token of its own) posts batches of 500 events about the same patients, each batch in
-its own order, back to back, through ``POST /api/v1/audit/events`` as production sees it (rate
-limit, ingest slots, ``AUDIT_INGEST_CONCURRENCY`` left at its default: one fewer than the cores).
+(``--think``, 2.5 s on average) and opens the next, for the whole run. Windows of ``--seconds``
+follow one another, in reversed order every other round:
+
+- no ingest;
+- ``--senders`` systems (threads, each with a service token of its own) posting batches of 500
+  events about the same patients, each batch in its own order, back to back, through
+  ``POST /api/v1/audit/events`` as production sees it (rate limit, ingest slots,
+  ``AUDIT_INGEST_NICE``, all as configured: by default one slot fewer than the cores, nice 10);
+- the same senders posting to a second gunicorn on the same database whose batches are worked at
+  the pages' own priority (``AUDIT_INGEST_NICE=0``), the pages staying where they are;
+- a control: one process keeping a core busy, no database (what losing a core costs the pages,
+  whatever takes it).
+
 A window starts once the previous one's batches have all been answered, so no page is counted in
 the wrong window. The senders' bodies are built before the run (one per sender, each batch given
 new event ids by a string replace), so their own work on this machine is a socket write and read.
 
-Prints, for each window kind: pages answered, p50/p95/max overall and per page, non-200 answers,
-and for the ingest windows the events recorded per second and every answer that was not 200.
+Prints, for each window: pages answered, p50/p95/max overall and per page, pages not answered 200,
+the ratio to the window without ingest, the events recorded per second, and the CPU the web
+workers and PostgreSQL used; then every batch not answered 200.
 
     .venv/bin/python benchmarks/site_under_ingest.py [--patients 50] [--senders 4] [--seconds 20] [--rounds 3]
 """
@@ -104,7 +112,7 @@ class Senders:
             thread.start()
 
     def _run(self, s: int) -> None:
-        conns: dict[int, http.client.HTTPConnection] = {}  # a keep-alive connection per server
+        conns: dict[int, http.client.HTTPConnection] = {}  # one per server (reopened after each answer)
         headers = {"Authorization": f"Bearer {self.tokens[s]}", "Content-Type": "application/json",
                    "Host": "localhost"}
         n = 0
