@@ -255,7 +255,7 @@ def ingest_slot() -> Iterator[None]:
     cores (at least one), leaves a core for the pages; waiting batches use no CPU, and together
     they still record as fast as one batch can (a third of PostgreSQL's own insert rate here).
     The API also works its batch at a lower CPU priority (``AUDIT_INGEST_NICE``, audit/api.py),
-    so that the pages come first on the cores they share with it.
+    so that the pages get most of any core they share with it.
 
     A session-level advisory lock on PostgreSQL, released when the block ends (or when the
     connection closes, should the process die); those waiting for a slot get it in arrival order.

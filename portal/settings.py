@@ -607,10 +607,12 @@ if not 1 <= AUDIT_INGEST_CONCURRENCY <= 64:
 if not 1 <= AUDIT_INGEST_WAIT_SECONDS <= 600:
     raise ImproperlyConfigured("AUDIT_INGEST_WAIT_SECONDS must be between 1 and 600")
 # The CPU nice value an API batch is worked at (core.cpu_priority.run_niced; 0 to 19, 0 = the
-# pages' own priority, in the request's thread): pages get a core first whenever both want one.
-# With 4 senders on 2 cores, 50 browsing patients' pages were 1.2-1.3x their time without ingest
-# at p95, 1.6-1.7x at nice 0 (benchmarks/site_under_ingest.py). 10 rather than 19: under pages
-# that keep every core busy a batch still gets about a tenth of one, and finishes.
+# pages' own priority, in the request's thread): a page sharing a core with a batch gets about
+# nine tenths of it (the kernel's weights: 1024 for nice 0, 110 for nice 10). With 4 senders on 2
+# cores, 50 browsing patients' pages were 1.2-1.4x their time without ingest at p95, 1.6-1.9x at
+# nice 0 (benchmarks/site_under_ingest.py); 19 did no better. 10 rather than 19: under pages
+# that keep every core busy a batch still gets some CPU (about a tenth beside each busy page
+# process, where nice 19 gets 1.5%), and finishes.
 AUDIT_INGEST_NICE = envint("AUDIT_INGEST_NICE", 10)
 if not 0 <= AUDIT_INGEST_NICE <= 19:
     raise ImproperlyConfigured("AUDIT_INGEST_NICE must be between 0 and 19")

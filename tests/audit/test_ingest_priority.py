@@ -1,9 +1,9 @@
 """A batch from the events API is worked at a lower CPU priority than patients' pages
 (``AUDIT_INGEST_NICE``, core.cpu_priority).
 
-With 4 systems sending batches, 50 browsing patients' pages were 1.6x slower at p95 when the
-batch was worked at the pages' own priority, no better than beside any process keeping a core
-busy; at nice 10, 1.3x (benchmarks/site_under_ingest.py, both in the same run).
+With 4 systems sending batches, 50 browsing patients' pages were 1.6-1.9x slower at p95 when
+the batch was worked at the pages' own priority, no better than beside any process keeping a core
+busy; at nice 10, 1.2-1.4x (benchmarks/site_under_ingest.py, both in each run).
 """
 
 from __future__ import annotations

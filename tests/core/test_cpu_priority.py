@@ -1,8 +1,8 @@
 """Work no page waits for runs at a lower CPU priority, on the caller's connection (core.cpu_priority).
 
-With 4 systems sending access events, 50 browsing patients' pages were 1.6x slower at p95 with
+With 4 systems sending access events, 50 browsing patients' pages were 1.6-1.9x slower at p95 with
 the batches worked at the pages' own priority: as slow as beside any process keeping a core busy
-(benchmarks/site_under_ingest.py). Worked at nice 10, the same batches cost the pages 1.3x.
+(benchmarks/site_under_ingest.py). Worked at nice 10, the same batches cost the pages 1.2-1.4x.
 """
 
 from __future__ import annotations
