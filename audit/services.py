@@ -521,6 +521,11 @@ def _lock_heads(patient_ids: list[int], *, nowait: bool) -> dict[int, ChainHead]
     """Lock these heads, in patient id order (so no two groups can deadlock); with ``nowait``,
     all at once or none (PostgreSQL refuses at once with lock_not_available: ``_commit_group``
     then rolls the group back and tries again)."""
+    if connection.vendor != "postgresql":
+        # SQLite (the embedded default) has no row locks: the group's transaction began with
+        # the database's write lock (transaction_mode IMMEDIATE, portal/settings.py).
+        rows = ChainHead.objects.filter(patient_id__in=patient_ids).values_list("patient_id", "seq", "last_hash")
+        return {pid: ChainHead(patient_id=pid, seq=seq, last_hash=last) for pid, seq, last in rows}
     # Raw SQL: the ORM's select_for_update costs about as much to build as the lock takes.
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_NOWAIT_SQL if nowait else _LOCK_SQL, [list(patient_ids)])
