@@ -82,19 +82,25 @@ print(json.dumps({"cookie_name": settings.SESSION_COOKIE_NAME, "sessions": out})
 """
 
 
+def proc_cpu(stat: Path, *, reaped: bool = False) -> tuple[str, float]:
+    """A process's command name and CPU seconds (user + system) from its /proc stat file; with
+    ``reaped``, also those of the children it has waited for. ("", 0.0) if it has ended."""
+    try:
+        name, rest = stat.read_text().rsplit(")", 1)
+    except OSError:
+        return "", 0.0
+    fields = rest.split()
+    ticks = sum(int(f) for f in fields[11:15 if reaped else 13])  # utime, stime[, cutime, cstime]
+    return name.split("(", 1)[1], ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(master: int) -> float:
     """User + system CPU of gunicorn's workers (the master's children), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
     try:
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     except OSError:
         return 0.0
-    for pid in children:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return sum(proc_cpu(Path(f"/proc/{pid}/stat"))[1] for pid in children)
 
 
 def _free_port() -> int:

@@ -42,10 +42,12 @@ import random
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from page_throughput import ROOT, SIGNED_IN, Side, _cpu_seconds  # noqa: E402 - benchmarks/ is not a package
+from access_log_ingest import pct  # noqa: E402 - benchmarks/ is not a package
+from page_throughput import ROOT, SIGNED_IN, Side, _cpu_seconds, proc_cpu  # noqa: E402
 
 BATCH = 500
 PAGES = ("home", "study", "access log", "consent")
@@ -207,17 +209,8 @@ def _postgres_cpu() -> float:
     """User + system CPU seconds of every process named ``postgres`` (the server on this
     machine: its backends, WAL writer, checkpointer), and of those that have ended (counted in
     the postmaster's children's time), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            name, rest = stat.read_text().split(") ", 1)
-        except OSError:
-            continue
-        if name.endswith("(postgres"):
-            fields = rest.split()
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return total / ticks
+    return sum(seconds for name, seconds in (proc_cpu(stat, reaped=True) for stat in Path("/proc").glob("[0-9]*/stat"))
+               if name == "postgres")
 
 
 def _burn(stop) -> None:
@@ -226,9 +219,30 @@ def _burn(stop) -> None:
         sum(range(10000))
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
+@dataclass
+class Tally:
+    """What one kind of window added up to over the rounds."""
+
+    web: float = 0.0  # CPU seconds of the web workers (both servers)
+    pg: float = 0.0  # CPU seconds of PostgreSQL
+    seconds: float = 0.0  # the windows' length
+    accepted: int = 0  # events recorded
+    sending: float = 0.0  # from switching the senders on to their last answer
+
+
+def _row(label: str, rows: list[tuple[str, float, int | str]]) -> tuple[float, float]:
+    """Print a table row of pages' latencies; return their p50 and p95 (NaN for no pages: a
+    window too short for every page to be opened)."""
+    if not rows:
+        print(f"| {label} | 0 | - | - | - | |")
+        return float("nan"), float("nan")
+    times = [s for _p, s, _st in rows]
+    bad = sorted({str(st) for _p, _s, st in rows if st != 200})
+    not_200 = sum(st != 200 for _p, _s, st in rows)
+    p50, p95 = pct(times, 0.5), pct(times, 0.95)
+    print(f"| {label} | {len(rows)} | {p50 * 1000:.0f} ms | {p95 * 1000:.0f} ms | {max(times) * 1000:.0f} ms "
+          f"| {not_200} {bad if bad else ''} |")
+    return p50, p95
 
 
 KINDS = {
@@ -267,9 +281,7 @@ def main() -> None:
             patients = Patients(port, side.cookie_name, side.sessions, tuple(args.think))
             senders = Senders(side.info["tokens"], side.info["patients"])
             windows: list[tuple[str, float, float]] = []
-            # Per kind: the web workers' CPU seconds (both servers), PostgreSQL's, the window's
-            # seconds, events recorded, seconds from switching the senders on to their last answer.
-            tally = {kind: [0.0] * 5 for kind in KINDS}
+            tally = {kind: Tally() for kind in KINDS}
             try:
                 time.sleep(args.warmup)
                 for round_ in range(args.rounds):
@@ -287,12 +299,12 @@ def main() -> None:
                         time.sleep(args.seconds)
                         end = time.monotonic()
                         done = tally[kind]
-                        done[0] += _cpu_seconds(master) + _cpu_seconds(master0) - web
-                        done[1] += _postgres_cpu() - pg
-                        done[2] += end - start
+                        done.web += _cpu_seconds(master) + _cpu_seconds(master0) - web
+                        done.pg += _postgres_cpu() - pg
+                        done.seconds += end - start
                         senders.switch_off()  # pages until every batch is answered are not counted
-                        done[3] += senders.accepted - accepted
-                        done[4] += time.monotonic() - start
+                        done.accepted += senders.accepted - accepted
+                        done.sending += time.monotonic() - start
                         if burner:
                             stop.set()
                             burner.join()
@@ -311,24 +323,18 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- |")
         summary = {}
         for kind in KINDS:
-            rows = by_kind[kind]
-            times = [s for _p, s, _st in rows]
-            bad = [st for _p, _s, st in rows if st != 200]
-            summary[kind] = (pct(times, 0.5), pct(times, 0.95))
-            print(f"| {labels[kind]}, every page | {len(rows)} | {pct(times, 0.5) * 1000:.0f} ms | {pct(times, 0.95) * 1000:.0f} ms "
-                  f"| {max(times) * 1000:.0f} ms | {len(bad)} {sorted(set(map(str, bad))) if bad else ''} |")
+            summary[kind] = _row(f"{labels[kind]}, every page", by_kind[kind])
             for page in PAGES:
-                some = [s for p, s, _st in rows if p == page]
-                print(f"| {labels[kind]}, {page} | {len(some)} | {pct(some, 0.5) * 1000:.0f} ms | {pct(some, 0.95) * 1000:.0f} ms "
-                      f"| {max(some) * 1000:.0f} ms | |")
+                _row(f"{labels[kind]}, {page}", [row for row in by_kind[kind] if row[0] == page])
         print()
         a50, a95 = summary["alone"]
         print("| window | pages p50, p95 against without ingest | events/s recorded | CPU: web workers, PostgreSQL (cores) |")
         print("| --- | --- | --- | --- |")
         for kind in KINDS:
-            (k50, k95), (web, pg, seconds, accepted, sent) = summary[kind], tally[kind]
-            rate = f"{accepted / sent:.0f}" if accepted else "-"
-            print(f"| {labels[kind]} | {k50 / a50:.2f}x, {k95 / a95:.2f}x | {rate} | {web / seconds:.2f}, {pg / seconds:.2f} |")
+            (k50, k95), done = summary[kind], tally[kind]
+            rate = f"{done.accepted / done.sending:.0f}" if done.accepted else "-"
+            print(f"| {labels[kind]} | {k50 / a50:.2f}x, {k95 / a95:.2f}x | {rate} | "
+                  f"{done.web / done.seconds:.2f}, {done.pg / done.seconds:.2f} |")
         print()
         print(f"Goal: pages' p95 with {args.senders} senders at most 1.5x without: "
               f"{summary['ingest'][1] / a95:.2f}x. Batches not answered 200: {len(senders.bad)} "
